@@ -1,0 +1,67 @@
+"""What handlers need from the outside world to build images and run functions."""
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Protocol
+
+Progress = Callable[[str], Awaitable[None] | None]
+
+
+class BuildFailed(Exception):
+    """A base image check, image build or function deploy failed; `reason` is shown to the user."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class NotDeployed(Exception):
+    """The runtime has no deployment with this id (never deployed, or lost on restart)."""
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    id: str
+    name: str
+    language: str
+    base_url: str
+    manifest: str = ""
+    system_packages: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    faas_id: str
+    name: str
+    organization: str
+    language: str
+    image_location: str
+    source: bytes
+    handler: str = ""
+    timeout_ms: int = 0
+
+
+@dataclass
+class Invocation:
+    output: Any = None
+    stdout: list[str] = field(default_factory=list)
+    stderr: list[str] = field(default_factory=list)
+    error: dict | None = None
+
+
+class FunctionRuntime(Protocol):
+    async def check_base_image(self, language: str, docker_url: str) -> None:
+        """Raise BuildFailed when the base image's runtime does not answer."""
+
+    async def build_image(self, spec: ImageSpec, progress: Progress | None = None) -> str:
+        """Build an image and return its location (the image's dockerUrl); raise BuildFailed."""
+
+    async def remove_image(self, location: str) -> None: ...
+
+    async def deploy(self, spec: DeploymentSpec) -> None:
+        """Unpack, check the handler, start warm workers, return once they answer; raise BuildFailed."""
+
+    async def undeploy(self, faas_id: str) -> None: ...
+
+    async def invoke(self, faas_id: str, context: dict, payload: Any, timeout_ms: int) -> Invocation:
+        """Run once; function failures come back in Invocation.error, never as exceptions."""
+
+    async def close(self) -> None: ...
