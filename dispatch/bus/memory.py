@@ -1,0 +1,142 @@
+"""The embedded bus: real delivery semantics (retries with back-off, dead letters, idempotency by
+message id, bounded concurrency per consumer) inside one process."""
+import asyncio
+import traceback
+from collections import OrderedDict
+from typing import Any
+
+import structlog
+
+from dispatch.errors import DispatchError, Unavailable
+from dispatch.schemas.envelope import Command, Event, Message, decode_envelope
+
+from .ports import DeadLetter, Handler
+
+log = structlog.get_logger("dispatch.bus")
+
+
+class _Consumer:
+    def __init__(self, name: str, handler: Handler, prefetch: int, remembered: int = 10_000):
+        self.name = name
+        self.handler = handler
+        self.slots = asyncio.Semaphore(prefetch)
+        self.seen: OrderedDict[str, asyncio.Future] = OrderedDict()
+        self.remembered = remembered
+
+    def first_delivery(self, message_id: str) -> asyncio.Future | None:
+        """None the first time a message id is seen; afterwards the first delivery's outcome."""
+        if message_id in self.seen:
+            return self.seen[message_id]
+        self.seen[message_id] = asyncio.get_running_loop().create_future()
+        if len(self.seen) > self.remembered:
+            self.seen.popitem(last=False)
+        return None
+
+
+class InMemoryBus:
+    def __init__(self, max_attempts: int = 5, retry_delay: float = 0.05, prefetch: int = 256):
+        self.max_attempts = max_attempts
+        self.retry_delay = retry_delay
+        self.prefetch = prefetch
+        self._commands: dict[str, _Consumer] = {}
+        self._groups: dict[str, dict[str, _Consumer]] = {}
+        self._dead: list[DeadLetter] = []
+        self._tasks: set[asyncio.Task] = set()
+        self._closed = False
+
+    def handle(self, command_type: type[Command], handler: Handler) -> None:
+        name = command_type.type_name()
+        if name in self._commands:
+            raise ValueError(f"{name} already has a handler")
+        self._commands[name] = _Consumer(name, handler, self.prefetch)
+
+    def subscribe(self, event_type: type[Event], group: str, handler: Handler) -> None:
+        name = event_type.type_name()
+        self._groups.setdefault(name, {})[group] = _Consumer(f"{group}.{name}", handler, self.prefetch)
+
+    async def start(self) -> None:
+        self._closed = False
+
+    async def send(self, command: Command) -> None:
+        self._spawn(self._deliver(self._command_consumer(command), command))
+
+    async def request(self, command: Command, timeout: float) -> Any:
+        task = asyncio.ensure_future(self._deliver(self._command_consumer(command), command))
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), timeout)
+        except asyncio.TimeoutError:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            raise
+
+    async def publish(self, event: Event) -> None:
+        for consumer in self._groups.get(event.type_name(), {}).values():
+            self._spawn(self._deliver(consumer, event))
+
+    async def dead_letters(self) -> list[DeadLetter]:
+        return list(self._dead)
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _command_consumer(self, command: Command) -> _Consumer:
+        consumer = self._commands.get(command.type_name())
+        if consumer is None:
+            self._dead_letter(command, "-", f"no handler for {command.type_name()}", 0)
+            raise Unavailable(f"no handler for {command.type_name()}")
+        return consumer
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_swallow)
+
+    async def _deliver(self, consumer: _Consumer, message: Message) -> Any:
+        earlier = consumer.first_delivery(message.message_id)
+        if earlier is not None:
+            return await earlier
+        outcome = consumer.seen[message.message_id]
+        try:
+            result = await self._attempt(consumer, message)
+        except BaseException as error:
+            outcome.set_exception(error)
+            outcome.exception()
+            raise
+        outcome.set_result(result)
+        return result
+
+    async def _attempt(self, consumer: _Consumer, message: Message) -> Any:
+        # Round-trip through the wire form so embedded handlers see exactly what a broker delivers.
+        message = decode_envelope(message.envelope())
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                async with consumer.slots:
+                    return await consumer.handler(message)
+            except DispatchError:
+                raise
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("handler failed", consumer=consumer.name, type=message.type_name(),
+                            attempt=attempt, error=repr(error), correlation_id=message.correlation_id)
+                if attempt == self.max_attempts or self._closed:
+                    self._dead_letter(message, consumer.name, _describe(error), attempt)
+                    raise Unavailable(f"{message.type_name()} failed after {attempt} attempts: {error}")
+                await asyncio.sleep(self.retry_delay * 2 ** (attempt - 1))
+
+    def _dead_letter(self, message: Message, consumer: str, error: str, attempts: int) -> None:
+        self._dead.append(DeadLetter(message.message_id, message.type_name(), consumer, error,
+                                     attempts, message.envelope()))
+
+
+def _describe(error: Exception) -> str:
+    return "".join(traceback.format_exception_only(type(error), error)).strip()
+
+
+def _swallow(task: asyncio.Task) -> None:
+    if not task.cancelled():
+        task.exception()

@@ -1,0 +1,41 @@
+"""The MessageBus port: commands to exactly one handler, events to every subscriber group,
+request/reply correlated by message id. Delivery is at-least-once; consumers are idempotent by
+message id; a message that keeps failing goes to the dead letters and never stops a consumer."""
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Protocol
+
+from dispatch.schemas.envelope import Command, Event, Message
+
+Handler = Callable[[Message], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    message_id: str
+    type: str
+    consumer: str
+    error: str
+    attempts: int
+    envelope: dict
+
+
+class MessageBus(Protocol):
+    def handle(self, command_type: type[Command], handler: Handler) -> None:
+        """Register the one handler of a command type; its return value is the reply."""
+
+    def subscribe(self, event_type: type[Event], group: str, handler: Handler) -> None:
+        """Every group gets each event once; consumers within a group compete."""
+
+    async def send(self, command: Command) -> None: ...
+
+    async def request(self, command: Command, timeout: float) -> Any:
+        """Send a command and wait for its handler's reply; a DispatchError raised by the
+        handler is raised here, a handler that keeps failing raises Unavailable."""
+
+    async def publish(self, event: Event) -> None: ...
+
+    async def dead_letters(self) -> list[DeadLetter]: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...

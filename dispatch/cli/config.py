@@ -1,0 +1,128 @@
+"""What one invocation talks to: the config file, its contexts, and the global flags.
+
+Precedence for each setting is flag, then `DISPATCH_*` environment variable (both resolved by
+the option parser), then the current context of the config file, then this project's default,
+which points at the local embedded server (`dispatch server`).
+"""
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from dispatch.cli.client import DispatchClient, DispatchClientError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+DEFAULT_SCHEME = "http"
+DEFAULT_CONFIG = "~/.dispatch/config.json"
+
+# Options shared by several commands, declared once.
+Application = Annotated[
+    Optional[str],
+    typer.Option("-a", "--application", help="Application name: sets or filters by the tag Application=NAME."),
+]
+File = Annotated[Optional[str], typer.Option("-f", "--file", help="A YAML file of resources (documents separated by ---).")]
+WorkDir = Annotated[
+    Path, typer.Option("-w", "--work-dir", help="Base directory for relative paths, including the -f file.")
+]
+Wait = Annotated[bool, typer.Option("--wait", help="Wait until the resource is READY (or ERROR, then exit 1).")]
+
+
+def application_tags(application: str | None) -> list[dict]:
+    return [{"key": "Application", "value": application}] if application else []
+
+
+def application_query(application: str | None) -> dict:
+    return {"tags": [f"Application={application}"]} if application else {}
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str
+    port: int
+    scheme: str
+    organization: str = ""
+    insecure: bool = False
+    token: str | None = None
+    cookie: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class CliState:
+    """Built once by the root callback and handed to every command as `ctx.obj`."""
+
+    config_path: Path
+    target: Target
+    output: str | None = None
+
+    def client(self, timeout: float | None = 60.0) -> DispatchClient:
+        t = self.target
+        return DispatchClient(t.base_url, t.organization, t.token, t.cookie, t.insecure, timeout)
+
+
+def state_of(ctx: typer.Context) -> CliState:
+    return ctx.find_root().obj
+
+
+def load_config(path: Path) -> dict:
+    """The config file as a dict; a missing file is an empty config."""
+    try:
+        text = path.expanduser().read_text()
+    except FileNotFoundError:
+        return {"current": "", "contexts": {}}
+    except OSError as error:
+        raise DispatchClientError(f"cannot read config file {path}: {error.strerror}") from None
+    try:
+        config = json.loads(text) if text.strip() else {}
+    except ValueError as error:
+        raise DispatchClientError(f"config file {path} is not valid JSON: {error}") from None
+    config.setdefault("current", "")
+    config.setdefault("contexts", {})
+    return config
+
+
+def save_config(path: Path, config: dict) -> None:
+    path = path.expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config, indent=4) + "\n")
+
+
+def context_name(host: str) -> str:
+    """The name given to a context written for the first time."""
+    return host.lower().replace(".", "-")
+
+
+def resolve_target(
+    config: dict,
+    host: str | None = None,
+    port: int | None = None,
+    scheme: str | None = None,
+    organization: str | None = None,
+    insecure: bool = False,
+    token: str | None = None,
+) -> Target:
+    """Fill what the flags and environment left unset from the current context, then defaults."""
+    current: dict[str, Any] = config.get("contexts", {}).get(config.get("current") or "", {}) or {}
+    try:
+        port_value = int(port if port is not None else current.get("port") or DEFAULT_PORT)
+    except ValueError:
+        raise DispatchClientError(f"invalid port in the current context: {current.get('port')!r}") from None
+    scheme_value = (scheme or current.get("scheme") or DEFAULT_SCHEME).lower()
+    if scheme_value not in ("http", "https"):
+        raise DispatchClientError(f"invalid scheme {scheme_value!r}: use http or https")
+    return Target(
+        host=host or current.get("host") or DEFAULT_HOST,
+        port=port_value,
+        scheme=scheme_value,
+        organization=organization if organization is not None else current.get("organization") or "",
+        insecure=insecure or bool(current.get("insecure")),
+        token=token or None,
+        cookie=current.get("cookie") or None,
+    )

@@ -1,0 +1,144 @@
+"""Images: a base image plus runtime dependencies, built by the runtime driver."""
+from functools import partial
+
+import structlog
+
+from dispatch.bus.ports import MessageBus
+from dispatch.drivers.ports import BuildFailed, FunctionRuntime, ImageSpec
+from dispatch.errors import Conflict, Rejected
+from dispatch.schemas import commands as c
+from dispatch.schemas import events as e
+from dispatch.schemas.resources import Status
+from dispatch.store.ports import ConcurrencyConflict, EventLog, Views
+
+from .lifecycle import append, changed, decide, load, new_resource, now, replaced, reply
+
+log = structlog.get_logger("dispatch.images")
+WAITING = (Status.INITIALIZED.value, Status.CREATING.value, Status.UPDATING.value)
+
+
+async def _base_of(views: Views, organization: str, body: dict) -> dict:
+    base = await views.get_resource(organization, "BaseImage", body.get("baseImageName", ""))
+    if base is None:
+        raise Rejected(f"Error fetching base image {body.get('baseImageName')}")
+    return base
+
+
+async def create_image(cmd: c.CreateImage, events: EventLog, views: Views) -> dict:
+    """Consumes CreateImage; emits ImageCreated. The base image must exist."""
+    base = await _base_of(views, cmd.organization, cmd.resource)
+
+    async def step():
+        loaded = await load(events, "Image", cmd.organization, cmd.name)
+        loaded.absent()
+        body = {**cmd.resource, "language": base["language"], "dockerUrl": ""}
+        resource = new_resource("Image", cmd.name, body, Status.INITIALIZED)
+        return reply(resource, await append(events, loaded, cmd, e.ImageCreated(
+            organization=cmd.organization, name=cmd.name, resource=resource)))
+    return await decide(step)
+
+
+async def update_image(cmd: c.UpdateImage, events: EventLog, views: Views) -> dict:
+    """Consumes UpdateImage; emits ImageUpdated (the image is rebuilt)."""
+    base = await _base_of(views, cmd.organization, cmd.resource)
+
+    async def step():
+        loaded = await load(events, "Image", cmd.organization, cmd.name)
+        body = {**cmd.resource, "language": base["language"], "dockerUrl": ""}
+        resource = replaced(loaded.existing(), body, Status.UPDATING)
+        return reply(resource, await append(events, loaded, cmd, e.ImageUpdated(
+            organization=cmd.organization, name=cmd.name, resource=resource)))
+    return await decide(step)
+
+
+async def delete_image(cmd: c.DeleteImage, events: EventLog, views: Views) -> dict:
+    """Consumes DeleteImage; emits ImageDeletionRequested. Refused while a function uses it."""
+    async def step():
+        loaded = await load(events, "Image", cmd.organization, cmd.name)
+        state = loaded.existing()
+        users = [f["name"] for f in await views.list_resources(cmd.organization, "Function")
+                 if f.get("image") == cmd.name and f.get("status") != Status.DELETING.value]
+        if users:
+            raise Conflict(f"{loaded.label} is used by function {', '.join(users)}")
+        stamp = now()
+        position = await append(events, loaded, cmd, e.ImageDeletionRequested(
+            organization=cmd.organization, name=cmd.name, modified_time=stamp))
+        return reply({**state, "status": Status.DELETING.value, "modifiedTime": stamp}, position)
+    return await decide(step)
+
+
+async def build_image(cmd: c.BuildImage, events: EventLog, views: Views, runtime: FunctionRuntime) -> None:
+    """Consumes BuildImage; emits ImageBuildStarted, then ImageBuilt or ImageBuildFailed.
+    An image whose base image is not READY yet waits; it is built when the base becomes READY."""
+    loaded = await load(events, "Image", cmd.organization, cmd.name)
+    if loaded.status not in WAITING:
+        return
+    state = loaded.existing()
+    base = await views.get_resource(cmd.organization, "BaseImage", state["baseImageName"])
+    if base is None or base["status"] == Status.ERROR.value:
+        why = "not found" if base is None else f"in ERROR: {'; '.join(base.get('reason') or [])}"
+        await append(events, loaded, cmd, changed(e.ImageBuildFailed, cmd, Status.ERROR,
+                                                  f"base image {state['baseImageName']} is {why}"))
+        return
+    if base["status"] != Status.READY.value:
+        return
+    try:
+        await append(events, loaded, cmd, changed(e.ImageBuildStarted, cmd, Status.CREATING))
+    except ConcurrencyConflict:
+        return  # another build of this image started first
+    loaded = await load(events, "Image", cmd.organization, cmd.name)
+    packages = tuple((p.get("name", ""), p.get("version", ""))
+                     for p in (state.get("systemDependencies") or {}).get("packages", []))
+    spec = ImageSpec(id=state["id"], name=cmd.name, language=state["language"], base_url=base["dockerUrl"],
+                     manifest=(state.get("runtimeDependencies") or {}).get("manifest", ""),
+                     system_packages=packages)
+    try:
+        location = await runtime.build_image(spec, partial(_progress, cmd.name))
+        event = changed(e.ImageBuilt, cmd, Status.READY, dockerUrl=location)
+    except BuildFailed as failure:
+        event = changed(e.ImageBuildFailed, cmd, Status.ERROR, failure.reason)
+    try:
+        await append(events, loaded, cmd, event)
+    except ConcurrencyConflict:
+        log.info("image changed during its build; the newer build decides", image=cmd.name)
+
+
+def _progress(image: str, line: str) -> None:
+    log.info("build", image=image, line=line)
+
+
+async def remove_image(cmd: c.RemoveImage, events: EventLog, runtime: FunctionRuntime) -> None:
+    """Consumes RemoveImage; emits ImageDeleted."""
+    loaded = await load(events, "Image", cmd.organization, cmd.name)
+    if loaded.status != Status.DELETING.value:
+        return
+    if loaded.existing().get("dockerUrl"):
+        await runtime.remove_image(loaded.existing()["dockerUrl"])
+    await append(events, loaded, cmd, e.ImageDeleted(organization=cmd.organization, name=cmd.name))
+
+
+async def build_when_changed(event: e.ResourceEvent, bus: MessageBus) -> None:
+    await bus.send(c.BuildImage(organization=event.organization, name=event.name).caused_by(event))
+
+
+async def build_waiting_when_base_ready(event: e.BaseImageChecked, bus: MessageBus, views: Views) -> None:
+    for image in await views.list_resources(event.organization, "Image"):
+        if image.get("baseImageName") == event.name and image.get("status") in WAITING:
+            await bus.send(c.BuildImage(organization=event.organization, name=image["name"]).caused_by(event))
+
+
+async def remove_when_deletion_requested(event: e.ImageDeletionRequested, bus: MessageBus) -> None:
+    await bus.send(c.RemoveImage(organization=event.organization, name=event.name).caused_by(event))
+
+
+def register(bus: MessageBus, events: EventLog, views: Views, runtime: FunctionRuntime) -> None:
+    bus.handle(c.CreateImage, partial(create_image, events=events, views=views))
+    bus.handle(c.UpdateImage, partial(update_image, events=events, views=views))
+    bus.handle(c.DeleteImage, partial(delete_image, events=events, views=views))
+    bus.handle(c.BuildImage, partial(build_image, events=events, views=views, runtime=runtime))
+    bus.handle(c.RemoveImage, partial(remove_image, events=events, runtime=runtime))
+    for event_type in (e.ImageCreated, e.ImageUpdated):
+        bus.subscribe(event_type, "images", partial(build_when_changed, bus=bus))
+    bus.subscribe(e.BaseImageChecked, "images", partial(build_waiting_when_base_ready, bus=bus, views=views))
+    bus.subscribe(e.ImageDeletionRequested, "images", partial(remove_when_deletion_requested, bus=bus))
+

@@ -1,0 +1,86 @@
+"""Intents sent on the bus; each has exactly one handler."""
+from typing import Any
+
+from pydantic import Field
+
+from .envelope import Command
+from .events import _kind_of
+
+
+class ResourceCommand(Command):
+    organization: str
+    name: str
+
+    @property
+    def kind(self) -> str:
+        name = type(self).__name__
+        for verb in ("Create", "Update", "Delete", "Check", "Build", "Deploy", "Remove", "Route"):
+            if name.startswith(verb):
+                return _kind_of(name[len(verb):])
+        return ""
+
+
+class CreateResource(ResourceCommand):
+    resource: dict[str, Any]
+
+
+class UpdateResource(ResourceCommand):
+    resource: dict[str, Any]
+
+
+class DeleteResource(ResourceCommand):
+    pass
+
+
+class CreateBaseImage(CreateResource): pass
+class UpdateBaseImage(UpdateResource): pass
+class DeleteBaseImage(DeleteResource): pass
+class CheckBaseImage(ResourceCommand): pass
+class RemoveBaseImage(ResourceCommand): pass
+
+class CreateImage(CreateResource): pass
+class UpdateImage(UpdateResource): pass
+class DeleteImage(DeleteResource): pass
+class BuildImage(ResourceCommand): pass
+class RemoveImage(ResourceCommand): pass
+
+
+class CreateFunction(CreateResource):
+    source: str = Field(description="base64 of the gzip tar of the function's source")
+
+
+class UpdateFunction(UpdateResource):
+    source: str
+
+
+class DeleteFunction(DeleteResource): pass
+
+
+class DeployFunction(ResourceCommand):
+    faas_id: str
+
+
+class RemoveFunction(ResourceCommand): pass
+
+class CreateSecret(CreateResource): pass
+class UpdateSecret(UpdateResource): pass
+class DeleteSecret(DeleteResource): pass
+
+class CreateAPI(CreateResource): pass
+class UpdateAPI(UpdateResource): pass
+class DeleteAPI(DeleteResource): pass
+class RouteAPI(ResourceCommand): pass
+class RemoveAPI(ResourceCommand): pass
+
+
+class ExecuteFunction(Command):
+    """Run a function. Blocking: executed at once and answered with the finished run.
+    Asynchronous: recorded as accepted and answered at once; StartRun executes it."""
+
+    organization: str
+    run: dict[str, Any]
+
+
+class StartRun(Command):
+    organization: str
+    run_name: str

@@ -1,0 +1,80 @@
+"""The message envelope every command, event and reply carries, and the registry that decodes them.
+
+Wire type names are the class names: a message is never typed twice by hand.
+"""
+import time
+import uuid
+from typing import Any, Callable, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+_registry: dict[str, type["Message"]] = {}
+_upcasters: dict[tuple[str, int], Callable[[dict], dict]] = {}
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    message_id: str = Field(default_factory=new_id)
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    time: float = Field(default_factory=time.time)
+
+    version: ClassVar[int] = 1
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _registry[cls.__name__] = cls
+
+    @classmethod
+    def type_name(cls) -> str:
+        return cls.__name__
+
+    def caused_by(self, cause: "Message") -> "Message":
+        """Chain this message to the one that caused it: same correlation, cause as causation."""
+        self.correlation_id = cause.correlation_id or cause.message_id
+        self.causation_id = cause.message_id
+        return self
+
+    def envelope(self) -> dict[str, Any]:
+        return {"type": self.type_name(), "version": self.version, "data": self.model_dump(mode="json")}
+
+
+class Command(Message):
+    """An intent with exactly one handler."""
+
+
+class Event(Message):
+    """A fact that happened, with any number of subscribers."""
+
+
+class UnknownMessage(Exception):
+    pass
+
+
+def upcaster(type_name: str, from_version: int):
+    """Register a function turning `type_name` data of `from_version` into `from_version + 1`."""
+
+    def register(fn: Callable[[dict], dict]) -> Callable[[dict], dict]:
+        _upcasters[(type_name, from_version)] = fn
+        return fn
+
+    return register
+
+
+def decode(type_name: str, version: int, data: dict[str, Any]) -> Message:
+    cls = _registry.get(type_name)
+    if cls is None:
+        raise UnknownMessage(f"unknown message type {type_name!r}")
+    while version < cls.version:
+        data = _upcasters[(type_name, version)](data)
+        version += 1
+    return cls.model_validate(data)
+
+
+def decode_envelope(envelope: dict[str, Any]) -> Message:
+    return decode(envelope["type"], envelope.get("version", 1), envelope["data"])

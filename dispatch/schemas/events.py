@@ -1,0 +1,131 @@
+"""Facts recorded in the event log. Each resource event names its kind by its class-name prefix."""
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from .envelope import Event
+from .resources import KINDS, Status
+
+
+def _kind_of(class_name: str) -> str:
+    matches = [kind for kind in KINDS if class_name.startswith(kind)]
+    return max(matches, key=len) if matches else ""
+
+
+def stream_name(kind: str, organization: str, name: str) -> str:
+    return f"{kind}:{organization}:{name}"
+
+
+class ResourceEvent(Event):
+    organization: str
+    name: str
+
+    kind: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.kind = _kind_of(cls.__name__) or cls.kind
+
+    @property
+    def stream(self) -> str:
+        return stream_name(self.kind, self.organization, self.name)
+
+
+class ResourceCreated(ResourceEvent):
+    resource: dict[str, Any]
+
+
+class ResourceUpdated(ResourceEvent):
+    resource: dict[str, Any]
+
+
+class ResourceChanged(ResourceEvent):
+    """The resource moved to `status`; `changes` are wire fields set along with it."""
+
+    status: Status
+    reason: list[str] | None = None
+    changes: dict[str, Any] = Field(default_factory=dict)
+    modified_time: int = 0
+
+
+class ResourceDeletionRequested(ResourceEvent):
+    modified_time: int = 0
+
+
+class ResourceDeleted(ResourceEvent):
+    pass
+
+
+class BaseImageCreated(ResourceCreated): pass
+class BaseImageUpdated(ResourceUpdated): pass
+class BaseImageChecked(ResourceChanged): pass
+class BaseImageCheckFailed(ResourceChanged): pass
+class BaseImageDeletionRequested(ResourceDeletionRequested): pass
+class BaseImageDeleted(ResourceDeleted): pass
+
+class ImageCreated(ResourceCreated): pass
+class ImageUpdated(ResourceUpdated): pass
+class ImageBuildStarted(ResourceChanged): pass
+class ImageBuilt(ResourceChanged): pass
+class ImageBuildFailed(ResourceChanged): pass
+class ImageDeletionRequested(ResourceDeletionRequested): pass
+class ImageDeleted(ResourceDeleted): pass
+
+
+class FunctionCreated(ResourceCreated):
+    source_digest: str
+
+
+class FunctionUpdated(ResourceUpdated):
+    source_digest: str
+
+
+class FunctionDeployStarted(ResourceChanged): pass
+class FunctionDeployed(ResourceChanged): pass
+class FunctionDeployFailed(ResourceChanged): pass
+class FunctionDeletionRequested(ResourceDeletionRequested): pass
+class FunctionDeleted(ResourceDeleted): pass
+
+class SecretCreated(ResourceCreated): pass
+class SecretUpdated(ResourceUpdated): pass
+class SecretDeleted(ResourceDeleted): pass
+
+class APICreated(ResourceCreated): pass
+class APIUpdated(ResourceUpdated): pass
+class APIRouted(ResourceChanged): pass
+class APIRoutingFailed(ResourceChanged): pass
+class APIDeletionRequested(ResourceDeletionRequested): pass
+class APIDeleted(ResourceDeleted): pass
+
+
+class RunEvent(Event):
+    organization: str
+    run: dict[str, Any]
+
+    @property
+    def stream(self) -> str:
+        return f"Run:{self.organization}:{self.run['name']}"
+
+
+class RunAccepted(RunEvent):
+    """An asynchronous run was accepted and waits for a worker."""
+
+
+class RunFinished(RunEvent):
+    """A run reached READY or ERROR; `run` is the complete record."""
+
+
+def evolve(state: dict[str, Any] | None, event: ResourceEvent) -> dict[str, Any] | None:
+    """Apply one event to a resource's wire state; None means the resource does not exist."""
+    if isinstance(event, (ResourceCreated, ResourceUpdated)):
+        return dict(event.resource)
+    if state is None:
+        return None
+    if isinstance(event, ResourceChanged):
+        return {**state, **event.changes, "status": event.status.value, "reason": event.reason,
+                "modifiedTime": event.modified_time or state.get("modifiedTime", 0)}
+    if isinstance(event, ResourceDeletionRequested):
+        return {**state, "status": Status.DELETING.value, "modifiedTime": event.modified_time}
+    if isinstance(event, ResourceDeleted):
+        return None
+    return state

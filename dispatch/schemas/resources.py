@@ -1,0 +1,155 @@
+"""Dispatch v1 resources in their wire format (camelCase JSON, Unix-second times)."""
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+NAME_PATTERN = r"^[\w\d][\w\d\-]*$"
+PATH_NAME_PATTERN = r"^[\w\d\-]+$"
+
+
+class Status(str, Enum):
+    INITIALIZED = "INITIALIZED"
+    CREATING = "CREATING"
+    READY = "READY"
+    UPDATING = "UPDATING"
+    ERROR = "ERROR"
+    DELETING = "DELETING"
+    DELETED = "DELETED"
+
+
+TRANSITIONAL = {Status.INITIALIZED, Status.CREATING, Status.UPDATING, Status.DELETING}
+
+
+class Wire(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    def wire(self, **exclude: bool) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude={k for k, v in exclude.items() if v})
+
+
+class Tag(Wire):
+    key: str
+    value: str = ""
+
+
+class Resource(Wire):
+    id: str | None = None
+    name: str = Field(pattern=NAME_PATTERN)
+    kind: str = ""
+    status: Status | None = None
+    reason: list[str] | None = None
+    tags: list[Tag] = Field(default_factory=list)
+    created_time: int = 0
+    modified_time: int = 0
+
+    def model_post_init(self, __context: Any) -> None:
+        self.kind = type(self).__name__
+
+
+class BaseImage(Resource):
+    docker_url: str
+    language: str
+    groups: list[str] | None = None
+    spec: Any = None
+
+
+class RuntimeDependencies(Wire):
+    manifest: str = ""
+
+
+class SystemPackage(Wire):
+    name: str = ""
+    version: str = ""
+
+
+class SystemDependencies(Wire):
+    packages: list[SystemPackage] = Field(default_factory=list)
+
+
+class Image(Resource):
+    base_image_name: str
+    language: str = ""
+    docker_url: str = ""
+    runtime_dependencies: RuntimeDependencies = Field(default_factory=RuntimeDependencies)
+    system_dependencies: SystemDependencies = Field(default_factory=SystemDependencies)
+    groups: list[str] | None = None
+    spec: Any = None
+
+
+class FunctionSchema(Wire):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    in_: dict[str, Any] | None = Field(default=None, alias="in")
+    out: dict[str, Any] | None = None
+
+
+class Function(Resource):
+    image: str
+    handler: str = ""
+    source: str | None = None
+    source_url: str | None = Field(default=None, alias="sourceURL")
+    schema_: FunctionSchema = Field(default_factory=FunctionSchema, alias="schema")
+    secrets: list[str] = Field(default_factory=list)
+    services: list[str] = Field(default_factory=list)
+    timeout: int = Field(default=0, ge=0)
+    function_image_url: str = Field(default="", alias="functionImageURL")
+    faas_id: str = ""
+
+    def public(self) -> dict[str, Any]:
+        """The function as clients see it: the source is write-only."""
+        return self.wire(source=True, source_url=True)
+
+
+class Logs(Wire):
+    stdout: list[str] = Field(default_factory=list)
+    stderr: list[str] = Field(default_factory=list)
+
+
+class RunError(Wire):
+    type: str
+    message: str
+    stacktrace: list[str] = Field(default_factory=list)
+
+
+class Run(Wire):
+    name: str = ""
+    kind: str = "Run"
+    function_name: str = ""
+    function_id: str = ""
+    faas_id: str = ""
+    blocking: bool = False
+    input: Any = None
+    output: Any = None
+    secrets: list[str] = Field(default_factory=list)
+    services: list[str] = Field(default_factory=list)
+    event: dict[str, Any] | None = None
+    http_context: dict[str, Any] | None = None
+    logs: Logs = Field(default_factory=Logs)
+    error: RunError | None = None
+    status: Status = Status.INITIALIZED
+    reason: list[str] | None = None
+    tags: list[Tag] = Field(default_factory=list)
+    executed_time: int = 0
+    finished_time: int = 0
+    modified_time: int = 0
+
+
+class Secret(Resource):
+    secrets: dict[str, str] = Field(default_factory=dict)
+
+
+class API(Resource):
+    function: str
+    methods: list[str] = Field(default_factory=lambda: ["GET"])
+    uris: list[str] = Field(default_factory=lambda: ["/"])
+    hosts: list[str] = Field(default_factory=list)
+    protocols: list[str] = Field(default_factory=lambda: ["http", "https"])
+    cors: bool = False
+    enabled: bool = True
+    authentication: str = "public"
+    tls: str = ""
+
+
+KINDS: dict[str, type[Resource]] = {cls.__name__: cls for cls in (BaseImage, Image, Function, Secret, API)}

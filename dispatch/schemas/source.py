@@ -1,0 +1,138 @@
+"""Function source archives: gzip-compressed tars, read as a stream and never allowed out of their folder.
+
+Dispatch clients send archives whose end-of-archive blocks may be missing and whose single file may be
+named `.//hello.py`; both are accepted. Entries that would land outside the target folder (absolute
+names, `..`, links pointing outside, also through other links of the same archive) and device or pipe
+entries are refused with `Rejected`.
+"""
+import io
+import tarfile
+import zlib
+from pathlib import Path
+
+from dispatch.errors import Rejected
+
+_MAX_LINK_DEPTH = 40
+
+
+def pack(path: Path) -> bytes:
+    """A gzip tar of a file (stored under its basename) or of a directory's contents (at the root)."""
+    path = Path(path)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        if path.is_dir():
+            for child in sorted(path.iterdir()):
+                tar.add(child, arcname=child.name, filter=_skip_bytecode)
+        else:
+            tar.add(path, arcname=path.name)
+    return buffer.getvalue()
+
+
+def validate(data: bytes) -> list[str]:
+    """The archive's file names, after the same checks as `extract`; nothing is written."""
+    return _walk(data, dest=None)
+
+
+def extract(data: bytes, dest: Path) -> list[str]:
+    """Unpack into `dest` (created if needed) and return the relative names of the files written."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    return _walk(data, dest=dest)
+
+
+def _walk(data: bytes, dest: Path | None) -> list[str]:
+    links: dict[str, str] = {}
+    names: list[str] = []
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r|gz") as tar:
+            for member in tar:
+                name = _check(member, links)
+                if name is None:
+                    continue
+                if dest is not None:
+                    _write(tar, member, name, dest)
+                if not member.isdir():
+                    names.append(name)
+    except (tarfile.ReadError, tarfile.CompressionError, tarfile.StreamError, EOFError, zlib.error) as exc:
+        raise Rejected(f"invalid source archive: not a readable gzip-compressed tar ({exc})") from exc
+    if not names:
+        raise Rejected("invalid source archive: it holds no files")
+    return names
+
+
+def _check(member: tarfile.TarInfo, links: dict[str, str]) -> str | None:
+    """The member's name inside the folder, None for entries naming the root; raise Rejected when unsafe."""
+    raw = member.name
+    if raw.startswith("/"):
+        _refuse(f"entry '{raw}' has an absolute path")
+    parts = _parts(raw)
+    parent = _resolve(parts[:-1], links)
+    if parent is None or (parts and parts[-1] == ".." and _resolve(parts, links) is None):
+        _refuse(f"entry '{raw}' escapes the source folder")
+    if not parts or parts[-1] == "..":
+        return None
+    if member.ischr() or member.isblk() or member.isfifo():
+        _refuse(f"entry '{raw}' is a device or pipe, not a file")
+    name = "/".join(parent + parts[-1:])
+    if member.issym() or member.islnk():
+        _check_link(member, parent, links)
+    if member.issym():
+        links[name] = member.linkname
+    else:
+        links.pop(name, None)
+    return name
+
+
+def _check_link(member: tarfile.TarInfo, parent: list[str], links: dict[str, str]) -> None:
+    target = member.linkname
+    # A symlink's target is relative to its folder; a hard link's names another entry of the archive.
+    start = parent if member.issym() else []
+    if target.startswith("/") or _resolve(start + target.split("/"), links) is None:
+        _refuse(f"link '{member.name}' -> '{target}' points outside the source folder")
+    if member.islnk():
+        member.linkname = "/".join(_parts(target))
+
+
+def _parts(name: str) -> list[str]:
+    """Path components without the empty and `.` ones, so `.//hello.py` is `hello.py`."""
+    return [part for part in name.split("/") if part not in ("", ".")]
+
+
+def _resolve(parts: list[str], links: dict[str, str], depth: int = 0) -> list[str] | None:
+    """Resolve a path inside the archive, following its symlinks; None when it leaves the root."""
+    resolved: list[str] = []
+    for part in parts:
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not resolved:
+                return None
+            resolved.pop()
+            continue
+        resolved.append(part)
+        target = links.get("/".join(resolved))
+        if target is not None:
+            if depth >= _MAX_LINK_DEPTH or target.startswith("/"):
+                return None
+            followed = _resolve(resolved[:-1] + target.split("/"), links, depth + 1)
+            if followed is None:
+                return None
+            resolved = followed
+    return resolved
+
+
+def _write(tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, dest: Path) -> None:
+    member.name = name
+    try:
+        # The data filter re-checks every path against the real file system as a second line of defence.
+        tar.extract(member, path=dest, set_attrs=not member.issym(), filter="data")
+    except tarfile.FilterError as exc:
+        _refuse(f"entry '{name}' is not allowed: {exc}")
+
+
+def _refuse(reason: str) -> None:
+    raise Rejected(f"invalid source archive: {reason}")
+
+
+def _skip_bytecode(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    return None if "__pycache__" in info.name.split("/") else info

@@ -1,0 +1,49 @@
+"""Follows the log and keeps the read models current; lets writers wait until their own write is
+visible (read-your-writes for the API)."""
+import asyncio
+
+import structlog
+
+from .ports import EventLog, Views
+from .projections import ReadModels
+
+log = structlog.get_logger("dispatch.projector")
+
+
+class Projector:
+    def __init__(self, events: EventLog, views: Views, batch_size: int = 1000):
+        self.events = events
+        self.views = views
+        self.models = ReadModels()
+        self.batch_size = batch_size
+        self.position = 0
+        self._advanced = asyncio.Condition()
+
+    async def catch_up(self) -> int:
+        """Apply everything appended so far; return the position reached."""
+        self.position = await self.views.tracking(self.models.name)
+        while batch := await self.events.read_all(self.position, self.batch_size):
+            await self.views.apply(self.models.name, batch, self.models)
+            self.position = batch[-1].position
+            async with self._advanced:
+                self._advanced.notify_all()
+        return self.position
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.catch_up()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("projection failed; retrying")
+                await asyncio.sleep(0.5)
+            await self.events.wait_for_append(self.position, timeout=1.0)
+
+    async def wait_for(self, position: int, timeout: float = 10.0) -> None:
+        async with self._advanced:
+            await asyncio.wait_for(self._advanced.wait_for(lambda: self.position >= position), timeout)
+
+    async def rebuild(self) -> int:
+        await self.views.reset(self.models.name)
+        return await self.catch_up()
