@@ -65,3 +65,23 @@ class FunctionRuntime(Protocol):
         """Run once; function failures come back in Invocation.error, never as exceptions."""
 
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Route:
+    organization: str
+    api: str
+    function: str
+    methods: tuple[str, ...]
+    uris: tuple[str, ...]
+    hosts: tuple[str, ...]
+    protocols: tuple[str, ...]
+    cors: bool
+
+
+class APIGateway(Protocol):
+    """Where user APIs are served: the built-in router, or an external gateway such as Kong."""
+
+    async def register(self, route: Route) -> None: ...
+
+    async def unregister(self, organization: str, api: str) -> None: ...

@@ -67,9 +67,21 @@ async def delete_image(cmd: c.DeleteImage, events: EventLog, views: Views) -> di
     return await decide(step)
 
 
-async def build_image(cmd: c.BuildImage, events: EventLog, views: Views, runtime: FunctionRuntime) -> None:
+async def build_image(cmd: c.BuildImage, events: EventLog, views: Views, runtime: FunctionRuntime,
+                      busy: set) -> None:
     """Consumes BuildImage; emits ImageBuildStarted, then ImageBuilt or ImageBuildFailed.
     An image whose base image is not READY yet waits; it is built when the base becomes READY."""
+    key = (cmd.organization, cmd.name)
+    if key in busy:
+        return
+    busy.add(key)
+    try:
+        await _build(cmd, events, views, runtime)
+    finally:
+        busy.discard(key)
+
+
+async def _build(cmd: c.BuildImage, events: EventLog, views: Views, runtime: FunctionRuntime) -> None:
     loaded = await load(events, "Image", cmd.organization, cmd.name)
     if loaded.status not in WAITING:
         return
@@ -135,7 +147,7 @@ def register(bus: MessageBus, events: EventLog, views: Views, runtime: FunctionR
     bus.handle(c.CreateImage, partial(create_image, events=events, views=views))
     bus.handle(c.UpdateImage, partial(update_image, events=events, views=views))
     bus.handle(c.DeleteImage, partial(delete_image, events=events, views=views))
-    bus.handle(c.BuildImage, partial(build_image, events=events, views=views, runtime=runtime))
+    bus.handle(c.BuildImage, partial(build_image, events=events, views=views, runtime=runtime, busy=set()))
     bus.handle(c.RemoveImage, partial(remove_image, events=events, runtime=runtime))
     for event_type in (e.ImageCreated, e.ImageUpdated):
         bus.subscribe(event_type, "images", partial(build_when_changed, bus=bus))

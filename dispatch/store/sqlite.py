@@ -56,6 +56,7 @@ class SQLiteStore:
         self._flushing = False
         self._appended = asyncio.Condition()
         self._head = 0
+        self.commits = 0
         self.write_db: sqlite3.Connection | None = None
         self.read_db: sqlite3.Connection | None = None
 
@@ -120,6 +121,7 @@ class SQLiteStore:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        self.commits += 1
         return outcomes
 
     @staticmethod

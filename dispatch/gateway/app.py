@@ -1,0 +1,34 @@
+"""The two aiohttp applications: the management API (`/v1`) and the user-API port."""
+from aiohttp import web
+
+from dispatch.handlers.bootstrap import Platform
+from dispatch.settings import Settings
+
+from . import runs, system, user_api
+from .context import SETTINGS
+from .errors import errors_middleware
+from .logs import request_log
+from .resources import KINDS, PLATFORM, ResourceEndpoints
+from .shapes import function_source, present_secret, sealed_secret
+
+SHAPES = {"Function": {"prepare": function_source},
+          "Secret": {"prepare": sealed_secret, "present": present_secret}}
+
+
+def create_app(settings: Settings, platform: Platform) -> web.Application:
+    app = web.Application(middlewares=[request_log, errors_middleware], client_max_size=settings.max_payload_bytes)
+    app[SETTINGS] = settings
+    app[PLATFORM] = platform
+    for kind in KINDS:
+        app.add_routes(ResourceEndpoints(kind, **SHAPES.get(kind.name, {})).routes())
+    app.add_routes(runs.routes())
+    app.add_routes(system.routes())
+    return app
+
+
+def create_api_app(settings: Settings, platform: Platform) -> web.Application:
+    app = web.Application(middlewares=[request_log], client_max_size=settings.max_payload_bytes)
+    app[SETTINGS] = settings
+    app[PLATFORM] = platform
+    app.router.add_route("*", "/{tail:.*}", user_api.serve)
+    return app

@@ -1,0 +1,43 @@
+"""What every management request carries: its organization, its correlation id, its tag filter."""
+from aiohttp import web
+
+from dispatch.errors import Rejected
+from dispatch.settings import Settings
+
+from .errors import Unprocessable
+
+SETTINGS = web.AppKey("settings", Settings)
+ORG_HEADER = "X-Dispatch-Org"
+APPLICATION_KEYS = {"application", "app"}
+
+
+def organization(request: web.Request) -> str:
+    """The header is required, as in Dispatch; sent empty (the CLI's way of saying "none
+    configured") it means the server's default organization."""
+    if ORG_HEADER not in request.headers:
+        raise Unprocessable(f"{ORG_HEADER} in header is required")
+    return request.headers[ORG_HEADER].strip() or request.app[SETTINGS].default_organization
+
+
+def correlation_id(request: web.Request) -> str:
+    return request["correlation_id"]
+
+
+def application_filter(request: web.Request) -> str | None:
+    """The `tags` query parameters: only `Application=<name>` (or `app`) is supported."""
+    wanted = None
+    for tag in request.query.getall("tags", []):
+        if "=" not in tag:
+            raise Rejected(f"error parsing tag '{tag}': invalid format")
+        key, value = tag.split("=", 1)
+        if key.lower() not in APPLICATION_KEYS:
+            raise Rejected(f"error parsing tag '{tag}': key '{key}' not exist")
+        wanted = value
+    return wanted
+
+
+def matches_application(resource: dict, application: str | None) -> bool:
+    if application is None:
+        return True
+    return any(t.get("key", "").lower() in APPLICATION_KEYS and t.get("value") == application
+               for t in resource.get("tags") or [])

@@ -1,0 +1,70 @@
+"""The OpenAPI document of the management API, generated from the wire models."""
+from functools import lru_cache
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from dispatch.schemas import resources as r
+
+ERROR = {"type": "object", "required": ["message"],
+         "properties": {"code": {"type": "integer"}, "message": {"type": "string"}}}
+COLLECTIONS = {"baseimage": (r.BaseImage, 201), "image": (r.Image, 201), "function": (r.Function, 201),
+               "secret": (r.Secret, 201), "api": (r.API, 200)}
+ORG = {"name": "X-Dispatch-Org", "in": "header", "required": True, "schema": {"type": "string"}}
+TAGS = {"name": "tags", "in": "query", "schema": {"type": "array", "items": {"type": "string"}}}
+
+
+def _ref(model: type) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _answer(schema: dict | None, description: str = "OK") -> dict[str, Any]:
+    if schema is None:
+        return {"description": description}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(code): _answer({"$ref": "#/components/schemas/Error"}, "error") for code in codes}
+
+
+def _collection(model: type, created: int) -> dict[str, Any]:
+    body = {"required": True, "content": {"application/json": {"schema": _ref(model)}}}
+    many = {"type": "array", "items": _ref(model)}
+    name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+    return {
+        "list": {"get": {"parameters": [ORG, TAGS], "responses": {"200": _answer(many), **_errors(400)}},
+                 "post": {"parameters": [ORG], "requestBody": body,
+                          "responses": {str(created): _answer(_ref(model)), **_errors(400, 409, 422)}}},
+        "item": {"parameters": [name, ORG],
+                 "get": {"responses": {"200": _answer(_ref(model)), **_errors(400, 404)}},
+                 "put": {"requestBody": body, "responses": {"200": _answer(_ref(model)), **_errors(400, 404)}},
+                 "delete": {"responses": {"200": _answer(_ref(model)), **_errors(400, 404, 409)}}},
+    }
+
+
+@lru_cache(maxsize=1)
+def openapi_document(release: str) -> dict[str, Any]:
+    models = [m for m, _ in COLLECTIONS.values()] + [r.Run]
+    _, schemas = models_json_schema([(m, "serialization") for m in models], by_alias=True,
+                                    ref_template="#/components/schemas/{model}")
+    paths: dict[str, Any] = {}
+    for path, (model, created) in COLLECTIONS.items():
+        parts = _collection(model, created)
+        paths[f"/v1/{path}"] = parts["list"]
+        paths[f"/v1/{path}/{{name}}"] = parts["item"]
+    fn = {"name": "functionName", "in": "query", "schema": {"type": "string"}}
+    paths["/v1/runs"] = {
+        "post": {"parameters": [ORG, {**fn, "required": True}, TAGS],
+                 "requestBody": {"content": {"application/json": {"schema": _ref(r.Run)}}},
+                 "responses": {"200": _answer(_ref(r.Run), "finished (blocking)"),
+                               "202": _answer(_ref(r.Run), "accepted"), **_errors(400, 404, 409)}},
+        "get": {"parameters": [ORG, fn, {"name": "since", "in": "query", "schema": {"type": "integer"}}, TAGS],
+                "responses": {"200": _answer({"type": "array", "items": _ref(r.Run)})}}}
+    paths["/v1/runs/{name}"] = {"get": {"parameters": [ORG, fn, {"name": "name", "in": "path", "required": True,
+                                                                   "schema": {"type": "string"}}],
+                                        "responses": {"200": _answer(_ref(r.Run)), **_errors(404)}}}
+    paths["/v1/version"] = {"get": {"responses": {"200": _answer({"type": "object"})}}}
+    paths["/healthz"] = {"get": {"responses": {"200": _answer({"type": "object"}), **_errors(500)}}}
+    return {"openapi": "3.1.0", "info": {"title": "Dispatch", "version": release},
+            "paths": paths, "components": {"schemas": {**schemas["$defs"], "Error": ERROR}}}

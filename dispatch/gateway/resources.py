@@ -1,0 +1,112 @@
+"""The management endpoints of the resource kinds that share Dispatch's CRUD shape."""
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from aiohttp import web
+
+from dispatch.errors import NotFound, Rejected
+from dispatch.handlers.bootstrap import Platform
+from dispatch.handlers.lifecycle import LABELS
+from dispatch.schemas import commands as c
+from dispatch.schemas import resources as r
+
+from .context import application_filter, correlation_id, matches_application, organization
+from .errors import read_json
+
+PLATFORM = web.AppKey("platform", Platform)
+Prepare = Callable[[web.Request, dict, dict], tuple[dict, dict]]
+Present = Callable[[web.Request, dict, bool], dict]
+
+
+@dataclass(frozen=True)
+class Kind:
+    path: str
+    model: type[r.Resource]
+    create: type[c.CreateResource]
+    update: type[c.UpdateResource]
+    delete: type[c.DeleteResource]
+    created: int = 201
+    updated: int = 200
+    deleted: int = 200
+
+    @property
+    def name(self) -> str:
+        return self.model.__name__
+
+    def public(self, resource: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in resource.items() if k not in ("source", "sourceURL")}
+
+
+KINDS = [
+    Kind("baseimage", r.BaseImage, c.CreateBaseImage, c.UpdateBaseImage, c.DeleteBaseImage),
+    Kind("image", r.Image, c.CreateImage, c.UpdateImage, c.DeleteImage),
+    Kind("function", r.Function, c.CreateFunction, c.UpdateFunction, c.DeleteFunction),
+    Kind("secret", r.Secret, c.CreateSecret, c.UpdateSecret, c.DeleteSecret, updated=201, deleted=204),
+    Kind("api", r.API, c.CreateAPI, c.UpdateAPI, c.DeleteAPI, created=200),
+]
+
+
+class ResourceEndpoints:
+    """GET list, POST, GET one, PUT, DELETE for one kind. `prepare` turns a validated body into
+    the command's resource and extra fields; `present` shapes what a client sees."""
+
+    def __init__(self, kind: Kind, prepare: Prepare | None = None, present: Present | None = None):
+        self.kind = kind
+        self.prepare = prepare or (lambda request, raw, resource: (resource, {}))
+        self.present = present or (lambda request, resource, single: kind.public(resource))
+
+    def routes(self) -> list[web.RouteDef]:
+        base = f"/v1/{self.kind.path}"
+        return [web.get(base, self.list), web.post(base, self.create),
+                web.get(base + "/{name}", self.get), web.put(base + "/{name}", self.update),
+                web.delete(base + "/{name}", self.delete)]
+
+    async def list(self, request: web.Request) -> web.Response:
+        wanted = application_filter(request)
+        function = request.query.get("function") if self.kind.name == "API" else None
+        items = await request.app[PLATFORM].views.list_resources(organization(request), self.kind.name)
+        return web.json_response([self.present(request, i, False) for i in items
+                                  if matches_application(i, wanted) and function in (None, i.get("function"))])
+
+    async def get(self, request: web.Request) -> web.Response:
+        return web.json_response(self.present(request, await self._existing(request), True))
+
+    async def _existing(self, request: web.Request) -> dict:
+        name = request.match_info["name"]
+        wanted = application_filter(request)
+        found = await request.app[PLATFORM].views.get_resource(organization(request), self.kind.name, name)
+        if found is None or not matches_application(found, wanted):
+            raise NotFound(f"{LABELS[self.kind.name]} {name} not found")
+        return found
+
+    async def _body(self, request: web.Request) -> tuple[dict, dict]:
+        raw = await read_json(request)
+        if not isinstance(raw, dict):
+            raise Rejected("request body must be a JSON object")
+        resource = self.kind.public(self.kind.model.model_validate(raw).wire())
+        return self.prepare(request, raw, resource)
+
+    async def create(self, request: web.Request) -> web.Response:
+        resource, extra = await self._body(request)
+        command = self.kind.create(organization=organization(request), name=resource["name"],
+                                   resource=resource, correlation_id=correlation_id(request), **extra)
+        answer = await request.app[PLATFORM].write(command)
+        return web.json_response(self.present(request, answer["resource"], True), status=self.kind.created)
+
+    async def update(self, request: web.Request) -> web.Response:
+        resource, extra = await self._body(request)
+        name = resource["name"] if self.kind.name == "Secret" else request.match_info["name"]
+        await self._existing(request)
+        command = self.kind.update(organization=organization(request), name=name, resource=resource,
+                                   correlation_id=correlation_id(request), **extra)
+        answer = await request.app[PLATFORM].write(command)
+        return web.json_response(self.present(request, answer["resource"], True), status=self.kind.updated)
+
+    async def delete(self, request: web.Request) -> web.Response:
+        await self._existing(request)
+        command = self.kind.delete(organization=organization(request), name=request.match_info["name"],
+                                   correlation_id=correlation_id(request))
+        answer = await request.app[PLATFORM].write(command)
+        if self.kind.deleted == 204:
+            return web.Response(status=204)
+        return web.json_response(self.present(request, answer["resource"], True), status=self.kind.deleted)

@@ -1,0 +1,83 @@
+"""`/v1/runs`: execute a function (blocking or not) and read the recorded runs."""
+import asyncio
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from dispatch.errors import NotFound, Rejected
+from dispatch.schemas.commands import ExecuteFunction
+from dispatch.schemas.envelope import new_id
+from dispatch.schemas.resources import Run
+
+from .context import SETTINGS, application_filter, correlation_id, matches_application, organization
+from .resources import PLATFORM
+
+
+def new_run(function: str, body: dict[str, Any]) -> dict[str, Any]:
+    try:
+        run = Run.model_validate(body)
+    except ValidationError:
+        raise Rejected("Bad Request: Invalid Payload") from None
+    return {**run.wire(), "name": new_id(), "functionName": function, "output": None, "error": None,
+            "status": "INITIALIZED", "logs": {"stdout": [], "stderr": []}, "reason": None}
+
+
+async def execute(platform, organization_name: str, run: dict, correlation: str, wait: float) -> tuple[int, dict]:
+    """Send the run; answer 200 with the finished run when blocking (202 with the run still in
+    progress when the wait cap passes), 202 at once otherwise."""
+    command = ExecuteFunction(organization=organization_name, run=run, correlation_id=correlation)
+    if not run["blocking"]:
+        return 202, (await platform.write(command))["run"]
+    try:
+        answer = await platform.bus.request(command, wait)
+    except asyncio.TimeoutError:
+        return 202, run
+    return 200, answer["run"]
+
+
+async def create_run(request: web.Request) -> web.Response:
+    function = request.query.get("functionName")
+    if not function:
+        raise Rejected("Bad Request: No function specified")
+    body = await request.read()
+    try:
+        payload = {} if not body.strip() else await request.json()
+    except ValueError:
+        raise Rejected("Bad Request: Invalid Payload") from None
+    if not isinstance(payload, dict):
+        raise Rejected("Bad Request: Invalid Payload")
+    run = new_run(function, payload)
+    status, result = await execute(request.app[PLATFORM], organization(request), run,
+                                   correlation_id(request), request.app[SETTINGS].blocking_wait_seconds)
+    return web.json_response(result, status=status)
+
+
+def _since(request: web.Request) -> int | None:
+    value = request.query.get("since")
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise Rejected(f"since must be a Unix time in seconds, not {value!r}") from None
+
+
+async def list_runs(request: web.Request) -> web.Response:
+    wanted = application_filter(request)
+    runs = await request.app[PLATFORM].views.list_runs(organization(request), request.query.get("functionName"),
+                                                       _since(request))
+    return web.json_response([run for run in runs if matches_application(run, wanted)])
+
+
+async def get_run(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    run = await request.app[PLATFORM].views.get_run(organization(request), name)
+    function = request.query.get("functionName")
+    if run is None or (function and run["functionName"] != function):
+        raise NotFound(f"function run {name} not found")
+    return web.json_response(run)
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.post("/v1/runs", create_run), web.get("/v1/runs", list_runs), web.get("/v1/runs/{name}", get_run)]

@@ -1,0 +1,109 @@
+"""The user-API port: requests matched to APIs become runs; the run's output is the answer."""
+import json
+from typing import Any
+
+from aiohttp import web
+from multidict import MultiMapping
+
+from dispatch.drivers.ports import Route
+from dispatch.errors import DispatchError
+
+from .errors import error_response
+from .resources import PLATFORM
+from .runs import execute, new_run
+from .context import SETTINGS
+
+FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+HIDDEN_HEADERS = {"authorization", "cookie"}
+ERROR_STATUS = {"InputError": 400, "FunctionError": 502, "SystemError": 503}
+CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Headers": "*",
+        "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS"}
+
+
+def _as_object(fields: MultiMapping) -> dict[str, Any]:
+    """Repeated keys become arrays of their values."""
+    result: dict[str, Any] = {}
+    for key in fields.keys():
+        if key in result:
+            continue
+        values = fields.getall(key)
+        result[key] = values[0] if len(values) == 1 else list(values)
+    return result
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str):
+        self.status, self.message = status, message
+
+
+async def run_input(request: web.Request) -> Any:
+    if request.method == "GET":
+        return _as_object(request.query)
+    body = await request.read()
+    if not body:
+        return {}
+    content_type = request.content_type if "Content-Type" in request.headers else ""
+    if content_type == "application/json" or (content_type.startswith("application/") and content_type.endswith("+json")):
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise BadRequest(400, "request body is not json") from None
+    if content_type in FORMS:
+        return _as_object(await request.post())
+    if not content_type:
+        return body.decode("utf-8", errors="replace")
+    raise BadRequest(415, f"request body type is not supported: {content_type}")
+
+
+def http_context(request: web.Request) -> dict[str, Any]:
+    context = {name.lower(): value for name, value in request.headers.items() if name.lower() not in HIDDEN_HEADERS}
+    context.update({"method": request.method, "uri": request.path, "request_uri": request.path_qs,
+                    "request": str(request.url), "args": request.query_string, "scheme": request.scheme,
+                    "server_protocol": f"HTTP/{request.version.major}.{request.version.minor}",
+                    "upstream_uri": request.path_qs})
+    return context
+
+
+def _answer(route: Route, run: dict, response: web.StreamResponse) -> web.StreamResponse:
+    response.headers["X-Dispatch-Run"] = run.get("name", "")
+    if route.cors:
+        response.headers.update(CORS)
+    return response
+
+
+def _result(run: dict) -> web.Response:
+    error = run.get("error")
+    if error:
+        status = ERROR_STATUS.get(error.get("type"), 502)
+        if "exceeded the timeout" in error.get("message", ""):
+            status = 504
+        return web.json_response({"message": error.get("message"), "type": error.get("type"),
+                                  "run": run["name"]}, status=status)
+    if run.get("output") in (None, ""):
+        return web.Response(status=200)
+    return web.json_response(run["output"])
+
+
+async def serve(request: web.Request) -> web.StreamResponse:
+    platform = request.app[PLATFORM]
+    route = platform.router.match(request.method, request.path, request.host or "")
+    if route is None:
+        return web.json_response({"message": "no API found with those values"}, status=404)
+    if "http" not in route.protocols and request.scheme == "http":
+        return web.json_response({"message": "Please use HTTPS protocol"}, status=426)
+    if request.method == "OPTIONS" and route.cors:
+        return _answer(route, {}, web.Response(status=200))
+    try:
+        payload = await run_input(request)
+    except BadRequest as bad:
+        return _answer(route, {}, web.json_response({"message": bad.message}, status=bad.status))
+    blocking = request.headers.get("x-dispatch-blocking", "true").lower() != "false"
+    run = new_run(route.function, {"blocking": blocking, "input": payload, "httpContext": http_context(request)})
+    try:
+        status, result = await execute(platform, route.organization, run, request["correlation_id"],
+                                       request.app[SETTINGS].blocking_wait_seconds)
+    except DispatchError as error:
+        return _answer(route, run, error_response(error.status, error.message))
+    if not blocking or status == 202:
+        return _answer(route, result, web.Response(status=200 if not blocking else 202))
+    return _answer(route, result, _result(result))

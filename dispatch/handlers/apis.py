@@ -1,0 +1,114 @@
+"""APIs: user HTTP routes to functions, registered on the API gateway driver."""
+from functools import partial
+
+from dispatch.bus.ports import MessageBus
+from dispatch.drivers.ports import APIGateway, Route
+from dispatch.errors import Rejected
+from dispatch.schemas import commands as c
+from dispatch.schemas import events as e
+from dispatch.schemas.resources import Status
+from dispatch.store.ports import EventLog
+
+from .lifecycle import append, changed, decide, load, new_resource, now, replaced, reply
+
+ENFORCED_AUTHENTICATION = {"public"}
+
+
+def prepared(organization: str, body: dict) -> dict:
+    """Apply the contract's path prefix rule and refuse what the gateway cannot enforce."""
+    auth = body.get("authentication") or "public"
+    if auth not in ENFORCED_AUTHENTICATION:
+        raise Rejected(f"authentication '{auth}' is not supported by this gateway (supported: public)")
+    if body.get("tls"):
+        raise Rejected("tls is not supported by the built-in gateway; terminate TLS in front of it")
+    uris = [u if u.startswith("/") else f"/{u}" for u in body.get("uris") or ["/"]]
+    if not body.get("hosts"):
+        prefix = f"/{organization}/"
+        uris = [u if u.startswith(prefix) else prefix + u.lstrip("/") for u in uris]
+    methods = [m.upper() for m in body.get("methods") or ["GET"]]
+    return {**body, "uris": uris, "methods": methods, "authentication": auth}
+
+
+def route_of(organization: str, api: dict) -> Route:
+    return Route(organization=organization, api=api["name"], function=api["function"],
+                 methods=tuple(api.get("methods") or ()), uris=tuple(api.get("uris") or ()),
+                 hosts=tuple(h.lower() for h in api.get("hosts") or ()),
+                 protocols=tuple(api.get("protocols") or ()), cors=bool(api.get("cors")))
+
+
+async def create_api(cmd: c.CreateAPI, events: EventLog) -> dict:
+    """Consumes CreateAPI; emits APICreated."""
+    body = prepared(cmd.organization, cmd.resource)
+
+    async def step():
+        loaded = await load(events, "API", cmd.organization, cmd.name)
+        loaded.absent()
+        resource = new_resource("API", cmd.name, body, Status.CREATING)
+        return reply(resource, await append(events, loaded, cmd, e.APICreated(
+            organization=cmd.organization, name=cmd.name, resource=resource)))
+    return await decide(step)
+
+
+async def update_api(cmd: c.UpdateAPI, events: EventLog) -> dict:
+    """Consumes UpdateAPI; emits APIUpdated."""
+    body = prepared(cmd.organization, cmd.resource)
+
+    async def step():
+        loaded = await load(events, "API", cmd.organization, cmd.name)
+        resource = replaced(loaded.existing(), body, Status.UPDATING)
+        return reply(resource, await append(events, loaded, cmd, e.APIUpdated(
+            organization=cmd.organization, name=cmd.name, resource=resource)))
+    return await decide(step)
+
+
+async def delete_api(cmd: c.DeleteAPI, events: EventLog) -> dict:
+    """Consumes DeleteAPI; emits APIDeletionRequested."""
+    async def step():
+        loaded = await load(events, "API", cmd.organization, cmd.name)
+        state = loaded.existing()
+        stamp = now()
+        position = await append(events, loaded, cmd, e.APIDeletionRequested(
+            organization=cmd.organization, name=cmd.name, modified_time=stamp))
+        return reply({**state, "status": Status.DELETING.value, "modifiedTime": stamp}, position)
+    return await decide(step)
+
+
+async def route_api(cmd: c.RouteAPI, events: EventLog, gateway: APIGateway) -> None:
+    """Consumes RouteAPI; emits APIRouted or APIRoutingFailed."""
+    loaded = await load(events, "API", cmd.organization, cmd.name)
+    if loaded.status not in (Status.CREATING.value, Status.UPDATING.value):
+        return
+    api = loaded.existing()
+    if api.get("enabled", True):
+        await gateway.register(route_of(cmd.organization, api))
+    else:
+        await gateway.unregister(cmd.organization, cmd.name)
+    await append(events, loaded, cmd, changed(e.APIRouted, cmd, Status.READY))
+
+
+async def remove_api(cmd: c.RemoveAPI, events: EventLog, gateway: APIGateway) -> None:
+    """Consumes RemoveAPI; emits APIDeleted."""
+    loaded = await load(events, "API", cmd.organization, cmd.name)
+    if loaded.status != Status.DELETING.value:
+        return
+    await gateway.unregister(cmd.organization, cmd.name)
+    await append(events, loaded, cmd, e.APIDeleted(organization=cmd.organization, name=cmd.name))
+
+
+async def route_when_changed(event: e.ResourceEvent, bus: MessageBus) -> None:
+    await bus.send(c.RouteAPI(organization=event.organization, name=event.name).caused_by(event))
+
+
+async def remove_when_deletion_requested(event: e.APIDeletionRequested, bus: MessageBus) -> None:
+    await bus.send(c.RemoveAPI(organization=event.organization, name=event.name).caused_by(event))
+
+
+def register(bus: MessageBus, events: EventLog, gateway: APIGateway) -> None:
+    bus.handle(c.CreateAPI, partial(create_api, events=events))
+    bus.handle(c.UpdateAPI, partial(update_api, events=events))
+    bus.handle(c.DeleteAPI, partial(delete_api, events=events))
+    bus.handle(c.RouteAPI, partial(route_api, events=events, gateway=gateway))
+    bus.handle(c.RemoveAPI, partial(remove_api, events=events, gateway=gateway))
+    for event_type in (e.APICreated, e.APIUpdated):
+        bus.subscribe(event_type, "apis", partial(route_when_changed, bus=bus))
+    bus.subscribe(e.APIDeletionRequested, "apis", partial(remove_when_deletion_requested, bus=bus))

@@ -1,0 +1,64 @@
+"""Keeps the runtime's deployments in step with the functions that are READY: after a restart,
+every READY function is deployed again from its stored source, without being recreated."""
+import asyncio
+
+import structlog
+
+from dispatch.drivers.ports import BuildFailed, DeploymentSpec, FunctionRuntime
+from dispatch.schemas import events as e
+from dispatch.schemas.resources import Status
+from dispatch.store.ports import BlobStore, EventLog, Views
+
+from .lifecycle import Loaded, load
+
+log = structlog.get_logger("dispatch.deployments")
+
+
+async def deployment_spec(loaded: Loaded, image: dict, blobs: BlobStore) -> DeploymentSpec:
+    state = loaded.existing()
+    source = loaded.last((e.FunctionCreated, e.FunctionUpdated))
+    data = await blobs.get_blob(source.source_digest)
+    if data is None:
+        raise BuildFailed(f"the source of {loaded.label} is missing from the blob store")
+    return DeploymentSpec(faas_id=state["faasId"], name=loaded.name, organization=loaded.organization,
+                          language=image["language"], image_location=image["dockerUrl"], source=data,
+                          handler=state.get("handler") or "", timeout_ms=state.get("timeout") or 0)
+
+
+class Deployments:
+    def __init__(self, events: EventLog, views: Views, blobs: BlobStore, runtime: FunctionRuntime):
+        self.events = events
+        self.views = views
+        self.blobs = blobs
+        self.runtime = runtime
+        self._pending: dict[str, asyncio.Task] = {}
+
+    async def ensure(self, organization: str, function: dict) -> None:
+        """Deploy a READY function's current version once, however many runs ask at the same time."""
+        faas_id = function["faasId"]
+        task = self._pending.get(faas_id)
+        if task is None:
+            task = asyncio.ensure_future(self._deploy(organization, function))
+            self._pending[faas_id] = task
+            task.add_done_callback(lambda _: self._pending.pop(faas_id, None))
+        await asyncio.shield(task)
+
+    async def _deploy(self, organization: str, function: dict) -> None:
+        loaded = await load(self.events, "Function", organization, function["name"])
+        image = await self.views.get_resource(organization, "Image", function["image"])
+        if image is None:
+            raise BuildFailed(f"image {function['image']} not found")
+        await self.runtime.deploy(await deployment_spec(loaded, image, self.blobs))
+
+    async def restore(self) -> int:
+        """Deploy every READY function; return how many were restored."""
+        restored = 0
+        for organization, function in await self.views.list_all("Function"):
+            if function.get("status") != Status.READY.value:
+                continue
+            try:
+                await self.ensure(organization, function)
+                restored += 1
+            except Exception as error:
+                log.warning("could not restore function", function=function["name"], error=str(error))
+        return restored

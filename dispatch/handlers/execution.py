@@ -1,0 +1,122 @@
+"""Executes one run through the contract's chain: input schema, secrets, the call, output schema."""
+import asyncio
+import datetime as dt
+import time
+from typing import Any
+
+from jsonschema import validators
+from jsonschema.exceptions import SchemaError
+
+from dispatch.drivers.ports import FunctionRuntime, Invocation, NotDeployed
+from dispatch.errors import Conflict, NotFound, Rejected
+from dispatch.schemas.resources import Status
+from dispatch.store.ports import Views
+from dispatch.store.sealing import SecretBox
+
+from .deployments import Deployments
+
+
+def check_schemas(schema: dict | None) -> None:
+    """Refuse a function whose input or output schema is not a valid JSON Schema."""
+    for direction in ("in", "out"):
+        document = (schema or {}).get(direction)
+        if document:
+            try:
+                validators.validator_for(document).check_schema(document)
+            except SchemaError as error:
+                raise Rejected(f"schema.{direction} is not a valid JSON Schema: {error.message}") from None
+
+
+class Secrets:
+    def __init__(self, views: Views, box: SecretBox):
+        self.views = views
+        self.box = box
+
+    async def resolve(self, organization: str, names: list[str]) -> dict[str, str]:
+        values: dict[str, str] = {}
+        for name in names:
+            secret = await self.views.get_resource(organization, "Secret", name)
+            if secret is None:
+                raise LookupError(f"error when retrieving secrets from secret store: secret {name} not found")
+            values.update(self.box.open(secret.get("secrets") or {}))
+        return values
+
+
+def _error(kind: str, message: str) -> Invocation:
+    return Invocation(error={"type": kind, "message": message, "stacktrace": []})
+
+
+class Executor:
+    def __init__(self, views: Views, runtime: FunctionRuntime, secrets: Secrets, deployments: Deployments):
+        self.views = views
+        self.runtime = runtime
+        self.secrets = secrets
+        self.deployments = deployments
+        self._validators: dict[tuple[str, str], Any] = {}
+
+    async def ready_function(self, organization: str, name: str) -> dict:
+        function = await self.views.get_resource(organization, "Function", name)
+        if function is None:
+            raise NotFound(f"function {name} not found")
+        if function["status"] != Status.READY.value:
+            why = function["status"]
+            if function.get("reason"):
+                why += ": " + "; ".join(function["reason"])
+            raise Conflict(f"function {name} is not READY (status {why})")
+        return function
+
+    def _validate(self, function: dict, direction: str, value: Any) -> str | None:
+        document = (function.get("schema") or {}).get(direction)
+        if not document:
+            return None
+        key = (function["faasId"], direction)
+        if key not in self._validators:
+            self._validators[key] = validators.validator_for(document)(document)
+        error = next(iter(self._validators[key].iter_errors(value)), None)
+        return None if error is None else error.message
+
+    async def invoke(self, organization: str, function: dict, run: dict) -> Invocation:
+        problem = self._validate(function, "in", run.get("input"))
+        if problem:
+            return _error("InputError", f"Input invalid against schema: {problem}")
+        try:
+            secrets = await self.secrets.resolve(organization, function.get("secrets", []) + run.get("secrets", []))
+        except LookupError as missing:
+            return _error("InputError", str(missing))
+        context: dict[str, Any] = {"secrets": secrets, "serviceBindings": {}}
+        for key in ("event", "httpContext"):
+            if run.get(key) is not None:
+                context[key] = run[key]
+        timeout = function.get("timeout") or 0
+        if timeout:
+            deadline = dt.datetime.now(dt.timezone.utc) + dt.timedelta(milliseconds=timeout)
+            context["deadline"] = deadline.isoformat().replace("+00:00", "Z")
+        try:
+            result = await self.runtime.invoke(function["faasId"], context, run.get("input"), timeout)
+        except NotDeployed:
+            await self.deployments.ensure(organization, function)
+            result = await self.runtime.invoke(function["faasId"], context, run.get("input"), timeout)
+        if result.error is None:
+            problem = self._validate(function, "out", result.output)
+            if problem:
+                result.error = {"type": "FunctionError", "message": f"Output invalid against schema: {problem}",
+                                "stacktrace": []}
+        return result
+
+    async def run(self, organization: str, function: dict, run: dict) -> dict:
+        """Execute and return the finished run record."""
+        try:
+            result = await self.invoke(organization, function, run)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # the platform failed, not the function: still a recorded run
+            result = _error("SystemError", f"{type(error).__name__}: {error}")
+        finished = int(time.time())
+        record = {**run, "output": result.output, "status": Status.READY.value, "reason": None,
+                  "logs": {"stdout": result.stdout, "stderr": result.stderr}, "error": result.error,
+                  "finishedTime": finished, "modifiedTime": finished}
+        if result.error is not None:
+            record["status"] = Status.ERROR.value
+            record["output"] = None
+            record["reason"] = [f"error running function: {run['functionName']}: {result.error.get('message', '')}"]
+        return record

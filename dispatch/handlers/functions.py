@@ -1,0 +1,163 @@
+"""Functions: source stored as a blob, deployed on the runtime once their image is READY."""
+import base64
+import binascii
+from functools import partial
+
+import structlog
+
+from dispatch.bus.ports import MessageBus
+from dispatch.drivers.ports import BuildFailed, FunctionRuntime
+from dispatch.errors import Rejected
+from dispatch.schemas import commands as c
+from dispatch.schemas import events as e
+from dispatch.schemas.envelope import new_id
+from dispatch.schemas.resources import Status
+from dispatch.schemas.source import validate as validate_source
+from dispatch.store.ports import BlobStore, ConcurrencyConflict, EventLog, Views
+
+from .deployments import deployment_spec
+from .execution import check_schemas
+from .lifecycle import append, changed, decide, load, new_resource, now, replaced, reply
+
+log = structlog.get_logger("dispatch.functions")
+DEPLOYABLE = (Status.INITIALIZED.value, Status.CREATING.value, Status.UPDATING.value)
+
+
+async def _store_source(source: str, blobs: BlobStore) -> str:
+    if not source:
+        raise Rejected("either source or sourceURL must be specified")
+    try:
+        data = base64.b64decode(source, validate=True)
+    except (binascii.Error, ValueError):
+        raise Rejected("source is not valid base64") from None
+    validate_source(data)
+    return await blobs.put_blob(data)
+
+
+async def create_function(cmd: c.CreateFunction, events: EventLog, blobs: BlobStore) -> dict:
+    """Consumes CreateFunction; emits FunctionCreated."""
+    check_schemas(cmd.resource.get("schema"))
+    digest = await _store_source(cmd.source, blobs)
+
+    async def step():
+        loaded = await load(events, "Function", cmd.organization, cmd.name)
+        loaded.absent()
+        resource = new_resource("Function", cmd.name, {**cmd.resource, "faasId": new_id()}, Status.INITIALIZED)
+        return reply(resource, await append(events, loaded, cmd, e.FunctionCreated(
+            organization=cmd.organization, name=cmd.name, resource=resource, source_digest=digest)))
+    return await decide(step)
+
+
+async def update_function(cmd: c.UpdateFunction, events: EventLog, blobs: BlobStore,
+                          runtime: FunctionRuntime) -> dict:
+    """Consumes UpdateFunction; emits FunctionUpdated and removes the old deployment, so the
+    function is not runnable until it is READY again."""
+    check_schemas(cmd.resource.get("schema"))
+    digest = await _store_source(cmd.source, blobs)
+
+    async def step():
+        loaded = await load(events, "Function", cmd.organization, cmd.name)
+        previous = loaded.existing()
+        resource = replaced(previous, {**cmd.resource, "faasId": new_id(), "functionImageURL": ""}, Status.UPDATING)
+        position = await append(events, loaded, cmd, e.FunctionUpdated(
+            organization=cmd.organization, name=cmd.name, resource=resource, source_digest=digest))
+        await runtime.undeploy(previous["faasId"])
+        return reply(resource, position)
+    return await decide(step)
+
+
+async def delete_function(cmd: c.DeleteFunction, events: EventLog) -> dict:
+    """Consumes DeleteFunction; emits FunctionDeletionRequested."""
+    async def step():
+        loaded = await load(events, "Function", cmd.organization, cmd.name)
+        state = loaded.existing()
+        stamp = now()
+        position = await append(events, loaded, cmd, e.FunctionDeletionRequested(
+            organization=cmd.organization, name=cmd.name, modified_time=stamp))
+        return reply({**state, "status": Status.DELETING.value, "modifiedTime": stamp}, position)
+    return await decide(step)
+
+
+async def deploy_function(cmd: c.DeployFunction, events: EventLog, views: Views, blobs: BlobStore,
+                          runtime: FunctionRuntime, busy: set) -> None:
+    """Consumes DeployFunction; emits FunctionDeployStarted, then FunctionDeployed or
+    FunctionDeployFailed. A function whose image is still building waits for it."""
+    if cmd.faas_id in busy:
+        return
+    busy.add(cmd.faas_id)
+    try:
+        await _deploy(cmd, events, views, blobs, runtime)
+    finally:
+        busy.discard(cmd.faas_id)
+
+
+async def _deploy(cmd: c.DeployFunction, events: EventLog, views: Views, blobs: BlobStore,
+                  runtime: FunctionRuntime) -> None:
+    loaded = await load(events, "Function", cmd.organization, cmd.name)
+    if loaded.status not in DEPLOYABLE or loaded.existing()["faasId"] != cmd.faas_id:
+        return  # deleted, already deployed, or superseded by a newer update
+    image_name = loaded.existing()["image"]
+    image = await views.get_resource(cmd.organization, "Image", image_name)
+    if image is None or image["status"] == Status.ERROR.value:
+        why = "not found" if image is None else f"in ERROR: {'; '.join(image.get('reason') or [])}"
+        await append(events, loaded, cmd, changed(e.FunctionDeployFailed, cmd, Status.ERROR, f"image {image_name} is {why}"))
+        return
+    if image["status"] != Status.READY.value:
+        return
+    try:
+        await append(events, loaded, cmd, changed(e.FunctionDeployStarted, cmd, Status.CREATING))
+    except ConcurrencyConflict:
+        return
+    loaded = await load(events, "Function", cmd.organization, cmd.name)
+    try:
+        await runtime.deploy(await deployment_spec(loaded, image, blobs))
+        event = changed(e.FunctionDeployed, cmd, Status.READY, functionImageURL=f"local://{cmd.faas_id}")
+    except BuildFailed as failure:
+        event = changed(e.FunctionDeployFailed, cmd, Status.ERROR, failure.reason)
+    try:
+        await append(events, loaded, cmd, event)
+    except ConcurrencyConflict:
+        log.info("function changed during its deploy; the newer deploy decides", function=cmd.name)
+
+
+async def remove_function(cmd: c.RemoveFunction, events: EventLog, runtime: FunctionRuntime) -> None:
+    """Consumes RemoveFunction; emits FunctionDeleted (its runs go with it)."""
+    loaded = await load(events, "Function", cmd.organization, cmd.name)
+    if loaded.status != Status.DELETING.value:
+        return
+    await runtime.undeploy(loaded.existing()["faasId"])
+    await append(events, loaded, cmd, e.FunctionDeleted(organization=cmd.organization, name=cmd.name))
+
+
+async def deploy_when_changed(event: e.ResourceCreated, bus: MessageBus) -> None:
+    await bus.send(c.DeployFunction(organization=event.organization, name=event.name,
+                                    faas_id=event.resource["faasId"]).caused_by(event))
+
+
+async def deploy_waiting_when_image_built(event: e.ImageBuilt, bus: MessageBus, views: Views) -> None:
+    for function in await views.list_resources(event.organization, "Function"):
+        if function.get("image") == event.name and function.get("status") in DEPLOYABLE:
+            await bus.send(c.DeployFunction(organization=event.organization, name=function["name"],
+                                            faas_id=function["faasId"]).caused_by(event))
+
+
+async def fail_waiting_when_image_failed(event: e.ImageBuildFailed, bus: MessageBus, views: Views) -> None:
+    await deploy_waiting_when_image_built(event, bus, views)  # the deploy step records the failure
+
+
+async def remove_when_deletion_requested(event: e.FunctionDeletionRequested, bus: MessageBus) -> None:
+    await bus.send(c.RemoveFunction(organization=event.organization, name=event.name).caused_by(event))
+
+
+def register(bus: MessageBus, events: EventLog, views: Views, blobs: BlobStore, runtime: FunctionRuntime) -> None:
+    bus.handle(c.CreateFunction, partial(create_function, events=events, blobs=blobs))
+    bus.handle(c.UpdateFunction, partial(update_function, events=events, blobs=blobs, runtime=runtime))
+    bus.handle(c.DeleteFunction, partial(delete_function, events=events))
+    bus.handle(c.DeployFunction, partial(deploy_function, events=events, views=views, blobs=blobs,
+                                         runtime=runtime, busy=set()))
+    bus.handle(c.RemoveFunction, partial(remove_function, events=events, runtime=runtime))
+    for event_type in (e.FunctionCreated, e.FunctionUpdated):
+        bus.subscribe(event_type, "functions", partial(deploy_when_changed, bus=bus))
+    bus.subscribe(e.ImageBuilt, "functions", partial(deploy_waiting_when_image_built, bus=bus, views=views))
+    bus.subscribe(e.ImageBuildFailed, "functions", partial(fail_waiting_when_image_failed, bus=bus, views=views))
+    bus.subscribe(e.FunctionDeletionRequested, "functions", partial(remove_when_deletion_requested, bus=bus))

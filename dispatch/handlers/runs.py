@@ -1,0 +1,84 @@
+"""Runs: execute a function and record every run, blocking or asynchronous."""
+import asyncio
+import time
+from functools import partial
+
+import structlog
+
+from dispatch.bus.ports import MessageBus
+from dispatch.schemas import commands as c
+from dispatch.schemas import events as e
+from dispatch.schemas.resources import Status
+from dispatch.store.ports import ConcurrencyConflict, EventLog
+
+from .execution import Executor
+
+log = structlog.get_logger("dispatch.runs")
+SLOW_RUN_SECONDS = 1.0
+
+
+def _stream(organization: str, run: dict) -> str:
+    return f"Run:{organization}:{run['name']}"
+
+
+async def execute_function(cmd: c.ExecuteFunction, events: EventLog, executor: Executor) -> dict:
+    """Consumes ExecuteFunction. Blocking: emits RunFinished (preceded by RunAccepted when the run
+    is slow, so it can be followed while it runs). Asynchronous: emits RunAccepted."""
+    function = await executor.ready_function(cmd.organization, cmd.run["functionName"])
+    stamp = int(time.time())
+    run = {**cmd.run, "functionId": function["id"], "faasId": function["faasId"],
+           "status": Status.INITIALIZED.value, "executedTime": stamp, "modifiedTime": stamp}
+    stream = _stream(cmd.organization, run)
+    if not run.get("blocking"):
+        position = await events.append(stream, 0, [e.RunAccepted(organization=cmd.organization, run=run).caused_by(cmd)])
+        return {"run": run, "position": position}
+    work = asyncio.ensure_future(executor.run(cmd.organization, function, run))
+    version = 0
+    done, _ = await asyncio.wait({work}, timeout=SLOW_RUN_SECONDS)
+    if not done:
+        started = {**run, "status": Status.CREATING.value}
+        await events.append(stream, 0, [e.RunAccepted(organization=cmd.organization, run=started).caused_by(cmd)])
+        version = 1
+    finished = await work
+    position = await events.append(stream, version, [e.RunFinished(organization=cmd.organization, run=finished).caused_by(cmd)])
+    _log_run(finished, cmd)
+    return {"run": finished, "position": position}
+
+
+async def start_run(cmd: c.StartRun, events: EventLog, executor: Executor) -> None:
+    """Consumes StartRun (an accepted asynchronous run); emits RunFinished."""
+    stream = f"Run:{cmd.organization}:{cmd.run_name}"
+    recorded = await events.read_stream(stream)
+    if len(recorded) != 1:
+        return  # already finished: a redelivery
+    run = recorded[0].event.run
+    try:
+        function = await executor.ready_function(cmd.organization, run["functionName"])
+        finished = await executor.run(cmd.organization, function, run)
+    except Exception as error:  # the function vanished or stopped being READY meanwhile
+        stamp = int(time.time())
+        finished = {**run, "status": Status.ERROR.value, "finishedTime": stamp, "modifiedTime": stamp,
+                    "error": {"type": "SystemError", "message": str(error), "stacktrace": []},
+                    "reason": [f"error running function: {run['functionName']}: {error}"]}
+    try:
+        await events.append(stream, 1, [e.RunFinished(organization=cmd.organization, run=finished).caused_by(cmd)])
+    except ConcurrencyConflict:
+        return
+    _log_run(finished, cmd)
+
+
+def _log_run(run: dict, cmd: c.Command) -> None:
+    log.info("run", run=run["name"], function=run["functionName"], status=run["status"],
+             error=(run.get("error") or {}).get("type"), correlation_id=cmd.correlation_id)
+
+
+async def start_when_accepted(event: e.RunAccepted, bus: MessageBus) -> None:
+    if event.run.get("blocking"):
+        return  # a slow blocking run, already being executed
+    await bus.send(c.StartRun(organization=event.organization, run_name=event.run["name"]).caused_by(event))
+
+
+def register(bus: MessageBus, events: EventLog, executor: Executor) -> None:
+    bus.handle(c.ExecuteFunction, partial(execute_function, events=events, executor=executor))
+    bus.handle(c.StartRun, partial(start_run, events=events, executor=executor))
+    bus.subscribe(e.RunAccepted, "runs", partial(start_when_accepted, bus=bus))

@@ -1,0 +1,36 @@
+"""Secret values are sealed (Fernet: AES-128-CBC + HMAC) before they leave the gateway, so they
+never appear in plain text on the bus, in the event log or in the read models."""
+import os
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+MASK = "********"
+
+
+class SecretBox:
+    def __init__(self, key: bytes):
+        self._fernet = Fernet(key)
+
+    @classmethod
+    def from_file(cls, path: Path) -> "SecretBox":
+        """Load the key, creating it (readable by the owner only) on first use."""
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(Fernet.generate_key())
+        return cls(path.read_bytes().strip())
+
+    def seal(self, values: dict[str, str]) -> dict[str, str]:
+        return {key: self._fernet.encrypt(str(value).encode()).decode() for key, value in values.items()}
+
+    def open(self, sealed: dict[str, str]) -> dict[str, str]:
+        try:
+            return {key: self._fernet.decrypt(token.encode()).decode() for key, token in sealed.items()}
+        except InvalidToken:
+            raise ValueError("secret was sealed with another key") from None
+
+    @staticmethod
+    def masked(sealed: dict[str, str]) -> dict[str, str]:
+        return {key: MASK for key in sealed}

@@ -1,0 +1,136 @@
+"""The MessageBus contract, run against every adapter."""
+import asyncio
+
+import pytest
+
+from dispatch.bus.memory import InMemoryBus
+from dispatch.errors import NotFound, Unavailable
+from dispatch.schemas.envelope import Command, Event
+
+
+class Ping(Command):
+    text: str = ""
+
+
+class Pinged(Event):
+    text: str = ""
+
+
+class Unhandled(Command):
+    pass
+
+
+@pytest.fixture(params=["memory"])
+async def bus(request):
+    adapter = InMemoryBus(max_attempts=3, retry_delay=0.001)
+    await adapter.start()
+    yield adapter
+    await adapter.close()
+
+
+async def eventually(predicate, timeout=5.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.005)
+
+
+async def test_request_returns_the_handlers_reply(bus):
+    async def ping(message):
+        return {"echo": message.text}
+
+    bus.handle(Ping, ping)
+    assert await bus.request(Ping(text="hi"), timeout=5) == {"echo": "hi"}
+
+
+async def test_a_command_reaches_exactly_one_handler(bus):
+    seen = []
+    bus.handle(Ping, lambda m: _record(seen, m))
+    with pytest.raises(ValueError):
+        bus.handle(Ping, lambda m: _record(seen, m))
+    await bus.send(Ping(text="once"))
+    await eventually(lambda: seen == ["once"])
+
+
+async def _record(seen, message):
+    seen.append(message.text)
+
+
+async def test_every_subscriber_group_gets_each_event_once(bus):
+    a, b = [], []
+    bus.subscribe(Pinged, "a", lambda m: _record(a, m))
+    bus.subscribe(Pinged, "b", lambda m: _record(b, m))
+    await bus.publish(Pinged(text="x"))
+    await eventually(lambda: a == ["x"] and b == ["x"])
+
+
+async def test_a_redelivered_message_has_no_second_effect(bus):
+    seen = []
+    bus.subscribe(Pinged, "a", lambda m: _record(seen, m))
+    event = Pinged(text="dup")
+    await bus.publish(event)
+    await bus.publish(event)
+    await asyncio.sleep(0.05)
+    assert seen == ["dup"]
+
+
+async def test_a_failing_handler_is_retried_until_it_succeeds(bus):
+    attempts = []
+
+    async def flaky(message):
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise RuntimeError("transient")
+        return "done"
+
+    bus.handle(Ping, flaky)
+    assert await bus.request(Ping(), timeout=5) == "done"
+    assert len(attempts) == 3
+
+
+async def test_a_poison_message_is_dead_lettered_and_the_consumer_keeps_going(bus):
+    async def handler(message):
+        if message.text == "poison":
+            raise RuntimeError("cannot digest")
+        return message.text
+
+    bus.handle(Ping, handler)
+    with pytest.raises(Unavailable):
+        await bus.request(Ping(text="poison"), timeout=5)
+    assert await bus.request(Ping(text="fine"), timeout=5) == "fine"
+    letters = await bus.dead_letters()
+    assert [(d.type, d.attempts) for d in letters] == [("Ping", 3)]
+    assert "cannot digest" in letters[0].error
+
+
+async def test_a_domain_refusal_reaches_the_requester_without_retries(bus):
+    attempts = []
+
+    async def refuse(message):
+        attempts.append(1)
+        raise NotFound("function nope not found")
+
+    bus.handle(Ping, refuse)
+    with pytest.raises(NotFound, match="function nope not found"):
+        await bus.request(Ping(), timeout=5)
+    assert attempts == [1]
+    assert await bus.dead_letters() == []
+
+
+async def test_a_command_without_handler_is_refused_and_dead_lettered(bus):
+    with pytest.raises(Unavailable):
+        await bus.send(Unhandled())
+    assert [d.type for d in await bus.dead_letters()] == ["Unhandled"]
+
+
+async def test_handlers_receive_the_message_as_sent_over_the_wire(bus):
+    received = []
+
+    async def handler(message):
+        received.append(message)
+
+    bus.handle(Ping, handler)
+    sent = Ping(text="wire", correlation_id="c-1")
+    await bus.request(sent, timeout=5)
+    assert received[0] == sent and received[0] is not sent
