@@ -94,11 +94,6 @@ def save_config(path: Path, config: dict) -> None:
     path.write_text(json.dumps(config, indent=4) + "\n")
 
 
-def context_name(host: str) -> str:
-    """The name given to a context written for the first time."""
-    return host.lower().replace(".", "-")
-
-
 def resolve_target(
     config: dict,
     host: str | None = None,
