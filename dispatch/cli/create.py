@@ -1,0 +1,186 @@
+"""`dispatch create`: base images, images, functions, secrets and APIs, one by one or from a YAML file."""
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from dispatch.cli.client import DispatchClientError
+from dispatch.cli.config import Application, CliState, File, Wait, WorkDir, application_tags, state_of
+from dispatch.cli.manifest import KINDS, Kind, encode_source, load, process
+from dispatch.cli.output import render, spinner
+
+app = typer.Typer(no_args_is_help=False)
+
+
+@app.callback(invoke_without_command=True)
+def create(
+    ctx: typer.Context,
+    file: File = None,
+    work_dir: WorkDir = Path("."),
+    wait: Wait = False,
+    application: Application = None,
+) -> None:
+    """Create resources from a YAML file (-f), or one resource with a command below."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if file is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(1)
+    state = state_of(ctx)
+    client = state.client()
+    documents = load(file, work_dir, "create", application_tags(application))
+    process(documents, lambda d: client.post(d.kind.path, d.body), "Created", state.output)
+    if wait:
+        for document in documents:
+            if document.kind.has_status:
+                wait_until_ready(state, document.kind, document.name, quiet=state.output is not None)
+
+
+@app.command("base-image")
+def base_image(
+    ctx: typer.Context,
+    name: str,
+    docker_url: str,
+    language: Annotated[str, typer.Option(help="Runtime language: python3, nodejs, ...")],
+    application: Application = None,
+    wait: Wait = False,
+) -> None:
+    """Register an existing container image carrying a language runtime."""
+    body = {"name": name, "dockerUrl": docker_url, "language": language, "tags": application_tags(application)}
+    _create(ctx, KINDS["BaseImage"], body, wait)
+
+
+@app.command()
+def image(
+    ctx: typer.Context,
+    name: str,
+    base_image: str,
+    runtime_deps: Annotated[Optional[Path], typer.Option(help="Manifest of runtime packages (e.g. requirements.txt).")] = None,
+    system_deps: Annotated[Optional[Path], typer.Option(help='JSON file: {"packages": [{"name", "version"}]}.')] = None,
+    application: Application = None,
+    wait: Wait = False,
+) -> None:
+    """Build an image: a base image plus runtime and system dependencies."""
+    body: dict[str, Any] = {"name": name, "baseImageName": base_image, "tags": application_tags(application)}
+    if runtime_deps is not None:
+        body["runtimeDependencies"] = {"manifest": _read(runtime_deps, "--runtime-deps")}
+    if system_deps is not None:
+        body["systemDependencies"] = _read_json(system_deps, "--system-deps")
+    _create(ctx, KINDS["Image"], body, wait)
+
+
+@app.command()
+def function(
+    ctx: typer.Context,
+    name: str,
+    path: Annotated[Path, typer.Argument(help="Source file, or a directory (then --handler is required).")],
+    image: Annotated[str, typer.Option(help="Image to run the function on.")],
+    handler: Annotated[str, typer.Option(help="Entry point, e.g. hello.handle (python3) or ./hello.js (nodejs).")] = "",
+    schema_in: Annotated[Optional[Path], typer.Option(help="JSON Schema file for the input.")] = None,
+    schema_out: Annotated[Optional[Path], typer.Option(help="JSON Schema file for the output.")] = None,
+    secret: Annotated[Optional[list[str]], typer.Option(help="Secret injected on every run (repeatable).")] = None,
+    service: Annotated[Optional[list[str]], typer.Option(help="Service instance bound on every run (repeatable).")] = None,
+    timeout: Annotated[Optional[int], typer.Option(help="Timeout of a run in milliseconds; 0 means none.")] = None,
+    application: Application = None,
+    wait: Wait = False,
+) -> None:
+    """Create a function from a source file or directory."""
+    if not path.exists():
+        raise DispatchClientError(f"source path {path} does not exist")
+    if path.is_dir() and not handler:
+        raise DispatchClientError(f"handler is required, source path {path} is a directory")
+    schema = {}
+    if schema_in is not None:
+        schema["in"] = _read_json(schema_in, "--schema-in")
+    if schema_out is not None:
+        schema["out"] = _read_json(schema_out, "--schema-out")
+    body: dict[str, Any] = {
+        "name": name,
+        "image": image,
+        "handler": handler,
+        "source": encode_source(path),
+        "schema": schema,
+        "secrets": secret or [],
+        "services": service or [],
+        "tags": application_tags(application),
+    }
+    if timeout is not None:
+        body["timeout"] = timeout
+    _create(ctx, KINDS["Function"], body, wait)
+
+
+@app.command()
+def secret(ctx: typer.Context, name: str, json_file: Path, application: Application = None) -> None:
+    """Create a secret from a JSON file holding a flat key -> value object."""
+    values = _read_json(json_file, "secret file")
+    if not isinstance(values, dict):
+        raise DispatchClientError(f"secret file {json_file} must hold a JSON object of key -> value")
+    _create(ctx, KINDS["Secret"], {"name": name, "secrets": values, "tags": application_tags(application)}, False)
+
+
+@app.command()
+def api(
+    ctx: typer.Context,
+    name: str,
+    function: str,
+    domain: Annotated[Optional[list[str]], typer.Option("-d", "--domain", help="Host name matched (repeatable).")] = None,
+    path: Annotated[Optional[list[str]], typer.Option("-p", "--path", help="Path matched (repeatable; default /).")] = None,
+    method: Annotated[Optional[list[str]], typer.Option("-m", "--method", help="HTTP method (repeatable; default GET).")] = None,
+    https_only: Annotated[bool, typer.Option("--https-only", help="Only accept HTTPS requests.")] = False,
+    disable: Annotated[bool, typer.Option("--disable", help="Store the API without routing it.")] = False,
+    cors: Annotated[bool, typer.Option("--cors", help="Answer CORS pre-flight requests.")] = False,
+    auth: Annotated[str, typer.Option("--auth", help="Authentication: public, basic or oidc.")] = "public",
+    application: Application = None,
+) -> None:
+    """Expose a function as an HTTP endpoint of the API gateway."""
+    body = {
+        "name": name,
+        "function": function,
+        "hosts": domain or [],
+        "uris": path or ["/"],
+        "methods": [m.upper() for m in method or ["GET"]],
+        "protocols": ["https"] if https_only else ["http", "https"],
+        "enabled": not disable,
+        "cors": cors,
+        "authentication": auth,
+        "tags": application_tags(application),
+    }
+    _create(ctx, KINDS["API"], body, False)
+
+
+def wait_until_ready(state: CliState, kind: Kind, name: str, quiet: bool = False) -> dict:
+    """Poll until the resource is READY; ERROR exits 1 with its reason."""
+    with spinner(f"Waiting for {kind.label} {name}") as show:
+        resource = state.client().wait_for(kind.path_of(name), lambda s: show(f"Waiting for {kind.label} {name}: {s}"))
+    if resource.get("status") == "ERROR":
+        reason = "; ".join(resource.get("reason") or []) or "no reason given"
+        raise DispatchClientError(f"{kind.label} {name} failed: {reason}")
+    if not quiet:
+        typer.echo(f"{kind.label.capitalize()} {name} is READY")
+    return resource
+
+
+def _create(ctx: typer.Context, kind: Kind, body: dict, wait: bool) -> None:
+    state = state_of(ctx)
+    created = state.client().post(kind.path, body)
+    if state.output is None:
+        typer.echo(f"Created {kind.label}: {body['name']}")
+    if wait:
+        created = wait_until_ready(state, kind, body["name"], quiet=state.output is not None)
+    if state.output is not None:
+        render(created, state.output)
+
+
+def _read(path: Path, what: str) -> str:
+    try:
+        return path.expanduser().read_text()
+    except OSError as error:
+        raise DispatchClientError(f"cannot read {what} {path}: {error.strerror}") from None
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(_read(path, what))
+    except ValueError as error:
+        raise DispatchClientError(f"{what} {path} is not valid JSON: {error}") from None

@@ -1,0 +1,111 @@
+"""`dispatch get`: tables (or -o json|yaml) of base images, images, functions, secrets, APIs and runs."""
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+
+from dispatch.cli import exec as runs
+from dispatch.cli.config import Application, application_query, state_of
+from dispatch.cli.manifest import KINDS, Kind
+from dispatch.cli.output import joined, local_time, print_table, render
+
+app = typer.Typer(no_args_is_help=True, help="Show resources as a table, or with -o json|yaml.")
+
+Name = Annotated[Optional[str], typer.Argument(help="Show only this one.")]
+HIDDEN_NOTE = "Note: secret values are hidden, please use --all flag to get them"
+
+
+def _register(command: Callable, names: tuple[str, ...]) -> None:
+    app.command(names[0])(command)
+    for alias in names[1:]:
+        app.command(alias, hidden=True)(command)
+
+
+def _show(
+    ctx: typer.Context,
+    kind: Kind,
+    name: str | None,
+    application: str | None,
+    columns: tuple[str, ...],
+    row: Callable[[dict], tuple],
+    query: dict | None = None,
+) -> None:
+    state = state_of(ctx)
+    path = kind.path_of(name) if name else kind.path
+    data = state.client().get(path, {**application_query(application), **(query or {})})
+    if state.output is not None:
+        render(data, state.output)
+        return
+    items: list[Any] = [data] if name else data or []
+    print_table(columns, [row(item) for item in items])
+
+
+def base_images(ctx: typer.Context, name: Name = None) -> None:
+    """Show base images: all, or the one named NAME."""
+    _show(ctx, KINDS["BaseImage"], name, None, ("Name", "URL", "Status", "Created Date"),
+          lambda b: (b.get("name"), b.get("dockerUrl"), b.get("status"), local_time(b.get("createdTime"))))
+
+
+def images(ctx: typer.Context, name: Name = None, application: Application = None) -> None:
+    """Show images: all, or the one named NAME."""
+    _show(ctx, KINDS["Image"], name, application, ("Name", "URL", "BaseImage", "Status", "Created Date"),
+          lambda i: (i.get("name"), i.get("dockerUrl"), i.get("baseImageName"), i.get("status"),
+                     local_time(i.get("createdTime"))))
+
+
+def functions(ctx: typer.Context, name: Name = None, application: Application = None) -> None:
+    """Show functions: all, or the one named NAME."""
+    _show(ctx, KINDS["Function"], name, application, ("Name", "FunctionImage", "Status", "Created Date"),
+          lambda f: (f.get("name"), f.get("functionImageURL"), f.get("status"), local_time(f.get("createdTime"))))
+
+
+def secrets(
+    ctx: typer.Context,
+    name: Name = None,
+    all_: Annotated[bool, typer.Option("--all", help="Show the values too (as JSON).")] = False,
+    application: Application = None,
+) -> None:
+    """Show secrets with their values hidden: all, or the one named NAME."""
+    state = state_of(ctx)
+    kind = KINDS["Secret"]
+    data = state.client().get(kind.path_of(name) if name else kind.path, application_query(application))
+    if state.output is not None or all_:
+        render(data, state.output or "json")
+        return
+    items = [data] if name else data or []
+    print_table(("ID", "Name", "Content"), [(s.get("id"), s.get("name"), "<hidden>") for s in items])
+    typer.echo(f"\n{HIDDEN_NOTE}\n")
+
+
+def apis(
+    ctx: typer.Context,
+    name: Name = None,
+    func: Annotated[Optional[str], typer.Option("-f", "--func", help="Only the APIs of this function.")] = None,
+    application: Application = None,
+) -> None:
+    """Show APIs: all, or the one named NAME."""
+    columns = ("Name", "Function", "Protocol", "Method", "Domain", "Path", "Auth", "Status", "Enabled")
+    _show(ctx, KINDS["API"], name, application, columns,
+          lambda a: (a.get("name"), a.get("function"), joined(a.get("protocols")), joined(a.get("methods")),
+                     joined(a.get("hosts")), joined(a.get("uris")), a.get("authentication"), a.get("status"),
+                     "true" if a.get("enabled") else "false"),
+          {"function": func})
+
+
+def run_list(
+    ctx: typer.Context,
+    function: Annotated[Optional[str], typer.Argument(help="Only the runs of this function.")] = None,
+    run_id: Annotated[Optional[str], typer.Argument(help="Only this run.")] = None,
+    last: Annotated[bool, typer.Option("--last", help="Only the latest run.")] = False,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep polling and print new runs.")] = False,
+    application: Application = None,
+) -> None:
+    """Show runs: all, those of FUNCTION, or the run RUN_ID of FUNCTION."""
+    runs.show_runs(state_of(ctx), function, run_id, last, follow, application)
+
+
+_register(base_images, KINDS["BaseImage"].aliases)
+_register(images, KINDS["Image"].aliases)
+_register(functions, KINDS["Function"].aliases)
+_register(secrets, KINDS["Secret"].aliases)
+_register(apis, KINDS["API"].aliases)
+_register(run_list, ("run", "runs"))
