@@ -1,0 +1,98 @@
+"""`dispatch server`: run the embedded server in this process, optionally seeding it from a YAML file."""
+import asyncio
+from pathlib import Path
+from typing import Annotated, Optional
+
+import pydantic
+import typer
+
+from dispatch.cli.client import DispatchClient, DispatchClientError
+from dispatch.cli.manifest import Document, load
+from dispatch.settings import Settings
+
+_ANY_ADDRESS = {"", "0.0.0.0", "::"}
+
+
+def server(
+    host: Annotated[Optional[str], typer.Option(help="Address to listen on.", show_default="127.0.0.1")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port of the management API.", show_default="8080")] = None,
+    api_port: Annotated[
+        Optional[int], typer.Option(help="Port of the gateway serving user-defined APIs.", show_default="8081")
+    ] = None,
+    data_dir: Annotated[
+        Optional[Path], typer.Option(help="Where the event log and function data live.", show_default="~/.dispatch")
+    ] = None,
+    seed: Annotated[
+        Optional[Path], typer.Option(help="YAML file of resources to create once the server is up.")
+    ] = None,
+    organization: Annotated[
+        Optional[str], typer.Option(help="Organization of requests that name none.", show_default="dispatch")
+    ] = None,
+) -> None:
+    """Start the embedded Dispatch server (management API, API gateway, runtimes) until Ctrl-C."""
+    # Imported here: the server pulls in its whole stack, which other commands do not need.
+    from dispatch import server as embedded
+
+    given = {"host": host, "port": port, "api_port": api_port, "data_dir": data_dir,
+             "default_organization": organization}
+    try:
+        settings = Settings(**{key: value for key, value in given.items() if value is not None})
+    except pydantic.ValidationError as error:
+        raise DispatchClientError(f"invalid server settings: {error}") from None
+    # The seed file is read (sources packed) before the server starts, so a broken one fails fast.
+    documents = load(seed.name, seed.resolve().parent, "create") if seed is not None else []
+
+    async def on_ready() -> None:
+        if documents:
+            await asyncio.to_thread(seed_documents, local_client(settings), documents)
+        typer.echo(next_steps(settings))
+
+    try:
+        asyncio.run(embedded.serve(settings, on_ready=on_ready))
+    except KeyboardInterrupt:
+        pass
+
+
+def local_client(settings: Settings) -> DispatchClient:
+    host = "127.0.0.1" if settings.host in _ANY_ADDRESS else settings.host
+    host = f"[{host}]" if ":" in host else host
+    return DispatchClient(f"http://{host}:{settings.port}", settings.default_organization)
+
+
+def seed_documents(client: DispatchClient, documents: list[Document]) -> None:
+    """Create each document, one line each; existing ones are kept so that restarts are harmless."""
+    for document in documents:
+        kind, name = document.kind.name, document.name
+        try:
+            client.post(document.kind.path, document.body)
+        except DispatchClientError as error:
+            if error.code == 409:
+                typer.echo(f"{kind} {name} already exists")
+            else:
+                typer.echo(f"Could not create {kind} {name}: {error}", err=True)
+            continue
+        typer.echo(f"Created {kind}: {name}")
+
+
+def next_steps(settings: Settings) -> str:
+    host = "127.0.0.1" if settings.host in _ANY_ADDRESS else settings.host
+    org = settings.default_organization
+    lines = [
+        f"Dispatch is running: management API on http://{host}:{settings.port}, "
+        f"user APIs on http://{host}:{settings.api_port}/{org}/ (data in {settings.data_dir}).",
+        "",
+        "What to try next, in another terminal:",
+        "  export PATH=$PWD/.venv/bin:$PATH",
+    ]
+    if host != "127.0.0.1" or settings.port != 8080:
+        lines.append(f"  export DISPATCH_HOST={host} DISPATCH_PORT={settings.port}")
+    lines += [
+        "  dispatch get functions",
+        """  dispatch exec hello-py --input '{"name": "Jon", "place": "Winterfell"}' --wait""",
+        "  dispatch create api post-hello hello-py --method POST --path /hello",
+        f"  curl -X POST {host}:{settings.api_port}/{org}/hello -H 'Content-Type: application/json' "
+        """-d '{"name":"Jon","place":"Winterfell"}'""",
+        "",
+        "Stop the server with Ctrl-C.",
+    ]
+    return "\n".join(lines)
