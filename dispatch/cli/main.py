@@ -1,0 +1,133 @@
+"""The `dispatch` command: global options, the command tree, and the one place errors become exit 1."""
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from dispatch.cli import admin, context, create, delete, exec as exec_, get, server, update, version
+from dispatch.cli.client import DispatchClientError
+from dispatch.cli.config import (
+    DEFAULT_CONFIG, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_SCHEME, CliState, load_config, resolve_target,
+)
+from dispatch.cli.output import check_format
+from dispatch.errors import DispatchError
+
+_VALUED = {"--config", "--host", "--port", "--scheme", "--organization", "-o", "--output", "--token"}
+_FLAGS = {"--insecure", "--json"}
+_SERVER_OWN = {"--host", "--port", "--organization"}
+_HELP_ORDER = ["create", "get", "update", "apply", "delete", "exec", "context", "version", "server", "admin"]
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move global options found after the command name in front of it.
+
+    Dispatch's users type `dispatch get functions -o json` and `dispatch exec f --organization o`;
+    global options may appear anywhere, as they did there. `server` keeps its own
+    `--host`, `--port` and `--organization`.
+    """
+    front: list[str] = []
+    rest: list[str] = []
+    command = None
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        name = arg.split("=", 1)[0]
+        own = command == "server" and name in _SERVER_OWN
+        short_output = arg.startswith("-o") and not arg.startswith("--") and len(arg) > 2
+        if not own and (name in _FLAGS or short_output or name in _VALUED):
+            width = 2 if name in _VALUED and "=" not in arg and not short_output else 1
+            front.extend(args[i : i + width])
+            i += width
+            continue
+        if command is None and not arg.startswith("-"):
+            command = arg
+        rest.append(arg)
+        i += 1
+    return front + rest
+
+
+class DispatchGroup(TyperGroup):
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(args))
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda n: _HELP_ORDER.index(n) if n in _HELP_ORDER else len(_HELP_ORDER))
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (DispatchClientError, DispatchError) as error:
+            typer.echo(str(error), err=True)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=DispatchGroup,
+    name="dispatch",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    config: Annotated[
+        Optional[Path], typer.Option(envvar="DISPATCH_CONFIG", show_default=DEFAULT_CONFIG, help="Config file.")
+    ] = None,
+    host: Annotated[
+        Optional[str],
+        typer.Option(envvar="DISPATCH_HOST", show_default=DEFAULT_HOST, help="Server host (default: the local server)."),
+    ] = None,
+    port: Annotated[
+        Optional[int],
+        typer.Option(envvar="DISPATCH_PORT", show_default=str(DEFAULT_PORT), help="Server port (default: the local server)."),
+    ] = None,
+    scheme: Annotated[
+        Optional[str], typer.Option(envvar="DISPATCH_SCHEME", show_default=DEFAULT_SCHEME, help="http or https.")
+    ] = None,
+    organization: Annotated[
+        Optional[str],
+        typer.Option(envvar="DISPATCH_ORGANIZATION", help="Organization, sent as X-Dispatch-Org; empty means the server's default."),
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", envvar="DISPATCH_INSECURE", help="Skip TLS certificate verification.")
+    ] = False,
+    output: Annotated[
+        Optional[str], typer.Option("-o", "--output", envvar="DISPATCH_OUTPUT", help="Output format: json or yaml (default: a table).")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", envvar="DISPATCH_JSON", hidden=True)] = False,
+    token: Annotated[Optional[str], typer.Option(envvar="DISPATCH_TOKEN", help="JWT sent as a bearer token.")] = None,
+) -> None:
+    """Manage functions, images, secrets and APIs on a Dispatch server.
+
+    Without a config file, flags or DISPATCH_* variables, commands talk to the local embedded
+    server that `dispatch server` starts (http://127.0.0.1:8080). Global options may be given
+    before or after the command.
+    """
+    config_path = config or Path(DEFAULT_CONFIG).expanduser()
+    if ctx.resilient_parsing:
+        return
+    ctx.obj = CliState(
+        config_path=config_path,
+        target=resolve_target(load_config(config_path), host, port, scheme, organization, insecure, token),
+        output=check_format("json" if json_output and output is None else output),
+    )
+
+
+app.add_typer(create.app, name="create")
+app.add_typer(get.app, name="get")
+app.command()(update.update)
+app.command()(update.apply)
+app.add_typer(delete.app, name="delete")
+app.command("exec")(exec_.execute)
+app.add_typer(context.app, name="context")
+app.command()(version.version)
+app.command()(server.server)
+app.add_typer(admin.app, name="admin")
