@@ -13,7 +13,7 @@ app = typer.Typer(no_args_is_help=False)
 
 @app.callback(invoke_without_command=True)
 def delete(ctx: typer.Context, file: File = None, work_dir: WorkDir = Path(".")) -> None:
-    """Delete the resources of a YAML file (-f), or one resource with a command below."""
+    """Delete the resources of a YAML file (-f, last document first), or one resource with a command below."""
     if ctx.invoked_subcommand is not None:
         return
     if file is None:
@@ -21,7 +21,9 @@ def delete(ctx: typer.Context, file: File = None, work_dir: WorkDir = Path("."))
         raise typer.Exit(1)
     state = state_of(ctx)
     client = state.client()
-    documents = load(file, work_dir, "delete")
+    # Last first: a file lists what others depend on before them, and the server refuses to
+    # delete a base image or image that is still in use.
+    documents = load(file, work_dir, "delete")[::-1]
     process(documents, lambda d: client.delete(d.kind.path_of(d.name)), "Deleted", state.output)
 
 

@@ -12,6 +12,8 @@ from dispatch.cli.config import Application, CliState, application_query, state_
 from dispatch.cli.output import local_time, print_table, render, spinner, to_json
 
 RUN_COLUMNS = ("ID", "Function", "Status", "Started", "Finished")
+# While following, batches are printed as separate tables; fixed widths keep them aligned.
+_FOLLOW_WIDTHS = (36, 16, 11, 28, 28)
 
 
 def execute(
@@ -60,7 +62,7 @@ def show_runs(
         if not runs:
             raise DispatchClientError(f"no runs of function {function}" if function else "no runs")
         runs = runs[-1:]
-    _print_runs(runs, state.output, single=last)
+    _print_runs(runs, state.output, single=last, widths=_FOLLOW_WIDTHS if follow else ())
     if follow:
         _follow(client, query, runs, state.output, interval)
 
@@ -88,12 +90,14 @@ def _follow(client: DispatchClient, query: dict, runs: list[dict], output: str |
             seen.update((run.get("name"), run.get("status")) for run in new)
             since = max([since, *(_touched(run) for run in fresh)])
             if new:
-                _print_runs(new, output, single=False, header=False)
+                _print_runs(new, output, single=False, header=False, widths=_FOLLOW_WIDTHS)
     except KeyboardInterrupt:
         return
 
 
-def _print_runs(runs: list[dict], output: str | None, single: bool, header: bool = True) -> None:
+def _print_runs(
+    runs: list[dict], output: str | None, single: bool, header: bool = True, widths: tuple[int, ...] = ()
+) -> None:
     if output is not None:
         if single or not header:
             for run in runs:
@@ -101,7 +105,7 @@ def _print_runs(runs: list[dict], output: str | None, single: bool, header: bool
         else:
             render(runs, output)
         return
-    print_table(RUN_COLUMNS, [run_row(run) for run in runs], show_header=header)
+    print_table(RUN_COLUMNS, [run_row(run) for run in runs], show_header=header, min_widths=widths)
 
 
 def _started(run: dict) -> Any:

@@ -51,10 +51,16 @@ def render(data: Any, output: str) -> None:
         typer.echo(to_json(data))
 
 
-def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], show_header: bool = True) -> None:
+def print_table(
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    show_header: bool = True,
+    min_widths: Sequence[int] = (),
+) -> None:
+    """`min_widths` keeps the columns of tables printed one after another aligned."""
     table = Table(box=_BORDERLESS, show_edge=False, show_header=show_header, header_style="bold", pad_edge=True)
-    for column in columns:
-        table.add_column(column.upper(), overflow="fold")
+    for column, width in zip(columns, [*min_widths, *[None] * len(columns)]):
+        table.add_column(column.upper(), overflow="fold", min_width=width)
     for row in rows:
         # Text(...) so that brackets in names are shown as typed, not read as markup.
         table.add_row(*(Text("" if cell is None else str(cell)) for cell in row))

@@ -5,6 +5,7 @@ import json
 import tarfile
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.unit.cli_double import Cli, FakeDispatch, cli, fake  # noqa: F401  (fixtures)
@@ -209,3 +210,26 @@ def test_get_run_by_id_asks_for_that_run_of_the_function(cli: Cli, fake: FakeDis
     assert result.exit_code == 0, result.output
     assert fake.sent("GET")[0].path == "/v1/runs/r1"
     assert "r1" in result.stdout.splitlines()[2]
+
+
+def test_get_runs_follow_polls_with_since_and_prints_new_runs(
+    cli: Cli, fake: FakeDispatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.runs.append({"name": "r1", "functionName": "f", "status": "READY", "executedTime": 10, "modifiedTime": 10})
+    polls = []
+
+    def sleep(seconds: float) -> None:
+        polls.append(seconds)
+        if len(polls) == 1:
+            fake.runs.append({"name": "r2", "functionName": "f", "status": "READY", "executedTime": 30,
+                              "modifiedTime": 30})
+        else:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr("dispatch.cli.exec.time.sleep", sleep)
+    result = cli("get", "runs", "f", "--follow")
+
+    assert result.exit_code == 0, result.output
+    rows = [line.split("|")[0].strip() for line in result.stdout.splitlines()[2:]]
+    assert rows == ["r1", "r2"]
+    assert fake.sent("GET")[1].query["since"] == ["9"]

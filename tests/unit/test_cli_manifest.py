@@ -165,6 +165,17 @@ def test_update_puts_each_document(cli: Cli, fake: FakeDispatch, tmp_path: Path)
     assert result.stdout.strip() == "Updated API: a"
 
 
+def test_delete_file_deletes_last_document_first(cli: Cli, fake: FakeDispatch, tmp_path: Path) -> None:
+    fake.store["/v1/baseimage"] = {"b": {"name": "b"}}
+    fake.store["/v1/image"] = {"i": {"name": "i"}}
+    (tmp_path / "f.yaml").write_text("kind: BaseImage\nname: b\n---\nkind: Image\nname: i\n")
+
+    result = cli("delete", "-f", str(tmp_path / "f.yaml"))
+
+    assert result.exit_code == 0, result.output
+    assert [r.path for r in fake.requests] == ["/v1/image/i", "/v1/baseimage/b"]
+
+
 def test_delete_file_deletes_without_needing_sources(cli: Cli, fake: FakeDispatch, tmp_path: Path) -> None:
     fake.store["/v1/function"] = {"hello": {"name": "hello"}}
     (tmp_path / "f.yaml").write_text("kind: Function\nname: hello\nimage: i\nsourcePath: gone.py\n")
