@@ -7,7 +7,6 @@ import structlog
 
 from dispatch.bus.memory import InMemoryBus
 from dispatch.bus.ports import MessageBus
-from dispatch.drivers.local import LocalRuntime
 from dispatch.drivers.ports import FunctionRuntime
 from dispatch.drivers.router import BuiltinRouter
 from dispatch.schemas.envelope import Command
@@ -73,13 +72,19 @@ class Platform:
         await self.store.close()
 
 
+def _local_runtime(settings: Settings) -> FunctionRuntime:
+    from dispatch.drivers.local import LocalRuntime  # imported only when chosen: it knows about processes
+
+    return LocalRuntime(settings.data_dir / "runtime", max_workers=settings.max_workers_per_function,
+                        max_log_bytes=settings.max_log_bytes)
+
+
 def bootstrap(settings: Settings, bus: MessageBus | None = None,
               runtime: FunctionRuntime | None = None) -> Platform:
     bus = bus or InMemoryBus()
     store = SQLiteStore(settings.database_path)
     views = SQLiteViews(store)
-    runtime = runtime or LocalRuntime(settings.data_dir / "runtime", max_workers=settings.max_workers_per_function,
-                                      max_log_bytes=settings.max_log_bytes)
+    runtime = runtime or _local_runtime(settings)
     router = BuiltinRouter()
     box = SecretBox.from_file(settings.data_dir / "secret.key")
     deployments = Deployments(store, views, store, runtime)

@@ -6,6 +6,7 @@ import structlog
 
 from .ports import EventLog, Views
 from .projections import ReadModels
+from .watermark import Watermark
 
 log = structlog.get_logger("dispatch.projector")
 
@@ -16,18 +17,21 @@ class Projector:
         self.views = views
         self.models = ReadModels()
         self.batch_size = batch_size
-        self.position = 0
-        self._advanced = asyncio.Condition()
+        self._reached = Watermark()
+
+    @property
+    def position(self) -> int:
+        return self._reached.value
 
     async def catch_up(self) -> int:
         """Apply everything appended so far; return the position reached."""
-        self.position = await self.views.tracking(self.models.name)
-        while batch := await self.events.read_all(self.position, self.batch_size):
+        position = await self.views.tracking(self.models.name)
+        self._reached.advance(position)
+        while batch := await self.events.read_all(position, self.batch_size):
             await self.views.apply(self.models.name, batch, self.models)
-            self.position = batch[-1].position
-            async with self._advanced:
-                self._advanced.notify_all()
-        return self.position
+            position = batch[-1].position
+            self._reached.advance(position)
+        return position
 
     async def run(self) -> None:
         while True:
@@ -41,8 +45,7 @@ class Projector:
             await self.events.wait_for_append(self.position, timeout=1.0)
 
     async def wait_for(self, position: int, timeout: float = 10.0) -> None:
-        async with self._advanced:
-            await asyncio.wait_for(self._advanced.wait_for(lambda: self.position >= position), timeout)
+        await self._reached.reach(position, timeout)
 
     async def rebuild(self) -> int:
         await self.views.reset(self.models.name)

@@ -14,6 +14,7 @@ from typing import Any, Callable
 from dispatch.schemas.envelope import Event, decode
 
 from .ports import ConcurrencyConflict, Recorded
+from .watermark import Watermark
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -54,8 +55,7 @@ class SQLiteStore:
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
         self._pending: list[tuple[str, int, list[Event], asyncio.Future]] = []
         self._flushing = False
-        self._appended = asyncio.Condition()
-        self._head = 0
+        self._head = Watermark()
         self.commits = 0
         self.write_db: sqlite3.Connection | None = None
         self.read_db: sqlite3.Connection | None = None
@@ -65,12 +65,14 @@ class SQLiteStore:
         self.write_db = await self.write(lambda: _connect(self.path))
         await self.write(lambda: self.write_db.executescript(SCHEMA))
         self.read_db = await self.read(lambda: _connect(self.path))
-        self._head = await self.last_position()
+        self._head.advance(await self.last_position())
 
     async def close(self) -> None:
-        for db in (self.write_db, self.read_db):
-            if db is not None:
-                db.close()
+        # Each connection is closed on its own thread, after the work already queued there.
+        if self.write_db is not None:
+            await self.write(self.write_db.close)
+        if self.read_db is not None:
+            await self.read(self.read_db.close)
         self._writer.shutdown(wait=True)
         self._reader.shutdown(wait=True)
 
@@ -104,9 +106,7 @@ class SQLiteStore:
                         future.set_exception(outcome)
                     else:
                         future.set_result(outcome)
-                        self._head = max(self._head, outcome)
-                async with self._appended:
-                    self._appended.notify_all()
+                        self._head.advance(outcome)
         finally:
             self._flushing = False
 
@@ -154,11 +154,10 @@ class SQLiteStore:
         return row[0]
 
     async def wait_for_append(self, after: int, timeout: float) -> None:
-        async with self._appended:
-            try:
-                await asyncio.wait_for(self._appended.wait_for(lambda: self._head > after), timeout)
-            except asyncio.TimeoutError:
-                pass
+        try:
+            await self._head.reach(after + 1, timeout)
+        except asyncio.TimeoutError:
+            pass
 
     # -- blobs -----------------------------------------------------------------------------------
     async def put_blob(self, data: bytes) -> str:

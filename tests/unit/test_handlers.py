@@ -1,0 +1,196 @@
+"""Handlers driven through bootstrap(): given commands, then the read models users see."""
+import asyncio
+
+import pytest
+
+from dispatch.errors import Conflict, NotFound, Rejected
+from dispatch.handlers.bootstrap import bootstrap
+from dispatch.schemas import commands as c
+from tests.fakes import InProcessRuntime
+
+from .conftest import HELLO, settled, source_of
+
+ORG = "o"
+
+
+async def seed(platform, image_manifest: str = "", language: str = "python3"):
+    await platform.write(c.CreateBaseImage(organization=ORG, name="py-base", resource={
+        "name": "py-base", "dockerUrl": "python:3", "language": language}))
+    await platform.write(c.CreateImage(organization=ORG, name="py", resource={
+        "name": "py", "baseImageName": "py-base", "runtimeDependencies": {"manifest": image_manifest}}))
+
+
+async def create_function(platform, name="hello", source=HELLO, handler="", **fields):
+    return await platform.write(c.CreateFunction(organization=ORG, name=name, source=source_of({"hello.py": source}),
+                                                 resource={"name": name, "image": "py", "handler": handler, **fields}))
+
+
+async def execute(platform, function="hello", payload=None, blocking=True, **fields):
+    run = {"name": f"run-{id(payload)}-{asyncio.get_running_loop().time()}", "functionName": function,
+           "blocking": blocking, "input": payload, "secrets": [], **fields}
+    return (await platform.bus.request(c.ExecuteFunction(organization=ORG, run=run), 10))["run"]
+
+
+async def test_a_base_image_becomes_ready_when_its_runtime_answers(platform):
+    await seed(platform)
+    assert (await settled(platform, "BaseImage", "py-base"))["status"] == "READY"
+    assert (await settled(platform, "Image", "py"))["dockerUrl"].startswith("fake://")
+
+
+async def test_an_unsupported_language_puts_the_base_image_in_error_with_the_reason(platform):
+    await seed(platform, language="cobol")
+    base = await settled(platform, "BaseImage", "py-base")
+    assert base["status"] == "ERROR" and "cobol is not supported" in base["reason"][0]
+    image = await settled(platform, "Image", "py")
+    assert image["status"] == "ERROR" and "base image py-base is in ERROR" in image["reason"][0]
+
+
+async def test_an_image_needs_an_existing_base_image(platform):
+    with pytest.raises(Rejected, match="Error fetching base image nope"):
+        await platform.write(c.CreateImage(organization=ORG, name="i", resource={"name": "i", "baseImageName": "nope"}))
+
+
+async def test_a_failed_dependency_install_shows_in_the_images_reason(platform):
+    await seed(platform, image_manifest="no-such-package")
+    image = await settled(platform, "Image", "py")
+    assert image["status"] == "ERROR" and "no-such-package" in image["reason"][0]
+
+
+async def test_a_function_created_before_its_image_is_ready_waits_then_becomes_ready(platform):
+    await create_function(platform)  # no image at all yet: waits? no - the image does not exist
+    assert (await settled(platform, "Function", "hello"))["reason"] == ["image py is not found"]
+    await seed(platform)
+    answer = await create_function(platform, name="later")
+    assert answer["resource"]["status"] == "INITIALIZED"
+    assert (await settled(platform, "Function", "later"))["status"] == "READY"
+
+
+async def test_a_duplicate_name_is_a_conflict(platform):
+    await seed(platform)
+    await create_function(platform)
+    with pytest.raises(Conflict, match="function hello already exists"):
+        await create_function(platform)
+
+
+async def test_a_bad_handler_makes_the_function_error_not_its_runs(platform):
+    await seed(platform)
+    await create_function(platform, source=b"def handle(only_one):\n    return 1\n")
+    function = await settled(platform, "Function", "hello")
+    assert function["status"] == "ERROR" and "Invalid function file or handler" in function["reason"][0]
+    with pytest.raises(Conflict, match=r"function hello is not READY \(status ERROR: Invalid function file"):
+        await execute(platform, payload={})
+
+
+async def test_a_blocking_run_returns_and_records_its_output(platform):
+    await seed(platform)
+    await create_function(platform)
+    await settled(platform, "Function", "hello")
+    run = await execute(platform, payload={"name": "Jon", "place": "Winterfell"})
+    assert run["status"] == "READY" and run["output"] == {"myField": "Hello, Jon from Winterfell"}
+    assert run["finishedTime"] >= run["executedTime"] > 0
+    await platform.projector.wait_for(await platform.store.last_position())
+    assert [r["name"] for r in await platform.views.list_runs(ORG, "hello", None)] == [run["name"]]
+
+
+async def test_a_function_error_is_a_recorded_run_in_error(platform):
+    await seed(platform)
+    await create_function(platform, source=b"def handle(c, p):\n    raise RuntimeError('boom')\n")
+    await settled(platform, "Function", "hello")
+    run = await execute(platform, payload={})
+    assert run["status"] == "ERROR" and run["error"]["type"] == "FunctionError"
+    assert run["reason"] == ["error running function: hello: boom"]
+
+
+async def test_input_failing_the_schema_is_an_input_error_and_the_function_is_not_called(platform):
+    await seed(platform)
+    await create_function(platform, source=b"def handle(c, p):\n    raise RuntimeError('called')\n",
+                          schema={"in": {"type": "object", "required": ["name"]}})
+    await settled(platform, "Function", "hello")
+    run = await execute(platform, payload={})
+    assert run["error"]["type"] == "InputError" and "Input invalid against schema" in run["error"]["message"]
+
+
+async def test_exec_of_an_unknown_function_is_not_found(platform):
+    with pytest.raises(NotFound, match="function ghost not found"):
+        await execute(platform, function="ghost")
+
+
+async def test_an_async_run_is_accepted_then_finishes(platform):
+    await seed(platform)
+    await create_function(platform)
+    await settled(platform, "Function", "hello")
+    run = await execute(platform, payload={"name": "A", "place": "B"}, blocking=False)
+    assert run["status"] == "INITIALIZED"
+    for _ in range(500):
+        recorded = await platform.views.get_run(ORG, run["name"])
+        if recorded and recorded["status"] == "READY":
+            break
+        await asyncio.sleep(0.01)
+    assert recorded["output"] == {"myField": "Hello, A from B"}
+
+
+async def test_secrets_reach_the_function_but_never_the_log_in_plain_text(platform):
+    await seed(platform)
+    sealed = platform.box.seal({"password": "open-sesame"})
+    await platform.write(c.CreateSecret(organization=ORG, name="creds", resource={"name": "creds", "secrets": sealed}))
+    await create_function(platform, source=b"def handle(c, p):\n    return c['secrets']['password'] == 'open-sesame'\n",
+                          secrets=["creds"])
+    await settled(platform, "Function", "hello")
+    assert (await execute(platform, payload={}))["output"] is True
+    logged = [r.event.model_dump_json() for r in await platform.store.read_all(0)]
+    assert logged and not any("open-sesame" in text for text in logged)
+
+
+async def test_deleting_a_function_deletes_its_runs(platform):
+    await seed(platform)
+    await create_function(platform)
+    await settled(platform, "Function", "hello")
+    await execute(platform, payload={"name": "a", "place": "b"})
+    await platform.write(c.DeleteFunction(organization=ORG, name="hello"))
+    for _ in range(500):
+        if await platform.views.get_resource(ORG, "Function", "hello") is None:
+            break
+        await asyncio.sleep(0.01)
+    assert await platform.views.get_resource(ORG, "Function", "hello") is None
+    assert await platform.views.list_runs(ORG, "hello", None) == []
+
+
+async def test_an_image_used_by_a_function_cannot_be_deleted(platform):
+    await seed(platform)
+    await create_function(platform)
+    with pytest.raises(Conflict, match="image py is used by function hello"):
+        await platform.write(c.DeleteImage(organization=ORG, name="py"))
+
+
+async def test_after_a_restart_functions_run_again_without_being_recreated(settings):
+    first = bootstrap(settings, runtime=InProcessRuntime())
+    await first.start()
+    await seed(first)
+    await create_function(first)
+    await settled(first, "Function", "hello")
+    before = await execute(first, payload={"name": "a", "place": "b"})
+    await first.close()
+
+    runtime = InProcessRuntime()
+    second = bootstrap(settings, runtime=runtime)
+    await second.start()
+    try:
+        assert (await second.views.get_resource(ORG, "Function", "hello"))["status"] == "READY"
+        after = await execute(second, payload={"name": "c", "place": "d"})
+        assert after["output"] == {"myField": "Hello, c from d"}
+        await second.projector.wait_for(await second.store.last_position())
+        names = {r["name"] for r in await second.views.list_runs(ORG, "hello", None)}
+        assert names == {before["name"], after["name"]}
+    finally:
+        await second.close()
+
+
+async def test_rebuilt_views_equal_the_live_ones(platform):
+    await seed(platform)
+    await create_function(platform)
+    await settled(platform, "Function", "hello")
+    await execute(platform, payload={"name": "a", "place": "b"})
+    await platform.projector.wait_for(await platform.store.last_position())
+    live = await platform.views.dump()
+    await platform.projector.rebuild()
+    assert await platform.views.dump() == live
