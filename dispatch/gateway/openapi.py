@@ -6,10 +6,10 @@ from pydantic.json_schema import models_json_schema
 
 from dispatch.schemas import resources as r
 
+from .resources import KINDS, Kind
+
 ERROR = {"type": "object", "required": ["message"],
          "properties": {"code": {"type": "integer"}, "message": {"type": "string"}}}
-COLLECTIONS = {"baseimage": (r.BaseImage, 201), "image": (r.Image, 201), "function": (r.Function, 201),
-               "secret": (r.Secret, 201), "api": (r.API, 200)}
 ORG = {"name": "X-Dispatch-Org", "in": "header", "required": True, "schema": {"type": "string"}}
 TAGS = {"name": "tags", "in": "query", "schema": {"type": "array", "items": {"type": "string"}}}
 
@@ -28,31 +28,36 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(code): _answer({"$ref": "#/components/schemas/Error"}, "error") for code in codes}
 
 
-def _collection(model: type, created: int) -> dict[str, Any]:
+def _collection(kind: Kind) -> dict[str, Any]:
+    """The success codes come from the served endpoints (201 secret PUT, 204 secret DELETE, 200 API POST):
+    Dispatch's generated clients accept only the documented code."""
+    model = kind.model
     body = {"required": True, "content": {"application/json": {"schema": _ref(model)}}}
     many = {"type": "array", "items": _ref(model)}
     name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
     return {
         "list": {"get": {"parameters": [ORG, TAGS], "responses": {"200": _answer(many), **_errors(400)}},
                  "post": {"parameters": [ORG], "requestBody": body,
-                          "responses": {str(created): _answer(_ref(model)), **_errors(400, 409, 422)}}},
+                          "responses": {str(kind.created): _answer(_ref(model)), **_errors(400, 409, 422)}}},
         "item": {"parameters": [name, ORG],
                  "get": {"responses": {"200": _answer(_ref(model)), **_errors(400, 404)}},
-                 "put": {"requestBody": body, "responses": {"200": _answer(_ref(model)), **_errors(400, 404)}},
-                 "delete": {"responses": {"200": _answer(_ref(model)), **_errors(400, 404, 409)}}},
+                 "put": {"requestBody": body,
+                         "responses": {str(kind.updated): _answer(_ref(model)), **_errors(400, 404)}},
+                 "delete": {"responses": {str(kind.deleted): _answer(None if kind.deleted == 204 else _ref(model),
+                                                                      "deleted"), **_errors(400, 404, 409)}}},
     }
 
 
 @lru_cache(maxsize=1)
 def openapi_document(release: str) -> dict[str, Any]:
-    models = [m for m, _ in COLLECTIONS.values()] + [r.Run]
+    models = [kind.model for kind in KINDS] + [r.Run]
     _, schemas = models_json_schema([(m, "serialization") for m in models], by_alias=True,
                                     ref_template="#/components/schemas/{model}")
     paths: dict[str, Any] = {}
-    for path, (model, created) in COLLECTIONS.items():
-        parts = _collection(model, created)
-        paths[f"/v1/{path}"] = parts["list"]
-        paths[f"/v1/{path}/{{name}}"] = parts["item"]
+    for kind in KINDS:
+        parts = _collection(kind)
+        paths[f"/v1/{kind.path}"] = parts["list"]
+        paths[f"/v1/{kind.path}/{{name}}"] = parts["item"]
     fn = {"name": "functionName", "in": "query", "schema": {"type": "string"}}
     paths["/v1/runs"] = {
         "post": {"parameters": [ORG, {**fn, "required": True}, TAGS],

@@ -1,0 +1,289 @@
+"""The management API (/v1) as a Dispatch client sees it: status codes, bodies, error texts."""
+import asyncio
+import json
+import re
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from dispatch.gateway.app import create_app
+
+from .conftest import HELLO, source_of
+
+ORG = "o"
+MASK = "********"
+
+
+@pytest.fixture
+async def client(settings, platform):
+    async with TestClient(TestServer(create_app(settings, platform))) as test_client:
+        yield test_client
+
+
+def call(client, method: str, path: str, org: str | None = ORG, **kwargs):
+    headers = kwargs.pop("headers", {})
+    if org is not None:
+        headers.setdefault("X-Dispatch-Org", org)
+    return client.request(method, path, headers=headers, **kwargs)
+
+
+async def answer(response, status: int):
+    text = await response.text()
+    assert response.status == status, text
+    return json.loads(text) if text else None
+
+
+async def reaches(client, path: str, status: str = "READY", org: str = ORG, timeout: float = 10.0) -> dict:
+    """Polls a resource the way `dispatch get` users do until it reaches a status."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        response = await call(client, "GET", path, org=org)
+        body = await response.json()
+        if response.status == 200 and body.get("status") == status:
+            return body
+        assert asyncio.get_running_loop().time() < deadline, f"{path} stuck at {body}"
+        await asyncio.sleep(0.02)
+
+
+async def gone(client, path: str, org: str = ORG, timeout: float = 10.0) -> dict:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        response = await call(client, "GET", path, org=org)
+        if response.status == 404:
+            return await response.json()
+        assert asyncio.get_running_loop().time() < deadline, f"{path} never went away"
+        await asyncio.sleep(0.02)
+
+
+async def seed_image(client, org: str = ORG) -> None:
+    await answer(await call(client, "POST", "/v1/baseimage", org=org,
+                            json={"name": "py-base", "dockerUrl": "python:3", "language": "python3"}), 201)
+    await answer(await call(client, "POST", "/v1/image", org=org,
+                            json={"name": "py", "baseImageName": "py-base"}), 201)
+    await reaches(client, "/v1/image/py", org=org)
+
+
+def function_body(name: str = "hello", source: bytes = HELLO, **fields) -> dict:
+    return {"name": name, "image": "py", "handler": "", "source": source_of({"hello.py": source}), **fields}
+
+
+async def ready_function(client, name: str = "hello", source: bytes = HELLO, org: str = ORG, **fields) -> dict:
+    await answer(await call(client, "POST", "/v1/function", org=org, json=function_body(name, source, **fields)), 201)
+    return await reaches(client, f"/v1/function/{name}", org=org)
+
+
+@pytest.fixture
+async def hello(client):
+    await seed_image(client)
+    return await ready_function(client)
+
+
+# --- images and base images ---------------------------------------------------------------
+
+async def test_a_base_image_is_created_initialized_then_reads_ready(client):
+    created = await answer(await call(client, "POST", "/v1/baseimage",
+                                      json={"name": "py-base", "dockerUrl": "python:3", "language": "python3"}), 201)
+    assert created["status"] == "INITIALIZED" and created["kind"] == "BaseImage" and created["id"]
+    assert (await reaches(client, "/v1/baseimage/py-base"))["dockerUrl"] == "python:3"
+
+
+async def test_an_image_naming_a_missing_base_image_is_refused_with_400(client):
+    response = await call(client, "POST", "/v1/image", json={"name": "py", "baseImageName": "x"})
+    assert await answer(response, 400) == {"code": 400, "message": "Error fetching base image x"}
+
+
+async def test_deleting_an_image_a_function_uses_answers_409(client, hello):
+    body = await answer(await call(client, "DELETE", "/v1/image/py"), 409)
+    assert body["code"] == 409 and "function hello" in body["message"]
+    assert (await answer(await call(client, "GET", "/v1/image/py"), 200))["status"] == "READY"
+
+
+# --- functions ------------------------------------------------------------------------------
+
+async def test_a_function_is_created_initialized_and_its_source_is_never_returned(client):
+    await seed_image(client)
+    created = await answer(await call(client, "POST", "/v1/function", json=function_body()), 201)
+    assert created["status"] == "INITIALIZED" and created["name"] == "hello"
+    single = await reaches(client, "/v1/function/hello")
+    listed = await answer(await call(client, "GET", "/v1/function"), 200)
+    assert [f["name"] for f in listed] == ["hello"]
+    for shown in (created, single, listed[0]):
+        assert "source" not in shown and "sourceURL" not in shown
+
+
+async def test_a_function_without_source_is_refused_with_400(client):
+    body = {"name": "hello", "image": "py", "handler": ""}
+    response = await call(client, "POST", "/v1/function", json=body)
+    assert await answer(response, 400) == {"code": 400, "message": "either source or sourceURL must be specified"}
+
+
+async def test_a_duplicate_function_answers_409_already_exists(client, hello):
+    response = await call(client, "POST", "/v1/function", json=function_body())
+    assert await answer(response, 409) == {"code": 409, "message": "function hello already exists"}
+
+
+async def test_an_unknown_function_answers_404_with_code_in_the_body(client):
+    for method in ("GET", "PUT", "DELETE"):
+        kwargs = {"json": function_body("nope")} if method == "PUT" else {}
+        response = await call(client, method, "/v1/function/nope", **kwargs)
+        assert await answer(response, 404) == {"code": 404, "message": "function nope not found"}, method
+
+
+async def test_every_schema_violation_is_reported_in_one_422(client):
+    response = await call(client, "POST", "/v1/function", json={"name": "-bad name", "source": "x"})
+    body = await answer(response, 422)
+    assert body["code"] == 422
+    violations = body["message"].split("; ")
+    assert "name in body should match '^[\\w\\d][\\w\\d\\-]*$'" in violations
+    assert "image in body is required" in violations
+
+
+async def test_a_missing_org_header_answers_422(client):
+    response = await call(client, "GET", "/v1/function", org=None)
+    assert await answer(response, 422) == {"code": 422, "message": "X-Dispatch-Org in header is required"}
+
+
+async def test_an_empty_org_header_means_the_default_organization(client, settings):
+    await answer(await call(client, "POST", "/v1/secret", org="", json={"name": "s", "secrets": {"k": "v"}}), 201)
+    in_default = await answer(await call(client, "GET", "/v1/secret/s", org=settings.default_organization), 200)
+    assert in_default["secrets"] == {"k": "v"}
+    await answer(await call(client, "GET", "/v1/secret/s", org=ORG), 404)
+
+
+async def test_a_body_that_is_not_json_answers_400(client):
+    response = await call(client, "POST", "/v1/secret", data=b"{not json",
+                          headers={"Content-Type": "application/json"})
+    body = await answer(response, 400)
+    assert body["code"] == 400 and "JSON" in body["message"]
+
+
+async def test_a_body_over_the_size_limit_answers_413_with_a_json_error(settings, platform):
+    small = settings.model_copy(update={"max_payload_bytes": 1024})
+    async with TestClient(TestServer(create_app(small, platform))) as test_client:
+        response = await call(test_client, "POST", "/v1/secret", json={"name": "s", "secrets": {"k": "v" * 4096}})
+        body = await answer(response, 413)
+    assert body["code"] == 413 and body["message"]
+    assert await platform.views.get_resource(ORG, "Secret", "s") is None
+
+
+async def test_a_function_in_one_organization_is_not_found_in_another(client, hello):
+    response = await call(client, "GET", "/v1/function/hello", org="b")
+    assert await answer(response, 404) == {"code": 404, "message": "function hello not found"}
+    assert await answer(await call(client, "GET", "/v1/function", org="b"), 200) == []
+
+
+async def test_deleting_a_function_answers_deleting_then_404_and_its_runs_are_gone(client, hello):
+    run = await answer(await call(client, "POST", "/v1/runs?functionName=hello",
+                                  json={"blocking": True, "input": {"name": "a", "place": "b"}}), 200)
+    deleting = await answer(await call(client, "DELETE", "/v1/function/hello"), 200)
+    assert deleting["status"] == "DELETING"
+    assert (await gone(client, "/v1/function/hello"))["message"] == "function hello not found"
+    assert await answer(await call(client, "GET", "/v1/runs?functionName=hello"), 200) == []
+    await answer(await call(client, "GET", f"/v1/runs/{run['name']}"), 404)
+
+
+# --- tags -----------------------------------------------------------------------------------
+
+async def test_the_application_tag_filter_keeps_only_tagged_resources(client):
+    tagged = {"name": "tagged", "secrets": {}, "tags": [{"key": "Application", "value": "x"}]}
+    await answer(await call(client, "POST", "/v1/secret", json=tagged), 201)
+    await answer(await call(client, "POST", "/v1/secret", json={"name": "plain", "secrets": {}}), 201)
+    listed = await answer(await call(client, "GET", "/v1/secret?tags=Application=x"), 200)
+    assert [s["name"] for s in listed] == ["tagged"]
+    await answer(await call(client, "GET", "/v1/secret/plain?tags=Application=x"), 404)
+    await answer(await call(client, "GET", "/v1/secret/tagged?tags=app=x"), 200)
+
+
+@pytest.mark.parametrize("tag, message", [
+    ("foo=bar", "error parsing tag 'foo=bar': key 'foo' not exist"),
+    ("bad", "error parsing tag 'bad': invalid format"),
+])
+async def test_an_unsupported_tag_filter_answers_400(client, tag, message):
+    for path in ("/v1/function", "/v1/secret", "/v1/runs"):
+        response = await call(client, "GET", path, params={"tags": tag})
+        assert await answer(response, 400) == {"code": 400, "message": message}, path
+
+
+# --- secrets --------------------------------------------------------------------------------
+
+async def test_a_secret_is_created_with_201_and_its_values_masked_in_the_answer(client):
+    created = await answer(await call(client, "POST", "/v1/secret",
+                                      json={"name": "creds", "secrets": {"password": "open-sesame"}}), 201)
+    assert created["name"] == "creds" and created["secrets"] == {"password": MASK}
+
+
+async def test_secret_values_are_masked_in_the_list_and_shown_on_a_single_get(client):
+    await answer(await call(client, "POST", "/v1/secret",
+                            json={"name": "creds", "secrets": {"password": "open-sesame"}}), 201)
+    listed = await answer(await call(client, "GET", "/v1/secret"), 200)
+    assert listed[0]["secrets"] == {"password": MASK}
+    single = await answer(await call(client, "GET", "/v1/secret/creds"), 200)
+    assert single["secrets"] == {"password": "open-sesame"}
+
+
+async def test_update_of_secret_answers_201_and_replaces_the_whole_map(client):
+    await answer(await call(client, "POST", "/v1/secret", json={"name": "creds", "secrets": {"a": "1", "b": "2"}}), 201)
+    await answer(await call(client, "PUT", "/v1/secret/creds", json={"name": "creds", "secrets": {"c": "3"}}), 201)
+    assert (await answer(await call(client, "GET", "/v1/secret/creds"), 200))["secrets"] == {"c": "3"}
+
+
+async def test_delete_of_secret_answers_204_with_empty_body(client):
+    await answer(await call(client, "POST", "/v1/secret", json={"name": "creds", "secrets": {}}), 201)
+    response = await call(client, "DELETE", "/v1/secret/creds")
+    assert response.status == 204 and await response.read() == b""
+    await answer(await call(client, "GET", "/v1/secret/creds"), 404)
+
+
+# --- APIs -----------------------------------------------------------------------------------
+
+async def test_an_api_is_created_with_200_and_its_uris_prefixed_by_the_organization(client):
+    body = {"name": "greet", "function": "hello", "uris": ["/hello", "hi"], "methods": ["POST"]}
+    created = await answer(await call(client, "POST", "/v1/api", json=body), 200)
+    assert created["uris"] == ["/o/hello", "/o/hi"]
+    fetched = await answer(await call(client, "GET", "/v1/api/greet"), 200)
+    assert fetched["uris"] == ["/o/hello", "/o/hi"]
+
+
+async def test_putting_back_a_fetched_api_does_not_prefix_its_uris_twice(client):
+    await answer(await call(client, "POST", "/v1/api", json={"name": "greet", "function": "hello", "uris": ["/hello"]}), 200)
+    fetched = await reaches(client, "/v1/api/greet")
+    updated = await answer(await call(client, "PUT", "/v1/api/greet", json=fetched), 200)
+    assert updated["uris"] == ["/o/hello"] and updated["status"] == "UPDATING"
+    assert (await reaches(client, "/v1/api/greet"))["uris"] == ["/o/hello"]
+
+
+async def test_api_list_filters_by_function(client):
+    for name, function in (("a1", "hello"), ("a2", "other")):
+        await answer(await call(client, "POST", "/v1/api", json={"name": name, "function": function}), 200)
+    listed = await answer(await call(client, "GET", "/v1/api?function=other"), 200)
+    assert [a["name"] for a in listed] == ["a2"]
+
+
+# --- version, health, OpenAPI ---------------------------------------------------------------
+
+async def test_version_answers_without_an_org_header_with_every_field(client):
+    body = await answer(await call(client, "GET", "/v1/version", org=None), 200)
+    assert set(body) == {"version", "commit", "buildDate", "goVersion", "compiler", "platform"}
+    assert body["version"] and "Python" in body["goVersion"]
+
+
+async def test_healthz_wraps_the_version_object(client):
+    body = await answer(await call(client, "GET", "/healthz", org=None), 200)
+    version = await answer(await call(client, "GET", "/v1/version", org=None), 200)
+    assert body == {"version": version}
+
+
+async def test_the_openapi_document_lists_the_management_paths(client):
+    document = await answer(await call(client, "GET", "/v1/openapi.json", org=None), 200)
+    assert document["openapi"].startswith("3.1")
+    for path in ("/v1/function", "/v1/function/{name}", "/v1/secret/{name}", "/v1/api", "/v1/runs",
+                 "/v1/runs/{name}", "/v1/baseimage", "/v1/image"):
+        assert path in document["paths"], path
+    function = document["components"]["schemas"]["Function"]
+    assert {"name", "image"} <= set(function["required"])
+    assert "201" in document["paths"]["/v1/function"]["post"]["responses"]
+    assert "200" in document["paths"]["/v1/api"]["post"]["responses"]
+    assert "204" in document["paths"]["/v1/secret/{name}"]["delete"]["responses"]
+    assert "201" in document["paths"]["/v1/secret/{name}"]["put"]["responses"]
+    refs = set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(document)))
+    assert refs and refs <= set(document["components"]["schemas"])
