@@ -33,6 +33,11 @@ async def execute(platform, organization_name: str, run: dict, correlation: str,
         answer = await platform.bus.request(command, wait)
     except asyncio.TimeoutError:
         return 202, run
+    try:
+        # read-your-writes: `exec --wait` then `get runs` must list the run just answered
+        await platform.projector.wait_for(answer["position"])
+    except asyncio.TimeoutError:
+        pass  # the run is finished and in the log; a slow projection must not fail the answer
     return 200, answer["run"]
 
 

@@ -287,3 +287,78 @@ async def test_the_openapi_document_lists_the_management_paths(client):
     assert "201" in document["paths"]["/v1/secret/{name}"]["put"]["responses"]
     refs = set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(document)))
     assert refs and refs <= set(document["components"]["schemas"])
+
+
+# --- runs -----------------------------------------------------------------------------------
+
+def exec_(client, function: str | None = "hello", blocking: bool = True, payload=None):
+    path = "/v1/runs" if function is None else f"/v1/runs?functionName={function}"
+    return call(client, "POST", path, json={"blocking": blocking, "input": payload or {"name": "Jon", "place": "W"}})
+
+
+async def test_a_run_without_function_name_answers_400(client):
+    assert await answer(await exec_(client, None), 400) == {"code": 400, "message": "Bad Request: No function specified"}
+
+
+async def test_a_run_of_an_unknown_function_answers_404(client):
+    assert await answer(await exec_(client, "ghost"), 404) == {"code": 404, "message": "function ghost not found"}
+
+
+async def test_a_run_of_a_function_not_ready_answers_409_naming_its_status(client):
+    await seed_image(client)
+    await answer(await call(client, "POST", "/v1/function", json=function_body(source=b"def handle(one):\n  pass\n")), 201)
+    await reaches(client, "/v1/function/hello", "ERROR")
+    body = await answer(await exec_(client), 409)
+    assert body["code"] == 409 and body["message"].startswith("function hello is not READY (status ERROR")
+
+
+async def test_a_blocking_run_answers_200_with_the_finished_run(client, hello):
+    run = await answer(await exec_(client), 200)
+    assert run["status"] == "READY" and run["output"] == {"myField": "Hello, Jon from W"}
+    assert run["functionName"] == "hello" and run["name"]
+    assert isinstance(run["logs"]["stdout"], list) and isinstance(run["logs"]["stderr"], list)
+    assert run["finishedTime"] >= run["executedTime"] > 0
+
+
+async def test_a_blocking_run_is_readable_as_soon_as_it_is_answered(client, hello):
+    for _ in range(10):
+        run = await answer(await exec_(client), 200)
+        assert (await answer(await call(client, "GET", f"/v1/runs/{run['name']}"), 200))["status"] == "READY"
+
+
+async def test_a_non_blocking_run_answers_202_initialized_then_reads_ready(client, hello):
+    run = await answer(await exec_(client, blocking=False), 202)
+    assert run["status"] == "INITIALIZED"
+    done = await reaches(client, f"/v1/runs/{run['name']}?functionName=hello")
+    assert done["output"] == {"myField": "Hello, Jon from W"} and done["finishedTime"] > 0
+
+
+async def test_a_run_read_under_another_function_name_is_not_found(client, hello):
+    run = await answer(await exec_(client), 200)
+    response = await call(client, "GET", f"/v1/runs/{run['name']}?functionName=other")
+    assert await answer(response, 404) == {"code": 404, "message": f"function run {run['name']} not found"}
+
+
+async def test_runs_are_listed_per_function_and_since_keeps_only_later_ones(client, hello):
+    run = await answer(await exec_(client), 200)
+    listed = await answer(await call(client, "GET", "/v1/runs?functionName=hello"), 200)
+    assert [r["name"] for r in listed] == [run["name"]]
+    since = {"functionName": "hello", "since": run["modifiedTime"] - 1}
+    assert len(await answer(await call(client, "GET", "/v1/runs", params=since), 200)) == 1
+    since["since"] = run["modifiedTime"]
+    assert await answer(await call(client, "GET", "/v1/runs", params=since), 200) == []
+    assert await answer(await call(client, "GET", "/v1/runs?functionName=ghost"), 200) == []
+
+
+async def test_a_failing_function_is_a_200_run_in_error_not_an_http_error(client):
+    await seed_image(client)
+    await ready_function(client, source=b"def handle(c, p):\n    raise RuntimeError('boom')\n")
+    run = await answer(await exec_(client), 200)
+    assert run["status"] == "ERROR" and run["error"]["type"] == "FunctionError"
+    assert run["error"]["message"] == "boom" and run["reason"] == ["error running function: hello: boom"]
+    assert run["finishedTime"] > 0
+
+
+async def test_a_run_body_that_is_not_a_run_answers_400_invalid_payload(client, hello):
+    response = await call(client, "POST", "/v1/runs?functionName=hello", json=["not", "a", "run"])
+    assert await answer(response, 400) == {"code": 400, "message": "Bad Request: Invalid Payload"}
