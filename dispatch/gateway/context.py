@@ -1,7 +1,10 @@
 """What every management request carries: its organization, its correlation id, its tag filter."""
+import re
+
 from aiohttp import web
 
 from dispatch.errors import Rejected
+from dispatch.schemas.resources import PATH_NAME_PATTERN
 from dispatch.settings import Settings
 
 from .errors import Unprocessable
@@ -16,7 +19,12 @@ def organization(request: web.Request) -> str:
     configured") it means the server's default organization."""
     if ORG_HEADER not in request.headers:
         raise Unprocessable(f"{ORG_HEADER} in header is required")
-    return request.headers[ORG_HEADER].strip() or request.app[SETTINGS].default_organization
+    name = request.headers[ORG_HEADER].strip() or request.app[SETTINGS].default_organization
+    # the name becomes the `/<org>/` prefix of API routes: a `/` in it would let one organization
+    # claim another's paths
+    if not re.fullmatch(PATH_NAME_PATTERN, name):
+        raise Unprocessable(f"{ORG_HEADER} in header should match '{PATH_NAME_PATTERN}'")
+    return name
 
 
 def correlation_id(request: web.Request) -> str:

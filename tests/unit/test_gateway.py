@@ -143,6 +143,14 @@ async def test_a_missing_org_header_answers_422(client):
     assert await answer(response, 422) == {"code": 422, "message": "X-Dispatch-Org in header is required"}
 
 
+@pytest.mark.parametrize("org", ["a/b", "../etc", "x y"])
+async def test_an_org_header_outside_the_name_pattern_answers_422_and_creates_nothing(client, platform, org):
+    response = await call(client, "POST", "/v1/api", org=org, json={"name": "n", "function": "f", "uris": ["/hi"]})
+    body = await answer(response, 422)
+    assert body == {"code": 422, "message": "X-Dispatch-Org in header should match '^[\\w\\d\\-]+$'"}
+    assert await platform.views.list_all("API") == []
+
+
 async def test_an_empty_org_header_means_the_default_organization(client, settings):
     await answer(await call(client, "POST", "/v1/secret", org="", json={"name": "s", "secrets": {"k": "v"}}), 201)
     in_default = await answer(await call(client, "GET", "/v1/secret/s", org=settings.default_organization), 200)
