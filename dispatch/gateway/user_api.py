@@ -55,12 +55,13 @@ async def run_input(request: web.Request) -> Any:
     raise BadRequest(415, f"request body type is not supported: {content_type}")
 
 
-def http_context(request: web.Request) -> dict[str, Any]:
+def http_context(request: web.Request, organization: str) -> dict[str, Any]:
     context = {name.lower(): value for name, value in request.headers.items() if name.lower() not in HIDDEN_HEADERS}
-    context.update({"method": request.method, "uri": request.path, "request_uri": request.path_qs,
-                    "request": str(request.url), "args": request.query_string, "scheme": request.scheme,
-                    "server_protocol": f"HTTP/{request.version.major}.{request.version.minor}",
-                    "upstream_uri": request.path_qs})
+    # as Kong did: the organization header is the API's, whatever the caller sent
+    context.update({"x-dispatch-org": organization, "method": request.method, "uri": request.path,
+                    "request_uri": request.path_qs, "request": str(request.url), "args": request.query_string,
+                    "scheme": request.scheme, "upstream_uri": request.path_qs,
+                    "server_protocol": f"HTTP/{request.version.major}.{request.version.minor}"})
     return context
 
 
@@ -98,7 +99,8 @@ async def serve(request: web.Request) -> web.StreamResponse:
     except BadRequest as bad:
         return _answer(route, {}, web.json_response({"message": bad.message}, status=bad.status))
     blocking = request.headers.get("x-dispatch-blocking", "true").lower() != "false"
-    run = new_run(route.function, {"blocking": blocking, "input": payload, "httpContext": http_context(request)})
+    context = http_context(request, route.organization)
+    run = new_run(route.function, {"blocking": blocking, "input": payload, "httpContext": context})
     try:
         status, result = await execute(platform, route.organization, run, request["correlation_id"],
                                        request.app[SETTINGS].blocking_wait_seconds)
