@@ -253,7 +253,8 @@ async def test_an_api_is_created_with_200_and_its_uris_prefixed_by_the_organizat
 
 
 async def test_putting_back_a_fetched_api_does_not_prefix_its_uris_twice(client):
-    await answer(await call(client, "POST", "/v1/api", json={"name": "greet", "function": "hello", "uris": ["/hello"]}), 200)
+    body = {"name": "greet", "function": "hello", "uris": ["/hello"]}
+    await answer(await call(client, "POST", "/v1/api", json=body), 200)
     fetched = await reaches(client, "/v1/api/greet")
     updated = await answer(await call(client, "PUT", "/v1/api/greet", json=fetched), 200)
     assert updated["uris"] == ["/o/hello"] and updated["status"] == "UPDATING"
@@ -305,7 +306,8 @@ def exec_(client, function: str | None = "hello", blocking: bool = True, payload
 
 
 async def test_a_run_without_function_name_answers_400(client):
-    assert await answer(await exec_(client, None), 400) == {"code": 400, "message": "Bad Request: No function specified"}
+    body = await answer(await exec_(client, None), 400)
+    assert body == {"code": 400, "message": "Bad Request: No function specified"}
 
 
 async def test_a_run_of_an_unknown_function_answers_404(client):
@@ -314,7 +316,8 @@ async def test_a_run_of_an_unknown_function_answers_404(client):
 
 async def test_a_run_of_a_function_not_ready_answers_409_naming_its_status(client):
     await seed_image(client)
-    await answer(await call(client, "POST", "/v1/function", json=function_body(source=b"def handle(one):\n  pass\n")), 201)
+    bad_handler = function_body(source=b"def handle(only_one):\n    pass\n")
+    await answer(await call(client, "POST", "/v1/function", json=bad_handler), 201)
     await reaches(client, "/v1/function/hello", "ERROR")
     body = await answer(await exec_(client), 409)
     assert body["code"] == 409 and body["message"].startswith("function hello is not READY (status ERROR")
