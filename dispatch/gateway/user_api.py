@@ -21,14 +21,20 @@ CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Headers": "*",
 
 
 def _as_object(fields: MultiMapping) -> dict[str, Any]:
-    """Repeated keys become arrays of their values."""
+    """Repeated keys become arrays of their values; an uploaded file becomes its text."""
     result: dict[str, Any] = {}
     for key in fields.keys():
         if key in result:
             continue
-        values = fields.getall(key)
-        result[key] = values[0] if len(values) == 1 else list(values)
+        values = [_text(value) for value in fields.getall(key)]
+        result[key] = values[0] if len(values) == 1 else values
     return result
+
+
+def _text(value: Any) -> Any:
+    if isinstance(value, web.FileField):
+        return value.file.read().decode("utf-8", errors="replace")
+    return value
 
 
 class BadRequest(Exception):
@@ -39,17 +45,24 @@ class BadRequest(Exception):
 async def run_input(request: web.Request) -> Any:
     if request.method == "GET":
         return _as_object(request.query)
+    content_type = request.content_type if "Content-Type" in request.headers else ""
+    if content_type in FORMS and request.body_exists:
+        # before read(): a multipart body is parsed from the stream, which read() would drain
+        try:
+            return _as_object(await request.post())
+        except web.HTTPException:
+            raise
+        except Exception as error:  # noqa: BLE001 - the parser's many errors all mean a malformed body
+            raise BadRequest(400, f"request body is not a valid form: {error}") from None
     body = await request.read()
     if not body:
         return {}
-    content_type = request.content_type if "Content-Type" in request.headers else ""
-    if content_type == "application/json" or (content_type.startswith("application/") and content_type.endswith("+json")):
+    if content_type == "application/json" or (content_type.startswith("application/")
+                                              and content_type.endswith("+json")):
         try:
             return json.loads(body)
         except ValueError:
             raise BadRequest(400, "request body is not json") from None
-    if content_type in FORMS:
-        return _as_object(await request.post())
     if not content_type:
         return body.decode("utf-8", errors="replace")
     raise BadRequest(415, f"request body type is not supported: {content_type}")

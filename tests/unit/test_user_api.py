@@ -1,5 +1,6 @@
 """The user-API port as an HTTP caller sees it: routes, request → input, answers, CORS, https-only."""
 import asyncio
+import io
 import time
 
 import pytest
@@ -68,11 +69,30 @@ async def test_a_form_body_becomes_an_object_of_its_fields(client, caller, funct
     await expose(client, "hello", "echo")
     response = await caller.post(f"/{ORG}/hello", data=[("a", "1"), ("a", "2"), ("b", "3")])
     assert await response.json() == {"a": ["1", "2"], "b": "3"}
-    form = FormData()
-    form.add_field("b", "3")
-    form.add_field("c", "4")
-    multipart = await caller.post(f"/{ORG}/hello", data=form)
-    assert multipart.status == 200 and await multipart.json() == {"b": "3", "c": "4"}
+
+
+async def test_a_multipart_form_becomes_an_object_with_uploaded_files_as_text(client, caller, functions):
+    await expose(client, "hello", "echo")
+    form = FormData(default_to_multipart=True)
+    for name, value in (("b", "3"), ("c", "4"), ("c", "5")):
+        form.add_field(name, value)
+    form.add_field("notes", io.BytesIO(b"line one\n"), filename="notes.txt", content_type="text/plain")
+    response = await caller.post(f"/{ORG}/hello", data=form)
+    assert response.status == 200, await response.text()
+    assert await response.json() == {"b": "3", "c": ["4", "5"], "notes": "line one\n"}
+
+
+@pytest.mark.parametrize("body", [
+    b"no boundary here",
+    b"--x\r\nnot a header\r\n\r\nbar\r\n--x--\r\n",
+    b"--x\r\nContent-Disposition: form-data; name=a\r\nContent-Type: text/plain; charset=nope\r\n\r\nbar\r\n--x--\r\n",
+])
+async def test_a_malformed_multipart_body_answers_400(client, caller, functions, body):
+    await expose(client, "hello", "echo")
+    response = await caller.post(f"/{ORG}/hello", data=body,
+                                 headers={"Content-Type": "multipart/form-data; boundary=x"})
+    assert response.status == 400 and "not a valid form" in (await response.json())["message"]
+    assert await runs_of(client, "echo") == []
 
 
 async def test_a_raw_body_without_content_type_is_passed_as_a_string(client, caller, functions):
