@@ -43,6 +43,13 @@ class BadRequest(Exception):
 
 
 async def run_input(request: web.Request) -> Any:
+    try:
+        return await _parsed(request)
+    except web.HTTPRequestEntityTooLarge as error:
+        raise BadRequest(413, f"request body is too large: {error.text}") from None
+
+
+async def _parsed(request: web.Request) -> Any:
     if request.method == "GET":
         return _as_object(request.query)
     content_type = request.content_type if "Content-Type" in request.headers else ""

@@ -112,6 +112,18 @@ async def test_a_null_output_is_an_empty_200(client, caller, functions):
     assert response.status == 200 and await response.read() == b""
 
 
+@pytest.mark.parametrize("form", [False, True])
+async def test_a_body_over_the_size_limit_answers_413_with_a_json_message(client, settings, platform, functions, form):
+    await expose(client, "hello", "echo")
+    small = settings.model_copy(update={"max_payload_bytes": 1024})
+    async with TestClient(TestServer(create_api_app(small, platform))) as small_caller:
+        data = FormData({"a": "x" * 4096}, default_to_multipart=True) if form else b'"' + b"x" * 4096 + b'"'
+        response = await small_caller.post(f"/{ORG}/hello", data=data,
+                                           headers={} if form else {"Content-Type": "application/json"})
+        assert response.status == 413 and "too large" in (await response.json())["message"]
+    assert await runs_of(client, "echo") == []
+
+
 async def test_an_unsupported_content_type_answers_415_and_runs_nothing(client, caller, functions):
     await expose(client, "hello", "echo")
     response = await caller.post(f"/{ORG}/hello", data=b"x", headers={"Content-Type": "text/plain"})
