@@ -111,6 +111,23 @@ async def test_a_function_is_created_initialized_and_its_source_is_never_returne
         assert "source" not in shown and "sourceURL" not in shown
 
 
+async def test_an_updated_function_answers_updating_then_runs_its_new_code(client, hello):
+    body = function_body(source=b"def handle(c, p):\n    return 'v2'\n")
+    updated = await answer(await call(client, "PUT", "/v1/function/hello", json=body), 200)
+    assert updated["status"] == "UPDATING" and updated["id"] == hello["id"] and "source" not in updated
+    ready = await reaches(client, "/v1/function/hello")
+    assert ready["faasId"] != hello["faasId"]
+    run = await answer(await call(client, "POST", "/v1/runs?functionName=hello", json={"blocking": True}), 200)
+    assert run["output"] == "v2"
+
+
+async def test_an_update_without_source_is_refused_with_400_and_changes_nothing(client, hello):
+    body = {"name": "hello", "image": "py", "handler": ""}
+    response = await call(client, "PUT", "/v1/function/hello", json=body)
+    assert await answer(response, 400) == {"code": 400, "message": "either source or sourceURL must be specified"}
+    assert (await answer(await call(client, "GET", "/v1/function/hello"), 200))["status"] == "READY"
+
+
 async def test_a_function_without_source_is_refused_with_400(client):
     body = {"name": "hello", "image": "py", "handler": ""}
     response = await call(client, "POST", "/v1/function", json=body)
@@ -240,32 +257,6 @@ async def test_delete_of_secret_answers_204_with_empty_body(client):
     response = await call(client, "DELETE", "/v1/secret/creds")
     assert response.status == 204 and await response.read() == b""
     await answer(await call(client, "GET", "/v1/secret/creds"), 404)
-
-
-# --- APIs -----------------------------------------------------------------------------------
-
-async def test_an_api_is_created_with_200_and_its_uris_prefixed_by_the_organization(client):
-    body = {"name": "greet", "function": "hello", "uris": ["/hello", "hi"], "methods": ["POST"]}
-    created = await answer(await call(client, "POST", "/v1/api", json=body), 200)
-    assert created["uris"] == ["/o/hello", "/o/hi"]
-    fetched = await answer(await call(client, "GET", "/v1/api/greet"), 200)
-    assert fetched["uris"] == ["/o/hello", "/o/hi"]
-
-
-async def test_putting_back_a_fetched_api_does_not_prefix_its_uris_twice(client):
-    body = {"name": "greet", "function": "hello", "uris": ["/hello"]}
-    await answer(await call(client, "POST", "/v1/api", json=body), 200)
-    fetched = await reaches(client, "/v1/api/greet")
-    updated = await answer(await call(client, "PUT", "/v1/api/greet", json=fetched), 200)
-    assert updated["uris"] == ["/o/hello"] and updated["status"] == "UPDATING"
-    assert (await reaches(client, "/v1/api/greet"))["uris"] == ["/o/hello"]
-
-
-async def test_api_list_filters_by_function(client):
-    for name, function in (("a1", "hello"), ("a2", "other")):
-        await answer(await call(client, "POST", "/v1/api", json={"name": name, "function": function}), 200)
-    listed = await answer(await call(client, "GET", "/v1/api?function=other"), 200)
-    assert [a["name"] for a in listed] == ["a2"]
 
 
 # --- version, health, OpenAPI ---------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The user-API port as an HTTP caller sees it: routes, request → input, answers, CORS, https-only."""
+"""APIs: their management endpoints, and the user-API port as an HTTP caller sees it (routes,
+request → input, answers, CORS, https-only)."""
 import asyncio
 import io
 import time
@@ -45,6 +46,32 @@ async def expose(client, name: str, function: str, uris=("/{name}",), methods=("
 
 async def runs_of(client, function: str) -> list[dict]:
     return await answer(await call(client, "GET", f"/v1/runs?functionName={function}"), 200)
+
+
+# --- APIs on the management API ------------------------------------------------------------
+
+async def test_an_api_is_created_with_200_and_its_uris_prefixed_by_the_organization(client):
+    body = {"name": "greet", "function": "hello", "uris": ["/hello", "hi"], "methods": ["POST"]}
+    created = await answer(await call(client, "POST", "/v1/api", json=body), 200)
+    assert created["uris"] == ["/o/hello", "/o/hi"]
+    fetched = await answer(await call(client, "GET", "/v1/api/greet"), 200)
+    assert fetched["uris"] == ["/o/hello", "/o/hi"]
+
+
+async def test_putting_back_a_fetched_api_does_not_prefix_its_uris_twice(client):
+    body = {"name": "greet", "function": "hello", "uris": ["/hello"]}
+    await answer(await call(client, "POST", "/v1/api", json=body), 200)
+    fetched = await reaches(client, "/v1/api/greet")
+    updated = await answer(await call(client, "PUT", "/v1/api/greet", json=fetched), 200)
+    assert updated["uris"] == ["/o/hello"] and updated["status"] == "UPDATING"
+    assert (await reaches(client, "/v1/api/greet"))["uris"] == ["/o/hello"]
+
+
+async def test_api_list_filters_by_function(client):
+    for name, function in (("a1", "hello"), ("a2", "other")):
+        await answer(await call(client, "POST", "/v1/api", json={"name": name, "function": function}), 200)
+    listed = await answer(await call(client, "GET", "/v1/api?function=other"), 200)
+    assert [a["name"] for a in listed] == ["a2"]
 
 
 # --- answers --------------------------------------------------------------------------------
@@ -172,11 +199,19 @@ async def test_a_disabled_api_is_not_routed(client, caller, functions):
 async def test_a_deleted_api_stops_being_routed(client, caller, functions):
     await expose(client, "hello", "echo")
     assert (await caller.get(f"/{ORG}/hello")).status == 200
-    await answer(await call(client, "DELETE", "/v1/api/hello"), 200)
+    assert (await answer(await call(client, "DELETE", "/v1/api/hello"), 200))["status"] == "DELETING"
     deadline = time.monotonic() + 10
     while (await caller.get(f"/{ORG}/hello")).status != 404:
         assert time.monotonic() < deadline, "still routed after delete"
         await asyncio.sleep(0.02)
+
+
+async def test_an_api_with_hosts_keeps_its_uris_and_answers_only_those_hosts(client, caller, functions):
+    api = await expose(client, "hello", "echo", uris=["/hello"], hosts=["api.example.com"])
+    assert api["uris"] == ["/hello"]
+    response = await caller.get("/hello?a=1", headers={"Host": "API.example.com:8081"})
+    assert response.status == 200 and await response.json() == {"a": "1"}
+    assert (await caller.get("/hello", headers={"Host": "other.example.com"})).status == 404
 
 
 async def test_an_api_of_a_function_that_does_not_exist_passes_the_404_through(client, caller):
