@@ -45,6 +45,11 @@ async def create_run(request: web.Request) -> web.Response:
     function = request.query.get("functionName")
     if not function:
         raise Rejected("Bad Request: No function specified")
+    wanted = application_filter(request)
+    if wanted is not None:  # `exec -a NAME`: the function is looked up within that application
+        found = await request.app[PLATFORM].views.get_resource(organization(request), "Function", function)
+        if found is None or not matches_application(found, wanted):
+            raise NotFound(f"function {function} not found")
     body = await request.read()
     try:
         payload = {} if not body.strip() else await request.json()
@@ -53,6 +58,8 @@ async def create_run(request: web.Request) -> web.Response:
     if not isinstance(payload, dict):
         raise Rejected("Bad Request: Invalid Payload")
     run = new_run(function, payload)
+    if wanted is not None and not matches_application(run, wanted):
+        run["tags"].append({"key": "Application", "value": wanted})  # so `get runs -a NAME` lists it
     status, result = await execute(request.app[PLATFORM], organization(request), run,
                                    correlation_id(request), request.app[SETTINGS].blocking_wait_seconds)
     return web.json_response(result, status=status)
@@ -77,9 +84,10 @@ async def list_runs(request: web.Request) -> web.Response:
 
 async def get_run(request: web.Request) -> web.Response:
     name = request.match_info["name"]
+    wanted = application_filter(request)
     run = await request.app[PLATFORM].views.get_run(organization(request), name)
     function = request.query.get("functionName")
-    if run is None or (function and run["functionName"] != function):
+    if run is None or (function and run["functionName"] != function) or not matches_application(run, wanted):
         raise NotFound(f"function run {name} not found")
     return web.json_response(run)
 

@@ -364,3 +364,25 @@ async def test_a_failing_function_is_a_200_run_in_error_not_an_http_error(client
 async def test_a_run_body_that_is_not_a_run_answers_400_invalid_payload(client, hello):
     response = await call(client, "POST", "/v1/runs?functionName=hello", json=["not", "a", "run"])
     assert await answer(response, 400) == {"code": 400, "message": "Bad Request: Invalid Payload"}
+
+
+async def test_a_run_with_a_bad_tag_filter_answers_400_and_runs_nothing(client, hello):
+    for path in ("/v1/runs?functionName=hello&tags=foo=bar", "/v1/runs/any-run?tags=foo=bar"):
+        response = await call(client, "POST" if "functionName" in path else "GET", path, json={"blocking": True})
+        body = await answer(response, 400)
+        assert body == {"code": 400, "message": "error parsing tag 'foo=bar': key 'foo' not exist"}, path
+    assert await answer(await call(client, "GET", "/v1/runs?functionName=hello"), 200) == []
+
+
+async def test_exec_within_an_application_finds_only_its_functions_and_tags_the_run(client):
+    await seed_image(client)
+    await ready_function(client, tags=[{"key": "Application", "value": "shop"}])
+    response = await call(client, "POST", "/v1/runs?functionName=hello&tags=Application=blog", json={"blocking": True})
+    assert await answer(response, 404) == {"code": 404, "message": "function hello not found"}
+    run = await answer(await call(client, "POST", "/v1/runs?functionName=hello&tags=Application=shop",
+                                  json={"blocking": True, "input": {"name": "a", "place": "b"}}), 200)
+    assert run["status"] == "READY"
+    listed = await answer(await call(client, "GET", "/v1/runs?functionName=hello&tags=Application=shop"), 200)
+    assert [r["name"] for r in listed] == [run["name"]]
+    await answer(await call(client, "GET", f"/v1/runs/{run['name']}?tags=Application=shop"), 200)
+    await answer(await call(client, "GET", f"/v1/runs/{run['name']}?tags=Application=blog"), 404)
