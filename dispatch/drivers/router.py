@@ -3,7 +3,11 @@ from .ports import Route
 
 
 class BuiltinRouter:
-    def __init__(self) -> None:
+    """Routes of the default organization also answer without their `/<org>` prefix, so that on
+    a single-tenant server `/hello` reaches the API stored as `/dispatch/hello`."""
+
+    def __init__(self, default_organization: str = "dispatch") -> None:
+        self.default_organization = default_organization
         self._routes: dict[tuple[str, str], Route] = {}
         self._table: dict[str, list[Route]] = {}
 
@@ -26,6 +30,12 @@ class BuiltinRouter:
         """The route serving this request: same path, a listed method (OPTIONS matches a CORS
         route) and a listed host; empty lists match anything."""
         host = host.split(":")[0].lower()
+        found = self._match(method, path, host)
+        if found is None and not path.startswith(f"/{self.default_organization}/"):
+            found = self._match(method, f"/{self.default_organization}{path}", host)
+        return found
+
+    def _match(self, method: str, path: str, host: str) -> Route | None:
         for route in self._table.get(path, ()):
             if route.hosts and host not in route.hosts:
                 continue

@@ -43,9 +43,10 @@ class Platform:
         await self.store.start()
         await self.bus.start()
         await self.projector.catch_up()
+        followers = [] if self.projector.follow_inline() else [self.projector.run()]
         relay = Relay(self.store, self.views, self.bus, self.projector.wait_for)
         self.tasks += [asyncio.ensure_future(coro) for coro in (
-            self.projector.run(), relay.run(), self._recover(),
+            *followers, relay.run(), self._recover(),
             resync_forever(self.bus, self.views, self.settings.resync_seconds))]
 
     async def _recover(self) -> None:
@@ -85,7 +86,7 @@ def bootstrap(settings: Settings, bus: MessageBus | None = None,
     store = SQLiteStore(settings.database_path)
     views = SQLiteViews(store)
     runtime = runtime or _local_runtime(settings)
-    router = BuiltinRouter()
+    router = BuiltinRouter(settings.default_organization)
     box = SecretBox.from_file(settings.data_dir / "secret.key")
     deployments = Deployments(store, views, store, runtime)
     executor = Executor(views, runtime, Secrets(views, box), deployments)

@@ -1,14 +1,20 @@
 """Publishes the log to the bus's events from a tracked position: the log is the truth, the bus
-delivers. A crash between publishing and saving the position republishes; consumers are
-idempotent by message id, so that costs nothing. Events are published only once the read models
-include them, so a reaction that reads a view never sees it older than the event it reacts to."""
+delivers. Events are published only once the read models include them, so a reaction that reads
+a view never sees it older than the event it reacts to.
+
+Where the store reports its commits, the relay takes the events from there instead of reading
+them back; it reads the log only to catch up (at start, or after a gap). Its position is saved
+at most every `save_every` seconds and when it stops: after a crash it republishes a little, and
+consumers are idempotent (by message id, and by the state checks of every reaction), so that
+costs nothing."""
 import asyncio
+import time
 from typing import Awaitable, Callable
 
 import structlog
 
 from dispatch.bus.ports import MessageBus
-from dispatch.store.ports import EventLog, Views
+from dispatch.store.ports import EventLog, Recorded, Views
 
 log = structlog.get_logger("dispatch.relay")
 
@@ -17,27 +23,63 @@ class Relay:
     name = "relay"
 
     def __init__(self, events: EventLog, views: Views, bus: MessageBus,
-                 projected: Callable[[int], Awaitable[None]], batch_size: int = 500):
+                 projected: Callable[[int], Awaitable[None]], batch_size: int = 500, save_every: float = 0.5):
         self.events = events
-        self.projected = projected
         self.views = views
         self.bus = bus
+        self.projected = projected
         self.batch_size = batch_size
+        self.save_every = save_every
         self.position = 0
+        self._saved = 0
+        self._saved_at = 0.0
+        self._commits: asyncio.Queue[list[Recorded]] = asyncio.Queue()
 
     async def run(self) -> None:
-        self.position = await self.views.tracking(self.name)
-        while True:
-            try:
-                while batch := await self.events.read_all(self.position, self.batch_size):
-                    await self.projected(batch[-1].position)
-                    for recorded in batch:
-                        await self.bus.publish(recorded.event)
-                    self.position = batch[-1].position
-                    await self.views.set_tracking(self.name, self.position)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("relay failed; retrying")
-                await asyncio.sleep(0.5)
+        self.position = self._saved = await self.views.tracking(self.name)
+        committed = getattr(self.events, "committed", None)
+        if committed is not None:
+            committed.append(self._commits.put_nowait)
+        try:
+            await self._catch_up()
+            while True:
+                try:
+                    await self._next(live=committed is not None)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("relay failed; retrying")
+                    await asyncio.sleep(0.5)
+        finally:
+            if committed is not None:
+                committed.remove(self._commits.put_nowait)
+            await self._save(force=True)
+
+    async def _next(self, live: bool) -> None:
+        if not live:
             await self.events.wait_for_append(self.position, timeout=1.0)
+            await self._catch_up()
+            return
+        batch = await self._commits.get()
+        if batch[0].position > self.position + 1:
+            await self._catch_up()  # something was committed before we listened: read it
+        await self._publish([r for r in batch if r.position > self.position])
+
+    async def _catch_up(self) -> None:
+        while batch := await self.events.read_all(self.position, self.batch_size):
+            await self._publish(batch)
+
+    async def _publish(self, batch: list[Recorded]) -> None:
+        if not batch:
+            return
+        await self.projected(batch[-1].position)
+        for recorded in batch:
+            await self.bus.publish(recorded.event)
+        self.position = batch[-1].position
+        await self._save()
+
+    async def _save(self, force: bool = False) -> None:
+        due = force or time.monotonic() - self._saved_at >= self.save_every
+        if self.position != self._saved and due:
+            await self.views.set_tracking(self.name, self.position)
+            self._saved, self._saved_at = self.position, time.monotonic()

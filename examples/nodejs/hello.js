@@ -1,0 +1,12 @@
+module.exports = function (context, params) {
+    let name = "Noone";
+    if (params.name) {
+        name = params.name;
+    }
+    let place = "Nowhere";
+    if (params.place) {
+        place = params.place;
+    }
+    console.log("greeting " + name);
+    return {myField: 'Hello, ' + name + ' from ' + place};
+};
