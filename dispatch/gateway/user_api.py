@@ -75,12 +75,19 @@ async def _parsed(request: web.Request) -> Any:
     raise BadRequest(415, f"request body type is not supported: {content_type}")
 
 
+def scheme(request: web.Request) -> str:
+    """The scheme the caller used: TLS is terminated in front of the built-in gateway, so the proxy's
+    X-Forwarded-Proto counts (a client forging it only fools itself: its request already went out plain)."""
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    return forwarded or request.scheme
+
+
 def http_context(request: web.Request, organization: str) -> dict[str, Any]:
     context = {name.lower(): value for name, value in request.headers.items() if name.lower() not in HIDDEN_HEADERS}
     # as Kong did: the organization header is the API's, whatever the caller sent
     context.update({"x-dispatch-org": organization, "method": request.method, "uri": request.path,
                     "request_uri": request.path_qs, "request": str(request.url), "args": request.query_string,
-                    "scheme": request.scheme, "upstream_uri": request.path_qs,
+                    "scheme": scheme(request), "upstream_uri": request.path_qs,
                     "server_protocol": f"HTTP/{request.version.major}.{request.version.minor}"})
     return context
 
@@ -110,7 +117,7 @@ async def serve(request: web.Request) -> web.StreamResponse:
     route = platform.router.match(request.method, request.path, request.host or "")
     if route is None:
         return web.json_response({"message": "no API found with those values"}, status=404)
-    if "http" not in route.protocols and request.scheme == "http":
+    if route.protocols and "http" not in route.protocols and scheme(request) == "http":
         return web.json_response({"message": "Please use HTTPS protocol"}, status=426)
     if request.method == "OPTIONS" and route.cors:
         return _answer(route, {}, web.Response(status=200))

@@ -272,6 +272,17 @@ async def test_an_https_only_api_over_http_answers_426_without_running_the_funct
     assert await runs_of(client, "echo") == []
 
 
+async def test_an_https_only_api_behind_a_tls_terminating_proxy_is_served(client, caller, functions):
+    await expose(client, "hello", "echo", protocols=["https"])
+    response = await caller.post(f"/{ORG}/hello", json={"a": 1}, headers={"X-Forwarded-Proto": "https"})
+    assert response.status == 200 and await response.json() == {"a": 1}
+
+
+async def test_an_api_with_an_empty_protocol_list_serves_plain_http(client, caller, functions):
+    await expose(client, "hello", "echo", protocols=[])
+    assert (await caller.get(f"/{ORG}/hello")).status == 200
+
+
 async def test_the_http_context_reaches_the_function_without_credentials(client, caller, functions):
     await expose(client, "ctx", "context")
     response = await caller.get(f"/{ORG}/ctx?x=1&y=2", headers={
