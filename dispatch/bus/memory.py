@@ -1,6 +1,7 @@
 """The embedded bus: real delivery semantics (retries with back-off, dead letters, idempotency by
 message id, bounded concurrency per consumer) inside one process."""
 import asyncio
+import time
 import traceback
 from collections import OrderedDict
 from typing import Any
@@ -100,13 +101,16 @@ class InMemoryBus:
         if earlier is not None:
             return await earlier
         outcome = consumer.seen[message.message_id]
+        started = time.perf_counter()
         try:
             result = await self._attempt(consumer, message)
         except BaseException as error:
             outcome.set_exception(error)
             outcome.exception()
+            _log_handled(consumer, message, started, error)
             raise
         outcome.set_result(result)
+        _log_handled(consumer, message, started, None)
         return result
 
     async def _attempt(self, consumer: _Consumer, message: Message) -> Any:
@@ -131,6 +135,16 @@ class InMemoryBus:
     def _dead_letter(self, message: Message, consumer: str, error: str, attempts: int) -> None:
         self._dead.append(DeadLetter(message.message_id, message.type_name(), consumer, error,
                                      attempts, message.envelope()))
+
+
+def _log_handled(consumer: _Consumer, message: Message, started: float, error: BaseException | None) -> None:
+    """One line per command, carrying its correlation id; events are logged only when they fail."""
+    if not isinstance(message, Command) and error is None:
+        return
+    log.info("command" if isinstance(message, Command) else "event", type=message.type_name(),
+             consumer=consumer.name, ms=round((time.perf_counter() - started) * 1000, 2),
+             outcome="ok" if error is None else getattr(error, "message", repr(error)),
+             correlation_id=message.correlation_id)
 
 
 def _describe(error: Exception) -> str:
