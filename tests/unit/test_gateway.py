@@ -21,7 +21,7 @@ async def client(settings, platform):
 
 
 def call(client, method: str, path: str, org: str | None = ORG, **kwargs):
-    headers = kwargs.pop("headers", {})
+    headers = {"Cookie": "unset", **kwargs.pop("headers", {})}  # what the CLI sends without a token
     if org is not None:
         headers.setdefault("X-Dispatch-Org", org)
     return client.request(method, path, headers=headers, **kwargs)
@@ -191,10 +191,13 @@ async def test_a_body_over_the_size_limit_answers_413_with_a_json_error(settings
     assert await platform.views.get_resource(ORG, "Secret", "s") is None
 
 
-async def test_a_function_in_one_organization_is_not_found_in_another(client, hello):
+async def test_a_function_and_its_runs_in_one_organization_are_not_found_in_another(client, hello):
     response = await call(client, "GET", "/v1/function/hello", org="b")
     assert await answer(response, 404) == {"code": 404, "message": "function hello not found"}
     assert await answer(await call(client, "GET", "/v1/function", org="b"), 200) == []
+    run = await answer(await exec_(client), 200)
+    await answer(await call(client, "GET", f"/v1/runs/{run['name']}", org="b"), 404)
+    await answer(await call(client, "POST", "/v1/runs?functionName=hello", org="b", json={"blocking": True}), 404)
 
 
 async def test_deleting_a_function_answers_deleting_then_404_and_its_runs_are_gone(client, hello):
@@ -271,6 +274,14 @@ async def test_healthz_wraps_the_version_object(client):
     body = await answer(await call(client, "GET", "/healthz", org=None), 200)
     version = await answer(await call(client, "GET", "/v1/version", org=None), 200)
     assert body == {"version": version}
+
+
+async def test_healthz_answers_500_with_the_failure_when_the_store_fails(client, platform, monkeypatch):
+    async def broken(name):
+        raise OSError("disk gone")
+    monkeypatch.setattr(platform.views, "tracking", broken)
+    body = await answer(await call(client, "GET", "/healthz", org=None), 500)
+    assert body["code"] == 500 and "disk gone" in body["message"]
 
 
 async def test_the_openapi_document_lists_the_management_paths(client):
