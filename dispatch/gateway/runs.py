@@ -11,6 +11,7 @@ from dispatch.schemas.envelope import new_id
 from dispatch.schemas.resources import Run
 
 from .context import SETTINGS, application_filter, correlation_id, matches_application, organization
+from .errors import loads
 from .resources import PLATFORM
 
 
@@ -52,7 +53,7 @@ async def create_run(request: web.Request) -> web.Response:
             raise NotFound(f"function {function} not found")
     body = await request.read()
     try:
-        payload = {} if not body.strip() else await request.json()
+        payload = {} if not body.strip() else loads(body)
     except ValueError:
         raise Rejected("Bad Request: Invalid Payload") from None
     if not isinstance(payload, dict):

@@ -1,5 +1,4 @@
 """The user-API port: requests matched to APIs become runs; the run's output is the answer."""
-import json
 from typing import Any
 
 from aiohttp import web
@@ -8,7 +7,7 @@ from multidict import MultiMapping
 from dispatch.drivers.ports import Route
 from dispatch.errors import DispatchError
 
-from .errors import error_response
+from .errors import error_response, loads
 from .resources import PLATFORM
 from .runs import execute, new_run
 from .context import SETTINGS
@@ -67,7 +66,7 @@ async def _parsed(request: web.Request) -> Any:
     if content_type == "application/json" or (content_type.startswith("application/")
                                               and content_type.endswith("+json")):
         try:
-            return json.loads(body)
+            return loads(body)
         except ValueError:
             raise BadRequest(400, "request body is not json") from None
     if not content_type:

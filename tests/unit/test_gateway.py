@@ -372,9 +372,12 @@ async def test_a_failing_function_is_a_200_run_in_error_not_an_http_error(client
     assert run["finishedTime"] > 0
 
 
-async def test_a_run_body_that_is_not_a_run_answers_400_invalid_payload(client, hello):
-    response = await call(client, "POST", "/v1/runs?functionName=hello", json=["not", "a", "run"])
+@pytest.mark.parametrize("body", [b'["not", "a", "run"]', b'{"blocking": true, "input": NaN}', b"{nope"])
+async def test_a_run_body_that_is_not_a_json_run_answers_400_invalid_payload(client, hello, body):
+    response = await call(client, "POST", "/v1/runs?functionName=hello", data=body,
+                          headers={"Content-Type": "application/json"})
     assert await answer(response, 400) == {"code": 400, "message": "Bad Request: Invalid Payload"}
+    assert await answer(await call(client, "GET", "/v1/runs?functionName=hello"), 200) == []
 
 
 async def test_a_run_with_a_bad_tag_filter_answers_400_and_runs_nothing(client, hello):

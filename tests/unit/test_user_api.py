@@ -159,10 +159,12 @@ async def test_an_unsupported_content_type_answers_415_and_runs_nothing(client, 
     assert await runs_of(client, "echo") == []
 
 
-@pytest.mark.parametrize("content_type", ["application/json", "application/vnd.api+json"])
-async def test_a_json_content_type_with_a_body_that_is_not_json_answers_400(client, caller, functions, content_type):
+@pytest.mark.parametrize("content_type, body", [("application/json", b"{nope"), ("application/vnd.api+json", b"{nope"),
+                                                ("application/json", b'{"a": NaN}'), ("application/json", b"Infinity")])
+async def test_a_json_content_type_with_a_body_that_is_not_json_answers_400(client, caller, functions,
+                                                                            content_type, body):
     await expose(client, "hello", "echo")
-    response = await caller.post(f"/{ORG}/hello", data=b"{nope", headers={"Content-Type": content_type})
+    response = await caller.post(f"/{ORG}/hello", data=body, headers={"Content-Type": content_type})
     assert response.status == 400 and await response.json() == {"message": "request body is not json"}
 
 
