@@ -132,6 +132,9 @@ async def serve(request: web.Request) -> web.StreamResponse:
                                        request.app[SETTINGS].blocking_wait_seconds)
     except DispatchError as error:
         return _answer(route, run, error_response(error.status, error.message))
+    except TimeoutError:
+        return _answer(route, run, web.json_response(
+            {"message": "the platform did not answer in time; try again", "type": "SystemError"}, status=503))
     if not blocking or status == 202:
         return _answer(route, result, web.Response(status=200 if not blocking else 202))
     return _answer(route, result, _result(result))

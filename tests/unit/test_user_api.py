@@ -250,6 +250,16 @@ async def test_a_value_error_in_the_function_answers_400_input_error(client, cal
                                       "run": response.headers["X-Dispatch-Run"]}
 
 
+async def test_a_platform_that_does_not_answer_gives_a_json_503(client, caller, platform, functions, monkeypatch):
+    await expose(client, "hello", "echo")
+
+    async def silent(command, timeout=30.0):
+        raise TimeoutError
+    monkeypatch.setattr(platform, "write", silent)
+    response = await caller.post(f"/{ORG}/hello", json={}, headers={"x-dispatch-blocking": "false"})
+    assert response.status == 503 and (await response.json())["type"] == "SystemError"
+
+
 async def test_a_cors_api_answers_options_with_200_and_every_answer_allows_any_origin(client, caller, functions):
     await expose(client, "hello", "echo", methods=["POST"], cors=True)
     preflight = await caller.options(f"/{ORG}/hello", headers={"Origin": "https://example.com",
