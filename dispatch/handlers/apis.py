@@ -3,11 +3,11 @@ from functools import partial
 
 from dispatch.bus.ports import MessageBus
 from dispatch.drivers.ports import APIGateway, Route
-from dispatch.errors import Rejected
+from dispatch.errors import Conflict, Rejected
 from dispatch.schemas import commands as c
 from dispatch.schemas import events as e
 from dispatch.schemas.resources import Status
-from dispatch.store.ports import EventLog
+from dispatch.store.ports import EventLog, Views
 
 from .lifecycle import append, changed, decide, load, new_resource, now, replaced, reply
 
@@ -29,6 +29,25 @@ def prepared(organization: str, body: dict) -> dict:
     return {**body, "uris": uris, "methods": methods, "authentication": auth}
 
 
+def _overlaps(a: dict, b: dict) -> bool:
+    """Two APIs would answer the same request: a shared path and method, on a shared host (no
+    hosts means every host)."""
+    hosts_a, hosts_b = {h.lower() for h in a.get("hosts") or []}, {h.lower() for h in b.get("hosts") or []}
+    return (bool(set(a["uris"]) & set(b["uris"])) and bool(set(a["methods"]) & set(b["methods"]))
+            and (not hosts_a or not hosts_b or bool(hosts_a & hosts_b)))
+
+
+async def check_unclaimed(views: Views, organization: str, name: str, body: dict) -> None:
+    """Refuse a route another API already serves: otherwise one would silently hide the other,
+    and a host-bound API could take over another organization's `/<org>/...` paths."""
+    for owner, other in await views.list_all("API"):
+        if (owner, other["name"]) == (organization, name) or other.get("status") == Status.DELETING.value:
+            continue
+        if _overlaps(body, other):
+            who = f"api {other['name']}" if owner == organization else "an api of another organization"
+            raise Conflict(f"the paths {', '.join(body['uris'])} are already served by {who}")
+
+
 def route_of(organization: str, api: dict) -> Route:
     return Route(organization=organization, api=api["name"], function=api["function"],
                  methods=tuple(api.get("methods") or ()), uris=tuple(api.get("uris") or ()),
@@ -36,9 +55,10 @@ def route_of(organization: str, api: dict) -> Route:
                  protocols=tuple(api.get("protocols") or ()), cors=bool(api.get("cors")))
 
 
-async def create_api(cmd: c.CreateAPI, events: EventLog) -> dict:
-    """Consumes CreateAPI; emits APICreated."""
+async def create_api(cmd: c.CreateAPI, events: EventLog, views: Views) -> dict:
+    """Consumes CreateAPI; emits APICreated. Refused when another API serves its routes."""
     body = prepared(cmd.organization, cmd.resource)
+    await check_unclaimed(views, cmd.organization, cmd.name, body)
 
     async def step():
         loaded = await load(events, "API", cmd.organization, cmd.name)
@@ -49,9 +69,10 @@ async def create_api(cmd: c.CreateAPI, events: EventLog) -> dict:
     return await decide(step)
 
 
-async def update_api(cmd: c.UpdateAPI, events: EventLog) -> dict:
-    """Consumes UpdateAPI; emits APIUpdated."""
+async def update_api(cmd: c.UpdateAPI, events: EventLog, views: Views) -> dict:
+    """Consumes UpdateAPI; emits APIUpdated. Refused when another API serves its routes."""
     body = prepared(cmd.organization, cmd.resource)
+    await check_unclaimed(views, cmd.organization, cmd.name, body)
 
     async def step():
         loaded = await load(events, "API", cmd.organization, cmd.name)
@@ -103,9 +124,9 @@ async def remove_when_deletion_requested(event: e.APIDeletionRequested, bus: Mes
     await bus.send(c.RemoveAPI(organization=event.organization, name=event.name).caused_by(event))
 
 
-def register(bus: MessageBus, events: EventLog, gateway: APIGateway) -> None:
-    bus.handle(c.CreateAPI, partial(create_api, events=events))
-    bus.handle(c.UpdateAPI, partial(update_api, events=events))
+def register(bus: MessageBus, events: EventLog, views: Views, gateway: APIGateway) -> None:
+    bus.handle(c.CreateAPI, partial(create_api, events=events, views=views))
+    bus.handle(c.UpdateAPI, partial(update_api, events=events, views=views))
     bus.handle(c.DeleteAPI, partial(delete_api, events=events))
     bus.handle(c.RouteAPI, partial(route_api, events=events, gateway=gateway))
     bus.handle(c.RemoveAPI, partial(remove_api, events=events, gateway=gateway))

@@ -95,7 +95,7 @@ def bootstrap(settings: Settings, bus: MessageBus | None = None,
     images.register(bus, store, views, runtime)
     functions.register(bus, store, views, store, runtime)
     secrets.register(bus, store)
-    apis.register(bus, store, router)
+    apis.register(bus, store, views, router)
     runs.register(bus, store, executor)
     return Platform(settings, bus, store, views, runtime, router, box, Projector(store, views),
                     executor, deployments)

@@ -194,3 +194,18 @@ async def test_rebuilt_views_equal_the_live_ones(platform):
     live = await platform.views.dump()
     await platform.projector.rebuild()
     assert await platform.views.dump() == live
+
+
+async def create_api(platform, org: str, name: str, **fields):
+    body = {"name": name, "function": "hello", "methods": ["POST"], "uris": ["/hello"], **fields}
+    return await platform.write(c.CreateAPI(organization=org, name=name, resource=body))
+
+
+async def test_an_api_cannot_take_over_a_route_another_api_serves(platform):
+    await create_api(platform, ORG, "first")
+    with pytest.raises(Conflict, match="already served by api first"):
+        await create_api(platform, ORG, "second")
+    with pytest.raises(Conflict, match="already served by an api of another organization"):
+        await create_api(platform, "evil", "thief", hosts=["127.0.0.1"], uris=[f"/{ORG}/hello"])
+    await create_api(platform, ORG, "other-method", methods=["GET"])
+    await create_api(platform, "elsewhere", "same-path")  # prefixed with its own organization

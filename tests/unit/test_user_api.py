@@ -69,7 +69,8 @@ async def test_putting_back_a_fetched_api_does_not_prefix_its_uris_twice(client)
 
 async def test_api_list_filters_by_function(client):
     for name, function in (("a1", "hello"), ("a2", "other")):
-        await answer(await call(client, "POST", "/v1/api", json={"name": name, "function": function}), 200)
+        body = {"name": name, "function": function, "uris": [f"/{name}"]}
+        await answer(await call(client, "POST", "/v1/api", json=body), 200)
     listed = await answer(await call(client, "GET", "/v1/api?function=other"), 200)
     assert [a["name"] for a in listed] == ["a2"]
 
