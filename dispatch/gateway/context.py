@@ -10,6 +10,7 @@ from dispatch.settings import Settings
 from .errors import Unprocessable
 
 SETTINGS = web.AppKey("settings", Settings)
+CORRELATION_ID = web.RequestKey("correlation_id", str)
 ORG_HEADER = "X-Dispatch-Org"
 APPLICATION_KEYS = {"application", "app"}
 
@@ -28,7 +29,7 @@ def organization(request: web.Request) -> str:
 
 
 def correlation_id(request: web.Request) -> str:
-    return request["correlation_id"]
+    return request[CORRELATION_ID]
 
 
 def application_filter(request: web.Request) -> str | None:

@@ -7,6 +7,8 @@ from aiohttp import web
 
 from dispatch.schemas.envelope import new_id
 
+from .context import CORRELATION_ID
+
 log = structlog.get_logger("dispatch.gateway")
 
 
@@ -21,10 +23,10 @@ def configure_logging(level: str = "info") -> None:
 
 @web.middleware
 async def request_log(request: web.Request, handler):
-    request["correlation_id"] = request.headers.get("X-Request-Id") or new_id()
+    request[CORRELATION_ID] = request.headers.get("X-Request-Id") or new_id()
     started = time.perf_counter()
     response = await handler(request)
     log.info("request", method=request.method, path=request.path, status=response.status,
-             ms=round((time.perf_counter() - started) * 1000, 2), correlation_id=request["correlation_id"])
-    response.headers["X-Request-Id"] = request["correlation_id"]
+             ms=round((time.perf_counter() - started) * 1000, 2), correlation_id=request[CORRELATION_ID])
+    response.headers["X-Request-Id"] = request[CORRELATION_ID]
     return response

@@ -5,6 +5,7 @@ from aiohttp import web
 from dispatch.errors import Rejected
 from dispatch.store.sealing import SecretBox
 
+from .context import correlation_id
 from .resources import PLATFORM
 
 audit = structlog.get_logger("dispatch.audit")
@@ -33,6 +34,6 @@ def present_secret(request: web.Request, resource: dict, single: bool) -> dict:
     values = resource.get("secrets") or {}
     if not (single and request.method == "GET"):
         return {**resource, "secrets": SecretBox.masked(values)}
-    audit.info("secret read", secret=resource["name"], correlation_id=request["correlation_id"],
+    audit.info("secret read", secret=resource["name"], correlation_id=correlation_id(request),
                remote=request.remote)
     return {**resource, "secrets": request.app[PLATFORM].box.open(values)}

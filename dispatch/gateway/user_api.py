@@ -7,10 +7,10 @@ from multidict import MultiMapping
 from dispatch.drivers.ports import Route
 from dispatch.errors import DispatchError
 
+from .context import SETTINGS, correlation_id
 from .errors import error_response, loads
 from .resources import PLATFORM
 from .runs import execute, new_run
-from .context import SETTINGS
 
 FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 HIDDEN_HEADERS = {"authorization", "cookie"}
@@ -128,7 +128,7 @@ async def serve(request: web.Request) -> web.StreamResponse:
     context = http_context(request, route.organization)
     run = new_run(route.function, {"blocking": blocking, "input": payload, "httpContext": context})
     try:
-        status, result = await execute(platform, route.organization, run, request["correlation_id"],
+        status, result = await execute(platform, route.organization, run, correlation_id(request),
                                        request.app[SETTINGS].blocking_wait_seconds)
     except DispatchError as error:
         return _answer(route, run, error_response(error.status, error.message))
