@@ -9,7 +9,7 @@ from dispatch.schemas import events as e
 from dispatch.schemas.resources import Status
 from dispatch.store.ports import EventLog, Views
 
-from .lifecycle import append, changed, decide, load, new_resource, now, replaced, reply
+from .lifecycle import append, changed, create, delete, load, update
 
 ENFORCED_AUTHENTICATION = {"public"}
 
@@ -59,39 +59,19 @@ async def create_api(cmd: c.CreateAPI, events: EventLog, views: Views) -> dict:
     """Consumes CreateAPI; emits APICreated. Refused when another API serves its routes."""
     body = prepared(cmd.organization, cmd.resource)
     await check_unclaimed(views, cmd.organization, cmd.name, body)
-
-    async def step():
-        loaded = await load(events, "API", cmd.organization, cmd.name)
-        loaded.absent()
-        resource = new_resource("API", cmd.name, body, Status.CREATING)
-        return reply(resource, await append(events, loaded, cmd, e.APICreated(
-            organization=cmd.organization, name=cmd.name, resource=resource)))
-    return await decide(step)
+    return await create(cmd, events, e.APICreated, Status.CREATING, body)
 
 
 async def update_api(cmd: c.UpdateAPI, events: EventLog, views: Views) -> dict:
     """Consumes UpdateAPI; emits APIUpdated. Refused when another API serves its routes."""
     body = prepared(cmd.organization, cmd.resource)
     await check_unclaimed(views, cmd.organization, cmd.name, body)
-
-    async def step():
-        loaded = await load(events, "API", cmd.organization, cmd.name)
-        resource = replaced(loaded.existing(), body, Status.UPDATING)
-        return reply(resource, await append(events, loaded, cmd, e.APIUpdated(
-            organization=cmd.organization, name=cmd.name, resource=resource)))
-    return await decide(step)
+    return await update(cmd, events, e.APIUpdated, Status.UPDATING, body)
 
 
 async def delete_api(cmd: c.DeleteAPI, events: EventLog) -> dict:
     """Consumes DeleteAPI; emits APIDeletionRequested."""
-    async def step():
-        loaded = await load(events, "API", cmd.organization, cmd.name)
-        state = loaded.existing()
-        stamp = now()
-        position = await append(events, loaded, cmd, e.APIDeletionRequested(
-            organization=cmd.organization, name=cmd.name, modified_time=stamp))
-        return reply({**state, "status": Status.DELETING.value, "modifiedTime": stamp}, position)
-    return await decide(step)
+    return await delete(cmd, events, e.APIDeletionRequested)
 
 
 async def route_api(cmd: c.RouteAPI, events: EventLog, gateway: APIGateway) -> None:

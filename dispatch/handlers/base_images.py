@@ -9,44 +9,27 @@ from dispatch.schemas import events as e
 from dispatch.schemas.resources import Status
 from dispatch.store.ports import EventLog, Views
 
-from .lifecycle import append, changed, decide, load, new_resource, now, replaced, reply
+from .lifecycle import Loaded, append, changed, create, delete, load, update
 
 
 async def create_base_image(cmd: c.CreateBaseImage, events: EventLog) -> dict:
     """Consumes CreateBaseImage; emits BaseImageCreated."""
-    async def step():
-        loaded = await load(events, "BaseImage", cmd.organization, cmd.name)
-        loaded.absent()
-        resource = new_resource("BaseImage", cmd.name, cmd.resource, Status.INITIALIZED)
-        return reply(resource, await append(events, loaded, cmd, e.BaseImageCreated(
-            organization=cmd.organization, name=cmd.name, resource=resource)))
-    return await decide(step)
+    return await create(cmd, events, e.BaseImageCreated, Status.INITIALIZED)
 
 
 async def update_base_image(cmd: c.UpdateBaseImage, events: EventLog) -> dict:
     """Consumes UpdateBaseImage; emits BaseImageUpdated."""
-    async def step():
-        loaded = await load(events, "BaseImage", cmd.organization, cmd.name)
-        resource = replaced(loaded.existing(), cmd.resource, Status.UPDATING)
-        return reply(resource, await append(events, loaded, cmd, e.BaseImageUpdated(
-            organization=cmd.organization, name=cmd.name, resource=resource)))
-    return await decide(step)
+    return await update(cmd, events, e.BaseImageUpdated, Status.UPDATING)
 
 
 async def delete_base_image(cmd: c.DeleteBaseImage, events: EventLog, views: Views) -> dict:
     """Consumes DeleteBaseImage; emits BaseImageDeletionRequested. Refused while an image uses it."""
-    async def step():
-        loaded = await load(events, "BaseImage", cmd.organization, cmd.name)
-        state = loaded.existing()
+    async def unused(loaded: Loaded) -> None:
         users = [i["name"] for i in await views.list_resources(cmd.organization, "Image")
                  if i.get("baseImageName") == cmd.name and i.get("status") != Status.DELETING.value]
         if users:
             raise Conflict(f"{loaded.label} is used by image {', '.join(users)}")
-        stamp = now()
-        position = await append(events, loaded, cmd, e.BaseImageDeletionRequested(
-            organization=cmd.organization, name=cmd.name, modified_time=stamp))
-        return reply({**state, "status": Status.DELETING.value, "modifiedTime": stamp}, position)
-    return await decide(step)
+    return await delete(cmd, events, e.BaseImageDeletionRequested, unused)
 
 
 async def check_base_image(cmd: c.CheckBaseImage, events: EventLog, runtime: FunctionRuntime) -> None:

@@ -17,7 +17,7 @@ from dispatch.store.ports import BlobStore, ConcurrencyConflict, EventLog, Views
 
 from .deployments import deployment_spec
 from .execution import check_schemas
-from .lifecycle import append, changed, decide, load, new_resource, now, replaced, reply
+from .lifecycle import append, changed, create, delete, load, update
 
 log = structlog.get_logger("dispatch.functions")
 DEPLOYABLE = (Status.INITIALIZED.value, Status.CREATING.value, Status.UPDATING.value)
@@ -38,14 +38,8 @@ async def create_function(cmd: c.CreateFunction, events: EventLog, blobs: BlobSt
     """Consumes CreateFunction; emits FunctionCreated."""
     check_schemas(cmd.resource.get("schema"))
     digest = await _store_source(cmd.source, blobs)
-
-    async def step():
-        loaded = await load(events, "Function", cmd.organization, cmd.name)
-        loaded.absent()
-        resource = new_resource("Function", cmd.name, {**cmd.resource, "faasId": new_id()}, Status.INITIALIZED)
-        return reply(resource, await append(events, loaded, cmd, e.FunctionCreated(
-            organization=cmd.organization, name=cmd.name, resource=resource, source_digest=digest)))
-    return await decide(step)
+    body = {**cmd.resource, "faasId": new_id()}
+    return await create(cmd, events, e.FunctionCreated, Status.INITIALIZED, body, source_digest=digest)
 
 
 async def update_function(cmd: c.UpdateFunction, events: EventLog, blobs: BlobStore,
@@ -55,27 +49,16 @@ async def update_function(cmd: c.UpdateFunction, events: EventLog, blobs: BlobSt
     check_schemas(cmd.resource.get("schema"))
     digest = await _store_source(cmd.source, blobs)
 
-    async def step():
-        loaded = await load(events, "Function", cmd.organization, cmd.name)
-        previous = loaded.existing()
-        resource = replaced(previous, {**cmd.resource, "faasId": new_id(), "functionImageURL": ""}, Status.UPDATING)
-        position = await append(events, loaded, cmd, e.FunctionUpdated(
-            organization=cmd.organization, name=cmd.name, resource=resource, source_digest=digest))
+    async def undeploy(previous: dict) -> None:
         await runtime.undeploy(previous["faasId"])
-        return reply(resource, position)
-    return await decide(step)
+
+    body = {**cmd.resource, "faasId": new_id(), "functionImageURL": ""}
+    return await update(cmd, events, e.FunctionUpdated, Status.UPDATING, body, undeploy, source_digest=digest)
 
 
 async def delete_function(cmd: c.DeleteFunction, events: EventLog) -> dict:
     """Consumes DeleteFunction; emits FunctionDeletionRequested."""
-    async def step():
-        loaded = await load(events, "Function", cmd.organization, cmd.name)
-        state = loaded.existing()
-        stamp = now()
-        position = await append(events, loaded, cmd, e.FunctionDeletionRequested(
-            organization=cmd.organization, name=cmd.name, modified_time=stamp))
-        return reply({**state, "status": Status.DELETING.value, "modifiedTime": stamp}, position)
-    return await decide(step)
+    return await delete(cmd, events, e.FunctionDeletionRequested)
 
 
 async def deploy_function(cmd: c.DeployFunction, events: EventLog, views: Views, blobs: BlobStore,

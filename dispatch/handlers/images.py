@@ -11,7 +11,7 @@ from dispatch.schemas import events as e
 from dispatch.schemas.resources import Status
 from dispatch.store.ports import ConcurrencyConflict, EventLog, Views
 
-from .lifecycle import append, changed, decide, load, new_resource, now, replaced, reply
+from .lifecycle import Loaded, append, changed, create, delete, load, update
 
 log = structlog.get_logger("dispatch.images")
 WAITING = (Status.INITIALIZED.value, Status.CREATING.value, Status.UPDATING.value)
@@ -27,44 +27,25 @@ async def _base_of(views: Views, organization: str, body: dict) -> dict:
 async def create_image(cmd: c.CreateImage, events: EventLog, views: Views) -> dict:
     """Consumes CreateImage; emits ImageCreated. The base image must exist."""
     base = await _base_of(views, cmd.organization, cmd.resource)
-
-    async def step():
-        loaded = await load(events, "Image", cmd.organization, cmd.name)
-        loaded.absent()
-        body = {**cmd.resource, "language": base["language"], "dockerUrl": ""}
-        resource = new_resource("Image", cmd.name, body, Status.INITIALIZED)
-        return reply(resource, await append(events, loaded, cmd, e.ImageCreated(
-            organization=cmd.organization, name=cmd.name, resource=resource)))
-    return await decide(step)
+    body = {**cmd.resource, "language": base["language"], "dockerUrl": ""}
+    return await create(cmd, events, e.ImageCreated, Status.INITIALIZED, body)
 
 
 async def update_image(cmd: c.UpdateImage, events: EventLog, views: Views) -> dict:
     """Consumes UpdateImage; emits ImageUpdated (the image is rebuilt)."""
     base = await _base_of(views, cmd.organization, cmd.resource)
-
-    async def step():
-        loaded = await load(events, "Image", cmd.organization, cmd.name)
-        body = {**cmd.resource, "language": base["language"], "dockerUrl": ""}
-        resource = replaced(loaded.existing(), body, Status.UPDATING)
-        return reply(resource, await append(events, loaded, cmd, e.ImageUpdated(
-            organization=cmd.organization, name=cmd.name, resource=resource)))
-    return await decide(step)
+    body = {**cmd.resource, "language": base["language"], "dockerUrl": ""}
+    return await update(cmd, events, e.ImageUpdated, Status.UPDATING, body)
 
 
 async def delete_image(cmd: c.DeleteImage, events: EventLog, views: Views) -> dict:
     """Consumes DeleteImage; emits ImageDeletionRequested. Refused while a function uses it."""
-    async def step():
-        loaded = await load(events, "Image", cmd.organization, cmd.name)
-        state = loaded.existing()
+    async def unused(loaded: Loaded) -> None:
         users = [f["name"] for f in await views.list_resources(cmd.organization, "Function")
                  if f.get("image") == cmd.name and f.get("status") != Status.DELETING.value]
         if users:
             raise Conflict(f"{loaded.label} is used by function {', '.join(users)}")
-        stamp = now()
-        position = await append(events, loaded, cmd, e.ImageDeletionRequested(
-            organization=cmd.organization, name=cmd.name, modified_time=stamp))
-        return reply({**state, "status": Status.DELETING.value, "modifiedTime": stamp}, position)
-    return await decide(step)
+    return await delete(cmd, events, e.ImageDeletionRequested, unused)
 
 
 async def build_image(cmd: c.BuildImage, events: EventLog, views: Views, runtime: FunctionRuntime,

@@ -5,7 +5,7 @@ from typing import Any, Awaitable, Callable
 
 from dispatch.errors import Conflict, NotFound
 from dispatch.schemas.envelope import Message, new_id
-from dispatch.schemas.events import ResourceEvent, evolve, stream_name
+from dispatch.schemas.events import ResourceDeletionRequested, ResourceEvent, evolve, stream_name
 from dispatch.schemas.resources import Status
 from dispatch.store.ports import ConcurrencyConflict, EventLog, Recorded
 
@@ -98,3 +98,50 @@ def changed(event_type: type, cmd: Any, status: Status, reason: str | None = Non
     """A status change of the command's resource, with the wire fields set along with it."""
     return event_type(organization=cmd.organization, name=cmd.name, status=status,
                       reason=None if reason is None else [reason], changes=changes, modified_time=now())
+
+
+async def create(cmd: Any, events: EventLog, event_type: type, status: Status | None,
+                 body: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+    """Record a new resource under a name not in use; `body` defaults to the command's."""
+    async def step():
+        loaded = await load(events, event_type.kind, cmd.organization, cmd.name)
+        loaded.absent()
+        resource = new_resource(event_type.kind, cmd.name, cmd.resource if body is None else body, status)
+        return reply(resource, await append(events, loaded, cmd, event_type(
+            organization=cmd.organization, name=cmd.name, resource=resource, **fields)))
+    return await decide(step)
+
+
+async def update(cmd: Any, events: EventLog, event_type: type, status: Status | None,
+                 body: dict[str, Any] | None = None,
+                 replaced_state: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+                 **fields: Any) -> dict[str, Any]:
+    """Replace an existing resource whole; `replaced_state` gets the state it replaced."""
+    async def step():
+        loaded = await load(events, event_type.kind, cmd.organization, cmd.name)
+        previous = loaded.existing()
+        resource = replaced(previous, cmd.resource if body is None else body, status)
+        position = await append(events, loaded, cmd, event_type(
+            organization=cmd.organization, name=cmd.name, resource=resource, **fields))
+        if replaced_state is not None:
+            await replaced_state(previous)
+        return reply(resource, position)
+    return await decide(step)
+
+
+async def delete(cmd: Any, events: EventLog, event_type: type,
+                 check: Callable[[Loaded], Awaitable[None]] | None = None) -> dict[str, Any]:
+    """Ask for a resource's removal (answered DELETING) or, for kinds removed at once, remove it."""
+    async def step():
+        loaded = await load(events, event_type.kind, cmd.organization, cmd.name)
+        state = loaded.existing()
+        if check is not None:
+            await check(loaded)
+        if not issubclass(event_type, ResourceDeletionRequested):
+            return reply(state, await append(events, loaded, cmd, event_type(
+                organization=cmd.organization, name=cmd.name)))
+        stamp = now()
+        position = await append(events, loaded, cmd, event_type(
+            organization=cmd.organization, name=cmd.name, modified_time=stamp))
+        return reply({**state, "status": Status.DELETING.value, "modifiedTime": stamp}, position)
+    return await decide(step)

@@ -6,38 +6,22 @@ from dispatch.schemas import commands as c
 from dispatch.schemas import events as e
 from dispatch.store.ports import EventLog
 
-from .lifecycle import append, decide, load, new_resource, replaced, reply
+from .lifecycle import create, delete, update
 
 
 async def create_secret(cmd: c.CreateSecret, events: EventLog) -> dict:
     """Consumes CreateSecret; emits SecretCreated."""
-    async def step():
-        loaded = await load(events, "Secret", cmd.organization, cmd.name)
-        loaded.absent()
-        resource = new_resource("Secret", cmd.name, cmd.resource, None)
-        return reply(resource, await append(events, loaded, cmd, e.SecretCreated(
-            organization=cmd.organization, name=cmd.name, resource=resource)))
-    return await decide(step)
+    return await create(cmd, events, e.SecretCreated, None)
 
 
 async def update_secret(cmd: c.UpdateSecret, events: EventLog) -> dict:
     """Consumes UpdateSecret; emits SecretUpdated (the whole map is replaced)."""
-    async def step():
-        loaded = await load(events, "Secret", cmd.organization, cmd.name)
-        resource = replaced(loaded.existing(), cmd.resource, None)
-        return reply(resource, await append(events, loaded, cmd, e.SecretUpdated(
-            organization=cmd.organization, name=cmd.name, resource=resource)))
-    return await decide(step)
+    return await update(cmd, events, e.SecretUpdated, None)
 
 
 async def delete_secret(cmd: c.DeleteSecret, events: EventLog) -> dict:
     """Consumes DeleteSecret; emits SecretDeleted."""
-    async def step():
-        loaded = await load(events, "Secret", cmd.organization, cmd.name)
-        state = loaded.existing()
-        return reply(state, await append(events, loaded, cmd, e.SecretDeleted(
-            organization=cmd.organization, name=cmd.name)))
-    return await decide(step)
+    return await delete(cmd, events, e.SecretDeleted)
 
 
 def register(bus: MessageBus, events: EventLog) -> None:
