@@ -1,11 +1,16 @@
 """Runs the embedded server: the platform plus its two HTTP ports, until SIGINT or SIGTERM."""
 import asyncio
+import contextlib
+import fcntl
+import os
 import signal
-from typing import Awaitable, Callable
+from pathlib import Path
+from typing import Awaitable, Callable, Iterator
 
 import structlog
 from aiohttp import web
 
+from dispatch.errors import Unavailable
 from dispatch.gateway.app import create_api_app, create_app
 from dispatch.gateway.logs import configure_logging
 from dispatch.handlers.bootstrap import bootstrap
@@ -14,18 +19,51 @@ from dispatch.settings import Settings
 log = structlog.get_logger("dispatch.server")
 
 
+@contextlib.contextmanager
+def exclusive(data_dir: Path, doing: str) -> Iterator[None]:
+    """One process at a time owns a data directory: two servers on one event log would run every
+    reaction twice, and rebuilding views under a running server would race its projections."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / "dispatch.lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            owner = lock.read().strip() or "another process"
+            raise Unavailable(f"cannot {doing}: {data_dir} is in use by a running dispatch server "
+                              f"(pid {owner}); stop it first or use another --data-dir") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield
+
+
+async def _listen(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as error:
+        await runner.cleanup()
+        raise Unavailable(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    return runner
+
+
 async def serve(settings: Settings, on_ready: Callable[[], Awaitable[None]] | None = None) -> None:
     configure_logging(settings.log_level)
+    with exclusive(settings.data_dir, "start the server"):
+        await _serve(settings, on_ready)
+
+
+async def _serve(settings: Settings, on_ready: Callable[[], Awaitable[None]] | None) -> None:
     platform = bootstrap(settings)
     await platform.start()
     runners = []
     try:
         for app, port in ((create_app(settings, platform), settings.port),
                           (create_api_app(settings, platform), settings.api_port)):
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            await web.TCPSite(runner, settings.host, port).start()
-            runners.append(runner)
+            runners.append(await _listen(app, settings.host, port))
         log.info("listening", api=f"http://{settings.host}:{settings.port}",
                  user_apis=f"http://{settings.host}:{settings.api_port}", data_dir=str(settings.data_dir))
         stop = asyncio.Event()
@@ -44,11 +82,12 @@ async def serve(settings: Settings, on_ready: Callable[[], Awaitable[None]] | No
 
 async def rebuild_views(settings: Settings) -> dict[str, int]:
     """Replay the whole log into fresh read models (the server must not be running)."""
-    platform = bootstrap(settings)
-    await platform.store.start()
-    try:
-        position = await platform.projector.rebuild()
-        dump = await platform.views.dump()
-        return {"position": position, "resources": len(dump["resources"]), "runs": len(dump["runs"])}
-    finally:
-        await platform.store.close()
+    with exclusive(settings.data_dir, "rebuild the views"):
+        platform = bootstrap(settings)
+        await platform.store.start()
+        try:
+            position = await platform.projector.rebuild()
+            dump = await platform.views.dump()
+            return {"position": position, "resources": len(dump["resources"]), "runs": len(dump["runs"])}
+        finally:
+            await platform.store.close()

@@ -179,3 +179,12 @@ def test_everything_survives_a_restart(tmp_path):
         assert server.http("GET", "/v1/secret/keep").json()["secrets"] == {"k": "v"}
     finally:
         server.stop()
+
+
+def test_a_second_server_on_the_same_data_directory_is_refused(server):
+    other = Server(server.data_dir)
+    with pytest.raises(RuntimeError, match="is in use by a running dispatch server"):
+        other.start(timeout=30)
+    rebuild = server.cli("admin", "rebuild-views", "--data-dir", str(server.data_dir))
+    assert rebuild.returncode == 1 and "stop it first" in rebuild.stderr
+    assert server.http("GET", "/healthz").status == 200
