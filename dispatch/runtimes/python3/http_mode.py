@@ -1,0 +1,105 @@
+"""HTTP mode: the §3.2 runtime server on a port, for containers. Standard library only.
+
+Calls run one at a time, like Dispatch's single language worker per container. A call still running at
+its deadline cannot be stopped inside the process, and a call that exits the interpreter cannot be
+carried on with; in both cases the server answers first, then exits and leaves the restart to the
+container's supervisor.
+"""
+import json
+import os
+import signal
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from dispatch.runtimes.python3 import invoke
+from dispatch.runtimes.python3.capture import StreamRouter
+from dispatch.runtimes.python3.loader import Function, HandlerError
+
+EXIT_AFTER_TIMEOUT = 70
+
+
+class FunctionServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, port: int, function, problem, routers, limit: int):
+        super().__init__(("", port), _Handler)
+        self.function: Function | None = function
+        self.problem: HandlerError | None = problem
+        self.routers: tuple[StreamRouter, StreamRouter] = routers
+        self.limit = limit
+        self.calls = threading.Lock()
+
+    def run(self, body: bytes) -> tuple[bytes, int | None]:
+        """The response envelope, and the exit code when the process must end after answering."""
+        if self.function is None:
+            return invoke.failure("FunctionError", self.problem.error["message"]), None
+        try:
+            request = invoke.Request.parse(body)
+        except ValueError as exc:
+            return invoke.failure("InputError", f"Invalid Input: {exc}"), None
+        left = request.seconds_left()
+        if left is not None and left <= 0:
+            return invoke.failure("FunctionError", "Did not invoke, already exceeded timeout"), None
+        with self.calls:
+            outcome: list = []
+            worker = threading.Thread(target=self._call, args=(request, outcome), daemon=True)
+            worker.start()
+            worker.join(left)
+        if not outcome:
+            return invoke.failure("FunctionError", "Function execution exceeded the timeout"), EXIT_AFTER_TIMEOUT
+        if isinstance(outcome[0], SystemExit):
+            code = outcome[0].code if isinstance(outcome[0].code, int) else 1
+            return invoke.failure("SystemError", f"function process exited with code {code} while running"), code
+        return outcome[0], None
+
+    def _call(self, request: invoke.Request, outcome: list) -> None:
+        try:
+            outcome.append(invoke.call(self.function, request, self.routers, self.limit))
+        except BaseException as exc:  # sys.exit() in the function: the process ends, as in pipe mode
+            outcome.append(SystemExit(exc.code if isinstance(exc, SystemExit) else 1))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: FunctionServer
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        if self.path.split("?")[0] != "/healthz":
+            self._answer(404, b'{"message":"not found"}')
+        elif self.server.function is None:
+            self._answer(500, json.dumps({"error": self.server.problem.error}).encode())
+        else:
+            self._answer(200, b"{}")
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body, exit_code = self.server.run(self.rfile.read(length))
+        self._answer(200, body)
+        if exit_code is not None:
+            # The call's thread cannot be stopped or trusted any more; a fresh process takes over.
+            sys.__stderr__.write(f"function process ending with code {exit_code} after a failed call\n")
+            sys.__stderr__.flush()
+            os._exit(exit_code)
+
+    def _answer(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
+
+    def log_message(self, format: str, *args) -> None:
+        """Access lines would land in the running call's captured stderr; the platform logs runs itself."""
+
+
+def serve(function, problem, routers, port: int, limit: int) -> int:
+    server = FunctionServer(port, function, problem, routers, limit)
+    # shutdown() waits for serve_forever() to return, so it cannot run on the thread it interrupts.
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0
