@@ -1,0 +1,168 @@
+"""The per-language function servers in HTTP mode (§3.2), as a container would run them, and `--check`."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+import dispatch
+
+PACKAGE_PARENT = str(Path(dispatch.__file__).resolve().parent.parent)
+SERVER_JS = str(Path(dispatch.__file__).resolve().parent / "runtimes" / "nodejs" / "server.js")
+FUNCTIONS = {
+    "python3": ("hello.py", """
+import time
+def handle(context, payload):
+    print("serving", payload["name"])
+    time.sleep(payload.get("sleep", 0))
+    return {"myField": f"Hello, {payload['name']} from {payload['place']}"}
+"""),
+    "nodejs": ("hello.js", """
+module.exports = async (context, payload) => {
+  console.log("serving", payload.name);
+  await new Promise((resolve) => setTimeout(resolve, (payload.sleep || 0) * 1000));
+  return { myField: `Hello, ${payload.name} from ${payload.place}` };
+};
+"""),
+}
+LANGUAGES = list(FUNCTIONS)
+
+
+def _command(language: str, source: Path, *flags: str) -> list[str]:
+    if language == "python3":
+        return [sys.executable, "-P", "-m", "dispatch.runtimes.python3", "--source", str(source), *flags]
+    return ["node", SERVER_JS, "--source", str(source), *flags]
+
+
+def _env() -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", os.defpath), "PYTHONPATH": PACKAGE_PARENT}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _request(port: int, path: str, body: bytes | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method="POST" if body is not None else "GET",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as failed:
+        return failed.code, json.loads(failed.read())
+
+
+@pytest.fixture
+def start_function_server(tmp_path):
+    """Start a server in HTTP mode for a source file; wait for /healthz to answer; stop it afterwards."""
+    started: list[subprocess.Popen] = []
+
+    def start(language: str, filename: str, text: str) -> tuple[subprocess.Popen, int]:
+        source = tmp_path / language
+        source.mkdir()
+        (source / filename).write_text(text)
+        port = _free_port()
+        server = subprocess.Popen(_command(language, source, "--http", "--port", str(port)), env=_env(),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        started.append(server)
+        for _ in range(100):
+            try:
+                _request(port, "/healthz")
+                return server, port
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"{language} server did not answer: {server.stderr.read1().decode()}")
+
+    yield start
+    for server in started:
+        server.kill()
+        server.wait()
+
+
+def _envelope(payload, **context) -> bytes:
+    return json.dumps({"context": context, "payload": payload}).encode()
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_http_server_answers_healthz_and_runs_the_function_on_any_path(start_function_server, language):
+    _, port = start_function_server(language, *FUNCTIONS[language])
+
+    health = _request(port, "/healthz")
+    status, answer = _request(port, "/some/path", _envelope({"name": "Jon", "place": "Winterfell"}))
+
+    assert health == (200, {})
+    assert status == 200
+    assert answer == {"context": {"logs": {"stdout": ["serving Jon"], "stderr": []}, "error": None},
+                      "payload": {"myField": "Hello, Jon from Winterfell"}}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_http_server_answers_a_body_that_is_not_json_with_an_input_error(start_function_server, language):
+    _, port = start_function_server(language, *FUNCTIONS[language])
+
+    status, answer = _request(port, "/", b"{not json")
+
+    assert status == 200
+    assert answer["context"]["error"]["type"] == "InputError"
+    assert answer["context"]["error"]["message"].startswith("Invalid Input")
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_http_server_answers_a_call_past_its_deadline_with_the_timeout_error(start_function_server, language):
+    server, port = start_function_server(language, *FUNCTIONS[language])
+    deadline = (datetime.now(timezone.utc) + timedelta(milliseconds=300)).isoformat()
+
+    started = time.monotonic()
+    status, answer = _request(port, "/", _envelope({"name": "Jon", "place": "W", "sleep": 20}, deadline=deadline))
+
+    assert time.monotonic() - started < 5
+    assert answer["context"]["error"]["message"] == "Function execution exceeded the timeout"
+    assert server.wait(timeout=5) != 0  # the stuck call cannot be stopped in-process: a fresh one takes over
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_http_server_exits_cleanly_on_sigterm(start_function_server, language):
+    server, _ = start_function_server(language, *FUNCTIONS[language])
+
+    server.send_signal(signal.SIGTERM)
+
+    assert server.wait(timeout=10) == 0
+
+
+@pytest.mark.parametrize("language, filename, text", [
+    ("python3", "hello.py", "def handle(payload):\n    return payload\n"),
+    ("nodejs", "hello.js", "module.exports = 42;\n"),
+])
+def test_http_server_with_an_invalid_handler_reports_unhealthy_with_the_reason(start_function_server, language, filename, text):
+    _, port = start_function_server(language, filename, text)
+
+    status, answer = _request(port, "/healthz")
+
+    assert status == 500
+    assert answer["error"]["message"].startswith("Invalid function file or handler")
+
+
+@pytest.mark.parametrize("language, filename, text, valid", [
+    ("python3", "hello.py", FUNCTIONS["python3"][1], True),
+    ("python3", "hello.py", "def handle(context, payload, extra):\n    pass\n", False),
+    ("nodejs", "hello.js", FUNCTIONS["nodejs"][1], True),
+    ("nodejs", "hello.js", "exports.handle = () => 1;\n", False),
+])
+def test_check_validates_the_handler_as_an_image_build_step(tmp_path, language, filename, text, valid):
+    (tmp_path / filename).write_text(text)
+
+    checked = subprocess.run(_command(language, tmp_path, "--check"), env=_env(), capture_output=True, text=True, timeout=30)
+
+    assert (checked.returncode == 0) is valid
+    if not valid:
+        assert "Invalid function file or handler" in checked.stderr
