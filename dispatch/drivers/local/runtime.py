@@ -1,0 +1,144 @@
+"""`FunctionRuntime` on this machine: image folders of installed packages, and warm worker processes."""
+import asyncio
+import json
+import re
+import shutil
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from dispatch.drivers.local import images
+from dispatch.drivers.local.languages import Language, language_named
+from dispatch.drivers.local.pool import WorkerPool
+from dispatch.drivers.local.workers import Worker, WorkerDied, WorkerNotReady, WorkerTimedOut
+from dispatch.drivers.ports import BuildFailed, DeploymentSpec, ImageSpec, Invocation, NotDeployed, Progress
+from dispatch.errors import Rejected
+from dispatch.schemas import source
+
+READY_TIMEOUT_SECONDS = 60.0
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+class LocalRuntime:
+    def __init__(self, data_dir: Path, max_workers: int = 4, max_log_bytes: int = 1 << 20):
+        self._images_dir = Path(data_dir) / "images"
+        self._functions_dir = Path(data_dir) / "functions"
+        self._max_workers = max_workers
+        self._max_log_bytes = max_log_bytes
+        self._pools: dict[str, WorkerPool] = {}
+        self._deploying: dict[str, asyncio.Lock] = {}
+
+    async def check_base_image(self, language: str, docker_url: str) -> None:
+        """The local runtime ignores `docker_url`: the language's interpreter on this host is the base image."""
+        await images.check_interpreter(language_named(language))
+
+    async def build_image(self, spec: ImageSpec, progress: Progress | None = None) -> str:
+        _check_id(spec.id, "image")
+        return str(await images.build(language_named(spec.language), spec, self._images_dir, progress))
+
+    async def remove_image(self, location: str) -> None:
+        await images.remove(location)
+
+    async def deploy(self, spec: DeploymentSpec) -> None:
+        _check_id(spec.faas_id, "function")
+        language = language_named(spec.language)
+        image_dir = Path(spec.image_location) if spec.image_location else None
+        if image_dir is not None and not image_dir.is_dir():
+            raise BuildFailed(f"image folder {spec.image_location} is missing on this host; rebuild the image")
+        async with self._deploying.setdefault(spec.faas_id, asyncio.Lock()):
+            await self._stop(spec.faas_id)
+            folder = self._functions_dir / spec.faas_id
+            try:
+                await asyncio.to_thread(source.extract, spec.source, folder)
+            except Rejected as exc:
+                await asyncio.to_thread(shutil.rmtree, folder, True)
+                raise BuildFailed(exc.message) from None
+            start = partial(self._start_worker, language, folder, spec.handler, image_dir)
+            pool = WorkerPool(spec.name or spec.faas_id, start, self._max_workers)
+            try:
+                await pool.warm()
+            except WorkerNotReady as exc:
+                await pool.close()
+                await asyncio.to_thread(shutil.rmtree, folder, True)
+                raise BuildFailed(exc.reason) from None
+            self._pools[spec.faas_id] = pool
+
+    async def undeploy(self, faas_id: str) -> None:
+        async with self._deploying.setdefault(faas_id, asyncio.Lock()):
+            await self._stop(faas_id)
+
+    async def invoke(self, faas_id: str, context: dict, payload: Any, timeout_ms: int) -> Invocation:
+        pool = self._pools.get(faas_id)
+        if pool is None:
+            raise NotDeployed(faas_id)
+        try:
+            request = json.dumps({"context": context, "payload": payload}, separators=(",", ":")).encode() + b"\n"
+        except (TypeError, ValueError) as exc:
+            return _failed("InputError", f"Invalid Input: {exc}")
+        try:
+            worker = await pool.acquire()
+        except (WorkerNotReady, OSError) as exc:
+            return _failed("SystemError", f"cannot start the function process: {getattr(exc, 'reason', exc)}")
+        try:
+            line = await worker.call(request, timeout_ms / 1000 if timeout_ms > 0 else None)
+        except WorkerTimedOut:
+            pool.discard(worker)
+            return _failed("FunctionError", "Function execution exceeded the timeout", worker)
+        except WorkerDied as exc:
+            pool.discard(worker)
+            return _failed("SystemError", exc.reason, worker)
+        except BaseException:
+            pool.discard(worker)  # cancelled mid-call: its answer would be read as the next call's
+            raise
+        invocation = _read_envelope(line)
+        if invocation is None:
+            pool.discard(worker)
+            return _failed("SystemError", f"unreadable answer from the function process: {line[:200]!r}", worker)
+        pool.release(worker)
+        return invocation
+
+    async def close(self) -> None:
+        await asyncio.gather(*(self._stop(faas_id) for faas_id in list(self._pools)))
+
+    async def _stop(self, faas_id: str) -> None:
+        pool = self._pools.pop(faas_id, None)
+        if pool is not None:
+            await pool.close()
+        await asyncio.to_thread(shutil.rmtree, self._functions_dir / faas_id, True)
+
+    async def _start_worker(self, language: Language, folder: Path, handler: str, image_dir: Path | None) -> Worker:
+        return await Worker.start(
+            lambda *fds: language.worker_command(folder, handler, image_dir, fds, self._max_log_bytes),
+            language.worker_env(image_dir),
+            folder,
+            READY_TIMEOUT_SECONDS,
+        )
+
+
+def _read_envelope(line: bytes) -> Invocation | None:
+    try:
+        envelope = json.loads(line)
+        context = envelope["context"]
+        logs = context.get("logs") or {}
+        return Invocation(
+            output=envelope.get("payload"),
+            stdout=list(logs.get("stdout") or []),
+            stderr=list(logs.get("stderr") or []),
+            error=context.get("error"),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _failed(kind: str, message: str, worker: Worker | None = None) -> Invocation:
+    """An invocation that failed outside the function's own code; keeps what the process printed directly."""
+    return Invocation(
+        stdout=worker.stdout.lines() if worker else [],
+        stderr=worker.stderr.lines() if worker else [],
+        error={"type": kind, "message": message, "stacktrace": []},
+    )
+
+
+def _check_id(value: str, kind: str) -> None:
+    if not _SAFE_ID.fullmatch(value or ""):
+        raise BuildFailed(f"invalid {kind} id {value!r}: only letters, digits, '.', '_' and '-' are allowed")
