@@ -184,7 +184,8 @@ async def test_python_result_that_is_not_json_is_a_function_error(function_runti
     ("return payload.missing.field;", "InputError", "Cannot read properties of undefined (reading 'field')"),
 ])
 async def test_node_errors_come_back_in_the_error_not_in_the_output(function_runtime, tmp_path, body, kind, message):
-    faas_id = await deploy(function_runtime, tmp_path, "nodejs", {"e.js": f"module.exports = async (c, payload) => {{ {body} }};"})
+    files = {"e.js": f"module.exports = async (c, payload) => {{ {body} }};"}
+    faas_id = await deploy(function_runtime, tmp_path, "nodejs", files)
 
     result = await function_runtime.invoke(faas_id, {}, {}, 0)
 
@@ -195,7 +196,13 @@ async def test_node_errors_come_back_in_the_error_not_in_the_output(function_run
 
 @pytest.mark.parametrize("language, files", [
     ("python3", {"slow.py": "import time\ndef handle(c, p):\n    time.sleep(p)\n    return 'woke'\n"}),
-    ("nodejs", {"slow.js": "module.exports = (c, p) => { const end = Date.now() + p * 1000; while (Date.now() < end); return 'woke'; };"}),
+    ("nodejs", {"slow.js": """
+        module.exports = (c, p) => {
+          const end = Date.now() + p * 1000;
+          while (Date.now() < end);
+          return 'woke';
+        };
+        """}),
 ])
 async def test_a_call_over_its_timeout_fails_and_the_next_call_works(function_runtime, tmp_path, language, files):
     faas_id = await deploy(function_runtime, tmp_path, language, files)
@@ -205,7 +212,8 @@ async def test_a_call_over_its_timeout_fails_and_the_next_call_works(function_ru
     elapsed = time.monotonic() - started
     after = await function_runtime.invoke(faas_id, {}, 0, 300)
 
-    assert late.error == {"type": "FunctionError", "message": "Function execution exceeded the timeout", "stacktrace": []}
+    assert late.error == {"type": "FunctionError", "message": "Function execution exceeded the timeout",
+                          "stacktrace": []}
     assert elapsed < 3
     assert (after.output, after.error) == ("woke", None)
 
@@ -220,10 +228,17 @@ async def test_a_deadline_already_passed_does_not_invoke_the_function(function_r
 
 
 @pytest.mark.parametrize("language, files", [
-    ("python3", {"bye.py": "import sys\ndef handle(c, p):\n    if p == 'exit':\n        sys.exit(3)\n    return 'still here'\n"}),
+    ("python3", {"bye.py": """
+        import sys
+        def handle(c, p):
+            if p == 'exit':
+                sys.exit(3)
+            return 'still here'
+        """}),
     ("nodejs", {"bye.js": "module.exports = (c, p) => { if (p === 'exit') process.exit(3); return 'still here'; };"}),
 ])
-async def test_a_function_exiting_its_process_is_a_system_error_and_the_next_call_works(function_runtime, tmp_path, language, files):
+async def test_a_function_exiting_its_process_is_a_system_error_and_the_next_call_works(
+        function_runtime, tmp_path, language, files):
     faas_id = await deploy(function_runtime, tmp_path, language, files)
 
     gone = await function_runtime.invoke(faas_id, {}, "exit", 0)
@@ -235,7 +250,8 @@ async def test_a_function_exiting_its_process_is_a_system_error_and_the_next_cal
 
 
 async def test_a_worker_killed_between_calls_is_replaced_without_failing_a_call(function_runtime, tmp_path):
-    faas_id = await deploy(function_runtime, tmp_path, "python3", {"pid.py": "import os\ndef handle(c, p):\n    return os.getpid()\n"})
+    faas_id = await deploy(function_runtime, tmp_path, "python3",
+                           {"pid.py": "import os\ndef handle(c, p):\n    return os.getpid()\n"})
     first = await function_runtime.invoke(faas_id, {}, None, 0)
     os.kill(first.output, signal.SIGKILL)
     await asyncio.sleep(0.2)
@@ -351,8 +367,8 @@ async def test_a_nodejs_image_installs_its_package_json_for_the_function(functio
     (package / "index.js").write_text("module.exports = (p) => `Hello, ${p.name} from ${p.place}`;\n")
     manifest = json.dumps({"name": "deps", "dependencies": {"greeter": f"file:{package}"}})
 
-    faas_id = await deploy(function_runtime, tmp_path, "nodejs", {"uses.js": "const greet = require('greeter');\nmodule.exports = (c, p) => greet(p);\n"},
-                           manifest=manifest)
+    uses = "const greet = require('greeter');\nmodule.exports = (c, p) => greet(p);\n"
+    faas_id = await deploy(function_runtime, tmp_path, "nodejs", {"uses.js": uses}, manifest=manifest)
     result = await function_runtime.invoke(faas_id, {}, JON, 0)
 
     assert (result.output, result.error) == ("Hello, Jon from Winterfell", None)
@@ -416,8 +432,10 @@ async def test_close_leaves_no_process_behind_not_even_ones_a_function_started(f
             return subprocess.Popen(["sleep", "60"]).pid
         """})
     await deploy(function_runtime, tmp_path, "nodejs", {"hello.js": HELLO_JS})
-    quitter = await deploy(function_runtime, tmp_path, "python3", {"quit.py": "import os\ndef handle(c, p):\n    os._exit(1)\n"})
-    grandchildren = [r.output for r in await asyncio.gather(*(function_runtime.invoke(spawner, {}, None, 0) for _ in range(3)))]
+    quitter = await deploy(function_runtime, tmp_path, "python3",
+                           {"quit.py": "import os\ndef handle(c, p):\n    os._exit(1)\n"})
+    spawned = await asyncio.gather(*(function_runtime.invoke(spawner, {}, None, 0) for _ in range(3)))
+    grandchildren = [result.output for result in spawned]
     assert _children() - before
     await function_runtime.invoke(quitter, {}, None, 0)
     await asyncio.sleep(0.01)  # its replacement process is starting, not ready yet, when close() comes

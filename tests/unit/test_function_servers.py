@@ -53,7 +53,8 @@ def _free_port() -> int:
 
 
 def _request(port: int, path: str, body: bytes | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method="POST" if body is not None else "GET",
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body,
+                                     method="GET" if body is None else "POST",
                                      headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=10) as answer:
@@ -143,7 +144,8 @@ def test_http_server_exits_cleanly_on_sigterm(start_function_server, language):
     ("python3", "hello.py", "def handle(payload):\n    return payload\n"),
     ("nodejs", "hello.js", "module.exports = 42;\n"),
 ])
-def test_http_server_with_an_invalid_handler_reports_unhealthy_with_the_reason(start_function_server, language, filename, text):
+def test_http_server_with_an_invalid_handler_reports_unhealthy_with_the_reason(
+        start_function_server, language, filename, text):
     _, port = start_function_server(language, filename, text)
 
     status, answer = _request(port, "/healthz")
@@ -161,7 +163,8 @@ def test_http_server_with_an_invalid_handler_reports_unhealthy_with_the_reason(s
 def test_check_validates_the_handler_as_an_image_build_step(tmp_path, language, filename, text, valid):
     (tmp_path / filename).write_text(text)
 
-    checked = subprocess.run(_command(language, tmp_path, "--check"), env=_env(), capture_output=True, text=True, timeout=30)
+    checked = subprocess.run(_command(language, tmp_path, "--check"), env=_env(), capture_output=True, text=True,
+                             timeout=30)
 
     assert (checked.returncode == 0) is valid
     if not valid:

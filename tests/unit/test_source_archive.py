@@ -3,7 +3,6 @@ import gzip
 import io
 import os
 import tarfile
-from pathlib import Path
 
 import pytest
 

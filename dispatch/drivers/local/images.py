@@ -61,7 +61,9 @@ def _swap(staging: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-async def _run(command: list[str], cwd: Path | None, progress: Progress | None, timeout: float | None = None) -> tuple[int, list[str]]:
+async def _run(
+    command: list[str], cwd: Path | None, progress: Progress | None, timeout: float | None = None
+) -> tuple[int, list[str]]:
     """Run a build step, passing each output line to `progress`; return its exit code and last lines."""
     try:
         process = await asyncio.create_subprocess_exec(

@@ -23,7 +23,10 @@ class Language(Protocol):
     def install_command(self, manifest: str, image_dir: Path) -> list[str] | None:
         """Write the manifest into `image_dir`; the command installing it there, None when nothing to install."""
 
-    def worker_command(self, source: Path, handler: str, image_dir: Path | None, fds: tuple[int, int], max_log_bytes: int) -> list[str]: ...
+    def worker_command(
+        self, source: Path, handler: str, image_dir: Path | None, fds: tuple[int, int], max_log_bytes: int
+    ) -> list[str]:
+        """The worker's argv; `fds` are the request and response pipe ends it inherits."""
 
     def worker_env(self, image_dir: Path | None) -> dict[str, str]: ...
 

@@ -16,7 +16,9 @@ const readline = require('readline');
 const EXIT_AFTER_TIMEOUT = 70;
 
 function parseArgs(argv) {
-  const args = { source: '.', handler: '', maxLogBytes: 1 << 20, requestFd: 3, responseFd: 4, http: false, port: 0, check: false };
+  const args = {
+    source: '.', handler: '', maxLogBytes: 1 << 20, requestFd: 3, responseFd: 4, http: false, port: 0, check: false,
+  };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = () => argv[++i];
@@ -90,16 +92,20 @@ function installRouters() {
 class HandlerError extends Error {
   constructor(detail, stacktrace) {
     super(detail);
-    this.error = { type: 'FunctionError', message: `Invalid function file or handler: ${detail}`, stacktrace: stacktrace || [] };
+    this.error = {
+      type: 'FunctionError', message: `Invalid function file or handler: ${detail}`, stacktrace: stacktrace || [],
+    };
   }
 }
 
 function load(source, handler) {
   let file = handler;
   if (!file) {
-    const files = fs.readdirSync(source).filter((f) => f.endsWith('.js') && fs.statSync(path.join(source, f)).isFile()).sort();
+    const isFile = (name) => fs.statSync(path.join(source, name)).isFile();
+    const files = fs.readdirSync(source).filter((name) => name.endsWith('.js') && isFile(name)).sort();
     if (files.length !== 1) {
-      throw new HandlerError(`Exactly 1 source file needed when HANDLER is empty (found ${files.join(', ') || 'none'})`);
+      const found = files.join(', ') || 'none';
+      throw new HandlerError(`Exactly 1 source file needed when HANDLER is empty (found ${found})`);
     }
     file = `./${files[0]}`;
   }
@@ -110,7 +116,8 @@ function load(source, handler) {
     throw new HandlerError(`cannot load ${file}: ${err && err.message}`, stackLines(err));
   }
   if (typeof exported !== 'function') {
-    throw new HandlerError(`${file} must export a function (module.exports = function (context, payload) {…}), it exports ${typeof exported}`);
+    throw new HandlerError(
+      `${file} must export a function (module.exports = function (context, payload) {…}), it exports ${typeof exported}`);
   }
   return exported;
 }
@@ -124,7 +131,8 @@ function stackLines(err) {
 
 function describe(err) {
   const type = err instanceof TypeError || (err && err.name === 'TypeError') ? 'InputError' : 'FunctionError';
-  const message = err instanceof Error ? err.message : typeof err === 'string' ? err : JSON.stringify(err) ?? String(err);
+  let message = err instanceof Error ? err.message : err;
+  if (typeof message !== 'string') message = JSON.stringify(message) ?? String(message);
   return { type, message, stacktrace: stackLines(err) };
 }
 
@@ -148,7 +156,11 @@ function parseRequest(body) {
   }
   const context = request.context && typeof request.context === 'object' ? request.context : {};
   const deadline = typeof context.deadline === 'string' ? Date.parse(context.deadline) : NaN;
-  return { context, payload: request.payload === undefined ? null : request.payload, deadline: Number.isNaN(deadline) ? null : deadline };
+  return {
+    context,
+    payload: request.payload === undefined ? null : request.payload,
+    deadline: Number.isNaN(deadline) ? null : deadline,
+  };
 }
 
 async function call(fn, request, limit) {
@@ -209,18 +221,22 @@ async function runOverHttp(fn, problem, body, limit) {
   if (request.deadline === null) return calling;
   let timer;
   const overrun = new Promise((resolve) => {
-    timer = setTimeout(() => resolve({ body: failure('FunctionError', 'Function execution exceeded the timeout'), exitCode: EXIT_AFTER_TIMEOUT }),
-      Math.max(0, request.deadline - Date.now()));
+    const timedOut = { body: failure('FunctionError', 'Function execution exceeded the timeout'), exitCode: EXIT_AFTER_TIMEOUT };
+    timer = setTimeout(() => resolve(timedOut), Math.max(0, request.deadline - Date.now()));
   });
   return Promise.race([calling, overrun]).finally(() => clearTimeout(timer));
 }
 
 function serveHttp(fn, problem, args) {
   let queue = Promise.resolve(); // one call at a time, like Dispatch's single worker per container
-  const send = (res, status, body) => res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) }).end(body);
+  const send = (res, status, body) => res
+    .writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) })
+    .end(body);
   const server = http.createServer((req, res) => {
     const route = req.url.split('?')[0];
-    if (req.method === 'GET' && route === '/healthz') return problem ? send(res, 500, JSON.stringify({ error: problem.error })) : send(res, 200, '{}');
+    if (req.method === 'GET' && route === '/healthz') {
+      return problem ? send(res, 500, JSON.stringify({ error: problem.error })) : send(res, 200, '{}');
+    }
     if (req.method !== 'POST') return send(res, 404, '{"message":"not found"}');
     const chunks = [];
     req.on('data', (chunk) => chunks.push(chunk));
