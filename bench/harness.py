@@ -44,7 +44,7 @@ class DispatchServer:
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> "DispatchServer":
-        env = {**os.environ, "DISPATCH_LOG_LEVEL": "warning"}
+        env = dict(os.environ)
         self.process = subprocess.Popen(
             [str(Path(sys.executable).parent / "dispatch"), "server", "--port", str(self.port),
              "--api-port", str(self.api_port), "--data-dir", str(self.data_dir)],
