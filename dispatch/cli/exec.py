@@ -11,9 +11,10 @@ from dispatch.cli.client import DispatchClient, DispatchClientError
 from dispatch.cli.config import Application, CliState, application_query, state_of
 from dispatch.cli.output import local_time, print_table, render, spinner, to_json
 
-RUN_COLUMNS = ("ID", "Function", "Status", "Started", "Finished")
+RUN_COLUMNS = ("ID", "Function", "Status", "Started", "Finished", "Output")
 # While following, batches are printed as separate tables; fixed widths keep them aligned.
-_FOLLOW_WIDTHS = (36, 16, 11, 28, 28)
+_FOLLOW_WIDTHS = (36, 16, 11, 28, 28, 40)
+_OUTPUT_WIDTH = 40
 
 
 def execute(
@@ -74,7 +75,16 @@ def run_row(run: dict) -> tuple:
         run.get("status"),
         local_time(run.get("executedTime")),
         local_time(run.get("finishedTime")),
+        _outcome(run),
     )
+
+
+def _outcome(run: dict) -> str:
+    """The run's output, or its error, cut to fit a table cell (`-o json` shows it whole)."""
+    error = run.get("error")
+    text = f"{error.get('type')}: {error.get('message')}" if error else json.dumps(run.get("output"))
+    text = " ".join(text.split())
+    return text if len(text) <= _OUTPUT_WIDTH else text[: _OUTPUT_WIDTH - 1] + "…"
 
 
 def _follow(client: DispatchClient, query: dict, runs: list[dict], output: str | None, interval: float) -> None:

@@ -202,6 +202,21 @@ def test_get_runs_last_shows_only_the_latest_run(cli: Cli, fake: FakeDispatch) -
     assert fake.sent("GET")[0].query == {"functionName": ["f"]}
 
 
+def test_get_runs_table_shows_each_runs_output_or_error(cli: Cli, fake: FakeDispatch) -> None:
+    fake.runs += [{"name": "r1", "functionName": "f", "status": "READY", "executedTime": 10,
+                   "output": {"myField": "Hello, Jon"}},
+                  {"name": "r2", "functionName": "f", "status": "ERROR", "executedTime": 20,
+                   "error": {"type": "FunctionError", "message": "boom " * 20}}]
+
+    result = cli("get", "runs", "f")
+
+    assert result.exit_code == 0, result.output
+    rows = result.stdout.splitlines()
+    assert "OUTPUT" in rows[0]
+    assert '{"myField": "Hello, Jon"}' in rows[2]
+    assert "FunctionError: boom boom" in rows[3] and rows[3].rstrip().endswith("…")
+
+
 def test_get_run_by_id_asks_for_that_run_of_the_function(cli: Cli, fake: FakeDispatch) -> None:
     fake.runs.append({"name": "r1", "functionName": "f", "status": "READY", "executedTime": 10})
 
