@@ -20,6 +20,18 @@ class Settings(BaseSettings):
     max_workers_per_function: int = 4
     log_level: str = "info"
 
+    bus: str = "memory"
+    """`memory` (one process) or an AMQP URL such as amqp://guest:guest@127.0.0.1:5672/."""
+    store: str = "sqlite"
+    """`sqlite` (under data_dir) or a PostgreSQL URL such as postgresql://127.0.0.1/dispatch."""
+    namespace: str = "dispatch"
+    """Prefix of every exchange and queue, and the PostgreSQL schema: installations sharing a
+    broker or a database stay apart."""
+    role: str = "all"
+    """`all`, `gateway` (HTTP only) or `handlers` (consumers only)."""
+    handlers: str = "all"
+    """Comma-separated handler groups this process runs: images,functions,runs,apis,secrets."""
+
     @property
     def database_path(self) -> Path:
         return self.data_dir / "dispatch.db"

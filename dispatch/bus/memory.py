@@ -51,7 +51,7 @@ class InMemoryBus:
             raise ValueError(f"{name} already has a handler")
         self._commands[name] = _Consumer(name, handler, self.prefetch)
 
-    def subscribe(self, event_type: type[Event], group: str, handler: Handler) -> None:
+    def subscribe(self, event_type: type[Event], group: str, handler: Handler, per_process: bool = False) -> None:
         name = event_type.type_name()
         self._groups.setdefault(name, {})[group] = _Consumer(f"{group}.{name}", handler, self.prefetch)
 
@@ -76,6 +76,19 @@ class InMemoryBus:
 
     async def dead_letters(self) -> list[DeadLetter]:
         return list(self._dead)
+
+    async def replay(self, message_id: str) -> bool:
+        letter = next((d for d in self._dead if d.message_id == message_id), None)
+        if letter is None:
+            return False
+        self._dead.remove(letter)
+        message = decode_envelope(letter.envelope)
+        consumers = [self._commands.get(letter.type)] if isinstance(message, Command) else [
+            c for c in self._groups.get(letter.type, {}).values() if c.name == letter.consumer]
+        for consumer in filter(None, consumers):
+            consumer.seen.pop(message.message_id, None)
+            self._spawn(self._deliver(consumer, message))
+        return True
 
     async def close(self) -> None:
         self._closed = True

@@ -23,8 +23,10 @@ class MessageBus(Protocol):
     def handle(self, command_type: type[Command], handler: Handler) -> None:
         """Register the one handler of a command type; its return value is the reply."""
 
-    def subscribe(self, event_type: type[Event], group: str, handler: Handler) -> None:
-        """Every group gets each event once; consumers within a group compete."""
+    def subscribe(self, event_type: type[Event], group: str, handler: Handler, per_process: bool = False) -> None:
+        """Every group gets each event once; consumers within a group compete. A `per_process`
+        group is this process's alone: each process subscribing gets its own copy (e.g. to keep
+        an in-memory route table current in every gateway)."""
 
     async def send(self, command: Command) -> None: ...
 
@@ -35,6 +37,9 @@ class MessageBus(Protocol):
     async def publish(self, event: Event) -> None: ...
 
     async def dead_letters(self) -> list[DeadLetter]: ...
+
+    async def replay(self, message_id: str) -> bool:
+        """Send a dead-lettered message again to its consumer; False when no such letter."""
 
     async def start(self) -> None: ...
 

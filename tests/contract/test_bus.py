@@ -134,3 +134,27 @@ async def test_handlers_receive_the_message_as_sent_over_the_wire(bus):
     sent = Ping(text="wire", correlation_id="c-1")
     await bus.request(sent, timeout=5)
     assert received[0] == sent and received[0] is not sent
+
+
+async def test_a_dead_letter_can_be_replayed_once_the_fault_is_fixed(bus):
+    healthy, done = [], []
+
+    async def handler(message):
+        if not healthy:
+            raise RuntimeError("database down")
+        done.append(message.text)
+
+    bus.handle(Ping, handler)
+    await bus.send(Ping(text="again"))
+    letters = []
+    for _ in range(500):
+        letters = await bus.dead_letters()
+        if letters:
+            break
+        await asyncio.sleep(0.01)
+    assert [d.type for d in letters] == ["Ping"] and done == []
+    healthy.append(True)
+    assert await bus.replay(letters[0].message_id) is True
+    await eventually(lambda: done == ["again"])
+    assert await bus.dead_letters() == []
+    assert await bus.replay("no-such-letter") is False
