@@ -52,6 +52,9 @@ async def _listen(app: web.Application, host: str, port: int) -> web.AppRunner:
 
 async def serve(settings: Settings, on_ready: Callable[[], Awaitable[None]] | None = None) -> None:
     configure_logging(settings.log_level)
+    if settings.store != "sqlite":
+        await _serve(settings, on_ready)  # processes of a distributed installation share nothing local
+        return
     with exclusive(settings.data_dir, "start the server"):
         await _serve(settings, on_ready)
 
@@ -61,11 +64,14 @@ async def _serve(settings: Settings, on_ready: Callable[[], Awaitable[None]] | N
     await platform.start()
     runners = []
     try:
-        for app, port in ((create_app(settings, platform), settings.port),
-                          (create_api_app(settings, platform), settings.api_port)):
+        listening = ((create_app(settings, platform), settings.port),
+                     (create_api_app(settings, platform), settings.api_port)) if platform.serves_http else ()
+        for app, port in listening:
             runners.append(await _listen(app, settings.host, port))
-        log.info("listening", api=f"http://{settings.host}:{settings.port}",
-                 user_apis=f"http://{settings.host}:{settings.api_port}", data_dir=str(settings.data_dir))
+        log.info("started", role=settings.role, handlers=sorted(platform.groups), bus=_safe(settings.bus),
+                 store=_safe(settings.store), api=f"http://{settings.host}:{settings.port}" if runners else None,
+                 user_apis=f"http://{settings.host}:{settings.api_port}" if runners else None,
+                 data_dir=str(settings.data_dir))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -78,6 +84,15 @@ async def _serve(settings: Settings, on_ready: Callable[[], Awaitable[None]] | N
             await runner.cleanup()
         await platform.close()
         log.info("stopped")
+
+
+def _safe(url: str) -> str:
+    """A URL without its password, for logs."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    return f"{scheme}://{credentials.split(':')[0]}:***@{host}"
 
 
 async def rebuild_views(settings: Settings) -> dict[str, int]:

@@ -1,6 +1,7 @@
 """One settings object, built in entry points from flags, environment (DISPATCH_*) and defaults."""
 from pathlib import Path
 
+import yaml
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -27,6 +28,10 @@ class Settings(BaseSettings):
     namespace: str = "dispatch"
     """Prefix of every exchange and queue, and the PostgreSQL schema: installations sharing a
     broker or a database stay apart."""
+    secret_key: str | None = None
+    """The Fernet key sealing secret values; processes sharing a store must share it. Default: a
+    key file created under data_dir."""
+    secret_key_file: Path | None = None
     role: str = "all"
     """`all`, `gateway` (HTTP only) or `handlers` (consumers only)."""
     handlers: str = "all"
@@ -35,3 +40,17 @@ class Settings(BaseSettings):
     @property
     def database_path(self) -> Path:
         return self.data_dir / "dispatch.db"
+
+
+def load_settings(config_file: Path | None = None, **flags: object) -> Settings:
+    """Settings from, in order of precedence: flags given, DISPATCH_* environment variables, the
+    YAML config file (keys as in Settings: bus, store, role, port…), defaults."""
+    from_file: dict = {}
+    if config_file is not None:
+        from_file = yaml.safe_load(Path(config_file).read_text()) or {}
+        if not isinstance(from_file, dict):
+            raise ValueError(f"{config_file} must be a mapping of settings, e.g. 'bus: amqp://…'")
+    from_env = Settings()
+    env_values = {name: getattr(from_env, name) for name in from_env.model_fields_set}
+    given = {name: value for name, value in flags.items() if value is not None}
+    return Settings(**{**from_file, **env_values, **given})

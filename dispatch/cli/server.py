@@ -8,7 +8,7 @@ import typer
 
 from dispatch.cli.client import DispatchClient, DispatchClientError
 from dispatch.cli.manifest import Document, load
-from dispatch.settings import Settings
+from dispatch.settings import Settings, load_settings
 
 _ANY_ADDRESS = {"", "0.0.0.0", "::"}
 
@@ -28,21 +28,49 @@ def server(
     organization: Annotated[
         Optional[str], typer.Option(help="Organization of requests that name none.", show_default="dispatch")
     ] = None,
+    role: Annotated[Optional[str], typer.Option(
+        help="all: HTTP and handlers in one process. gateway: only the HTTP ports (any number of "
+             "these). handlers: only the consumers (any number; pick groups with --handlers).",
+        show_default="all")] = None,
+    handlers: Annotated[Optional[str], typer.Option(
+        help="Handler groups this process runs, comma-separated: images,functions,runs,apis,secrets.",
+        show_default="all")] = None,
+    bus: Annotated[Optional[str], typer.Option(
+        help="memory (one process) or an AMQP URL, e.g. amqp://guest:guest@127.0.0.1:5672/.",
+        show_default="memory")] = None,
+    store: Annotated[Optional[str], typer.Option(
+        help="sqlite (under --data-dir) or a PostgreSQL URL, e.g. postgresql://127.0.0.1/dispatch.",
+        show_default="sqlite")] = None,
+    namespace: Annotated[Optional[str], typer.Option(
+        help="Prefix of exchanges and queues, and the PostgreSQL schema.", show_default="dispatch")] = None,
+    config_file: Annotated[Optional[Path], typer.Option(
+        "--config-file", help="YAML file of settings (keys as the long options, with _), below "
+                              "flags and DISPATCH_* environment variables.")] = None,
 ) -> None:
-    """Start the embedded Dispatch server (management API, API gateway, runtimes) until Ctrl-C."""
+    """Start a Dispatch server until Ctrl-C.
+
+    With the defaults it is the whole platform in one process (embedded mode: in-memory bus,
+    SQLite, local function processes). With --bus and --store it joins a distributed
+    installation: run any number of --role gateway and --role handlers processes against the
+    same RabbitMQ and PostgreSQL.
+    """
     # Imported here: the server pulls in its whole stack, which other commands do not need.
     from dispatch import server as embedded
 
     given = {"host": host, "port": port, "api_port": api_port, "data_dir": data_dir,
-             "default_organization": organization}
+             "default_organization": organization, "role": role, "handlers": handlers, "bus": bus,
+             "store": store, "namespace": namespace}
     try:
-        settings = Settings(**{key: value for key, value in given.items() if value is not None})
-    except pydantic.ValidationError as error:
+        settings = load_settings(config_file, **given)
+    except (pydantic.ValidationError, OSError, ValueError) as error:
         raise DispatchClientError(f"invalid server settings: {error}") from None
     # The seed file is read (sources packed) before the server starts, so a broken one fails fast.
     documents = load(seed.name, seed.resolve().parent, "create") if seed is not None else []
 
     async def on_ready() -> None:
+        if settings.role == "handlers":
+            typer.echo(f"Dispatch handlers are running ({settings.handlers}); stop them with Ctrl-C.")
+            return
         if documents:
             await asyncio.to_thread(seed_documents, local_client(settings), documents)
         typer.echo(next_steps(settings))

@@ -1,7 +1,7 @@
 """The two aiohttp applications: the management API (`/v1`) and the user-API port."""
 from aiohttp import web
 
-from dispatch.handlers.bootstrap import Platform
+from dispatch.handlers.platform import Platform
 from dispatch.settings import Settings
 
 from . import runs, system, user_api

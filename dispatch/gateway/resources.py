@@ -5,7 +5,7 @@ from typing import Any, Callable
 from aiohttp import web
 
 from dispatch.errors import NotFound, Rejected
-from dispatch.handlers.bootstrap import Platform
+from dispatch.handlers.platform import Platform
 from dispatch.handlers.lifecycle import LABELS
 from dispatch.schemas import commands as c
 from dispatch.schemas import resources as r

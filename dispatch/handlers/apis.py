@@ -3,6 +3,7 @@ from functools import partial
 
 from dispatch.bus.ports import MessageBus
 from dispatch.drivers.ports import APIGateway, Route
+from dispatch.drivers.router import BuiltinRouter
 from dispatch.errors import Conflict, Rejected
 from dispatch.schemas import commands as c
 from dispatch.schemas import events as e
@@ -113,3 +114,18 @@ def register(bus: MessageBus, events: EventLog, views: Views, gateway: APIGatewa
     for event_type in (e.APICreated, e.APIUpdated):
         bus.subscribe(event_type, "apis", partial(route_when_changed, bus=bus))
     bus.subscribe(e.APIDeletionRequested, "apis", partial(remove_when_deletion_requested, bus=bus))
+
+
+async def update_route(event: e.ResourceEvent, views: Views, router: BuiltinRouter) -> None:
+    """Keeps this process's route table current, whichever process routed the API."""
+    api = await views.get_resource(event.organization, "API", event.name)
+    if api is not None and api.get("status") == Status.READY.value and api.get("enabled", True):
+        await router.register(route_of(event.organization, api))
+    else:
+        await router.unregister(event.organization, event.name)
+
+
+def follow_routes(bus: MessageBus, views: Views, router: BuiltinRouter) -> None:
+    """Every process serving user APIs follows API events on a subscription of its own."""
+    for event_type in (e.APIRouted, e.APIDeletionRequested, e.APIDeleted):
+        bus.subscribe(event_type, "routes", partial(update_route, views=views, router=router), per_process=True)

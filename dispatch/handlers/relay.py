@@ -36,6 +36,9 @@ class Relay:
         self._commits: asyncio.Queue[list[Recorded]] = asyncio.Queue()
 
     async def run(self) -> None:
+        lead = getattr(self.events, "wait_to_lead", None)
+        if lead is not None:
+            await lead(self.name)  # one relay per log: the others wait to take over
         self.position = self._saved = await self.views.tracking(self.name)
         committed = getattr(self.events, "committed", None)
         if committed is not None:

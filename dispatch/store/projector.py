@@ -18,6 +18,7 @@ class Projector:
         self.models = ReadModels()
         self.batch_size = batch_size
         self._reached = Watermark()
+        self.inline = False
 
     @property
     def position(self) -> int:
@@ -35,13 +36,16 @@ class Projector:
 
     def follow_inline(self) -> bool:
         """Where the store can project inside its append transactions, do that instead of
-        following the log: no lag, no second read of each event. Call after catch_up()."""
+        following the log: no lag, no second read of each event. Call after catch_up().
+        Every process appending to the log must do the same."""
         project_inline = getattr(self.views, "project_inline", None)
-        committed = getattr(self.events, "committed", None)
-        if project_inline is None or committed is None:
+        if project_inline is None:
             return False
         project_inline(self.models.name, self.models)
-        committed.append(lambda recorded: self._reached.advance(recorded[-1].position))
+        self.inline = True
+        committed = getattr(self.events, "committed", None)
+        if committed is not None:
+            committed.append(lambda recorded: self._reached.advance(recorded[-1].position))
         return True
 
     async def run(self) -> None:
@@ -56,6 +60,8 @@ class Projector:
             await self.events.wait_for_append(self.position, timeout=1.0)
 
     async def wait_for(self, position: int, timeout: float = 10.0) -> None:
+        if self.inline:
+            return  # projected in the very transaction that appended it
         await self._reached.reach(position, timeout)
 
     async def rebuild(self) -> int:

@@ -20,9 +20,13 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 class LocalRuntime:
-    def __init__(self, data_dir: Path, max_workers: int = 4, max_log_bytes: int = 1 << 20):
+    def __init__(self, data_dir: Path, max_workers: int = 4, max_log_bytes: int = 1 << 20,
+                 functions_dir: Path | None = None):
+        """Images live under `data_dir/images`, shared by the processes of a host; deployed
+        functions under `functions_dir` (default `data_dir/functions`), which must be this
+        process's own when several processes share the host."""
         self._images_dir = Path(data_dir) / "images"
-        self._functions_dir = Path(data_dir) / "functions"
+        self._functions_dir = Path(functions_dir) if functions_dir else Path(data_dir) / "functions"
         self._max_workers = max_workers
         self._max_log_bytes = max_log_bytes
         self._pools: dict[str, WorkerPool] = {}

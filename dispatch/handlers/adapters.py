@@ -1,0 +1,73 @@
+"""Chooses the adapters named by the settings. The real-service ones are imported only when
+chosen, so the embedded default needs neither aio-pika nor asyncpg at run time."""
+import os
+import socket
+from typing import Any
+
+from dispatch.bus.memory import InMemoryBus
+from dispatch.bus.ports import MessageBus
+from dispatch.drivers.ports import FunctionRuntime
+from dispatch.errors import Rejected
+from dispatch.settings import Settings
+from dispatch.store.sealing import SecretBox
+
+HANDLER_GROUPS = ("images", "functions", "runs", "apis", "secrets")
+ROLES = ("all", "gateway", "handlers")
+
+
+def bus_from(settings: Settings) -> MessageBus:
+    if settings.bus == "memory":
+        return InMemoryBus()
+    if settings.bus.startswith(("amqp://", "amqps://")):
+        from dispatch.bus.rabbitmq import RabbitMQBus
+
+        return RabbitMQBus(settings.bus, namespace=settings.namespace)
+    raise Rejected(f"unknown bus {settings.bus!r}: use 'memory' or an amqp:// URL")
+
+
+def store_from(settings: Settings) -> tuple[Any, Any]:
+    """The event log / blob store and the read models on top of it."""
+    if settings.store == "sqlite":
+        from dispatch.store.sqlite import SQLiteStore
+        from dispatch.store.sqlite_views import SQLiteViews
+
+        store = SQLiteStore(settings.database_path)
+        return store, SQLiteViews(store)
+    if settings.store.startswith(("postgresql://", "postgres://")):
+        from dispatch.store.postgres import PostgresStore
+        from dispatch.store.postgres_views import PostgresViews
+
+        store = PostgresStore(settings.store, schema=settings.namespace.replace("-", "_"))
+        return store, PostgresViews(store)
+    raise Rejected(f"unknown store {settings.store!r}: use 'sqlite' or a postgresql:// URL")
+
+
+def runtime_from(settings: Settings) -> FunctionRuntime:
+    from dispatch.drivers.local import LocalRuntime  # it knows about processes: only when chosen
+
+    root = settings.data_dir / "runtime"
+    # Embedded, one process owns the data directory; distributed, several may share a host.
+    own = None if settings.store == "sqlite" else root / f"functions-{socket.gethostname()}-{os.getpid()}"
+    return LocalRuntime(root, max_workers=settings.max_workers_per_function,
+                        max_log_bytes=settings.max_log_bytes, functions_dir=own)
+
+
+def secret_box_from(settings: Settings) -> SecretBox:
+    """Processes sharing a store must share the key: give it in the settings, or share the file."""
+    if settings.secret_key:
+        return SecretBox(settings.secret_key.encode())
+    return SecretBox.from_file(settings.secret_key_file or settings.data_dir / "secret.key")
+
+
+def handler_groups(settings: Settings) -> set[str]:
+    if settings.role not in ROLES:
+        raise Rejected(f"unknown role {settings.role!r}: use one of {', '.join(ROLES)}")
+    if settings.role == "gateway":
+        return set()
+    wanted = {g.strip() for g in settings.handlers.split(",") if g.strip()}
+    if wanted == {"all"}:
+        return set(HANDLER_GROUPS)
+    unknown = wanted - set(HANDLER_GROUPS)
+    if unknown:
+        raise Rejected(f"unknown handler groups {', '.join(sorted(unknown))}: choose from {', '.join(HANDLER_GROUPS)}")
+    return wanted

@@ -1,0 +1,82 @@
+"""A running Dispatch process: its adapters, the background work it owns, and how the gateway
+writes through it."""
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from dispatch.bus.ports import MessageBus
+from dispatch.drivers.ports import FunctionRuntime
+from dispatch.drivers.router import BuiltinRouter
+from dispatch.schemas.envelope import Command
+from dispatch.settings import Settings
+from dispatch.store.projector import Projector
+from dispatch.store.sealing import SecretBox
+
+from . import apis
+from .deployments import Deployments
+from .execution import Executor
+from .relay import Relay
+from .resync import resync_forever, resync_once
+
+log = structlog.get_logger("dispatch.platform")
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    bus: MessageBus
+    store: Any
+    views: Any
+    runtime: FunctionRuntime
+    router: BuiltinRouter
+    box: SecretBox
+    projector: Projector
+    executor: Executor
+    deployments: Deployments
+    groups: set[str]
+    tasks: list[asyncio.Task] = field(default_factory=list)
+
+    @property
+    def serves_http(self) -> bool:
+        return self.settings.role in ("all", "gateway")
+
+    async def start(self) -> None:
+        await self.store.start()
+        if self.groups:
+            await self.projector.catch_up()
+        if not self.projector.follow_inline():
+            self.tasks.append(asyncio.ensure_future(self.projector.run()))
+        await self.bus.start()
+        if self.serves_http:
+            await self._load_routes()
+        if self.groups:
+            relay = Relay(self.store, self.views, self.bus, self.projector.wait_for)
+            self.tasks += [asyncio.ensure_future(coro) for coro in (
+                relay.run(), self._recover(), resync_forever(self.bus, self.views, self.settings.resync_seconds))]
+
+    async def _load_routes(self) -> None:
+        for organization, api in await self.views.list_all("API"):
+            if api.get("status") == "READY" and api.get("enabled", True):
+                await self.router.register(apis.route_of(organization, api))
+
+    async def _recover(self) -> None:
+        """After a restart: serve READY functions again, re-drive unfinished work."""
+        restored = await self.deployments.restore() if "runs" in self.groups else 0
+        redriven = await resync_once(self.bus, self.views, older_than=0)
+        log.info("recovered", functions=restored, redriven=redriven)
+
+    async def write(self, command: Command, timeout: float = 30.0) -> dict[str, Any]:
+        """Send a command, wait for its reply and for the read models to include its effect."""
+        answer = await self.bus.request(command, timeout)
+        await self.projector.wait_for(answer["position"])
+        return answer
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.bus.close()
+        await self.runtime.close()
+        await self.store.close()
