@@ -15,7 +15,7 @@ run: $(STAMP)
 	$(BIN)/dispatch server --seed examples/seed.yaml
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -ra
+	eval "$$($(BIN)/python -m tests.services)" && $(BIN)/python -m pytest -q -ra
 
 bench: $(STAMP)
 	$(BIN)/python bench/runs.py
