@@ -18,7 +18,9 @@ test: $(STAMP)
 	eval "$$($(BIN)/python -m tests.services)" && $(BIN)/python -m pytest -q -ra
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/runs.py
+	$(BIN)/python bench/distributed.py
 
 clean:
 	rm -rf $(VENV)

@@ -37,7 +37,8 @@ def source_of(name: str, code: str) -> str:
 class DispatchServer:
     """`dispatch server` in its own process, on free ports and a fresh data directory."""
 
-    def __init__(self) -> None:
+    def __init__(self, *extra: str) -> None:
+        self.extra = extra
         self.port, self.api_port = free_port(), free_port()
         self.data_dir = Path(tempfile.mkdtemp(prefix="dispatch-bench-"))
         self.url = f"http://127.0.0.1:{self.port}"
@@ -47,7 +48,7 @@ class DispatchServer:
         env = dict(os.environ)
         self.process = subprocess.Popen(
             [str(Path(sys.executable).parent / "dispatch"), "server", "--port", str(self.port),
-             "--api-port", str(self.api_port), "--data-dir", str(self.data_dir)],
+             "--api-port", str(self.api_port), "--data-dir", str(self.data_dir), *self.extra],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return self
 

@@ -25,14 +25,14 @@ async def deploy_noop(server: DispatchServer, session: aiohttp.ClientSession) ->
     await server.wait_ready(session, "function", "noop")
 
 
-async def measure(url: str, session: aiohttp.ClientSession, runs: int) -> dict:
+async def measure(url: str, session: aiohttp.ClientSession, runs: int, concurrencies=(1, 16)) -> dict:
     async def call() -> None:
         async with session.post(url, json={"blocking": True, "input": {"n": 1}}, headers=ORG) as answer:
             body = await answer.json()
             assert answer.status == 200 and body.get("output") == {"n": 1}, body
 
     await closed_loop(call, 4, 200)  # warm-up
-    return {c: await closed_loop(call, c, runs) for c in (1, 16)}
+    return {c: await closed_loop(call, c, runs) for c in concurrencies}
 
 
 async def recorded_runs(server: DispatchServer, session: aiohttp.ClientSession) -> int:

@@ -33,9 +33,12 @@ class Answer:
 
 
 class Server:
-    def __init__(self, data_dir: Path, seed: Path | None = None):
+    """One `dispatch server` process; `extra` arguments make it a distributed gateway or handler."""
+
+    def __init__(self, data_dir: Path, seed: Path | None = None, extra: tuple[str, ...] = ()):
         self.data_dir = data_dir
         self.seed = seed
+        self.extra = extra
         self.port, self.api_port = free_port(), free_port()
         self.process: subprocess.Popen | None = None
         self.log = data_dir.parent / f"server-{self.port}.log"
@@ -50,13 +53,15 @@ class Server:
                 "--api-port", str(self.api_port)]
         if self.seed:
             args += ["--seed", str(self.seed)]
+        args += list(self.extra)
         offset = self.log.stat().st_size if self.log.exists() else 0
         self.process = subprocess.Popen(args, stdout=self.log.open("ab"), stderr=subprocess.STDOUT, cwd=ROOT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
-            if "Stop the server with Ctrl-C" in self.log.read_text()[offset:]:
+            started = self.log.read_text()[offset:]
+            if "Stop the server with Ctrl-C" in started or "handlers are running" in started:
                 return self
             time.sleep(0.1)
         raise RuntimeError(f"server did not start: {self.log.read_text()[-2000:]}")
@@ -65,6 +70,11 @@ class Server:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=30)
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up, no goodbye, as when a machine dies."""
+        self.process.kill()
+        self.process.wait(timeout=30)
 
     def cli(self, *args: str, input_text: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run([DISPATCH, *args], capture_output=True, text=True, env=self.env, cwd=ROOT,

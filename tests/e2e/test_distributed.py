@@ -1,0 +1,140 @@
+"""The distributed mode: a gateway and two handler processes on RabbitMQ and PostgreSQL, driven
+as a user would, and killed as machines die."""
+import json
+import os
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from .conftest import Server
+
+pytestmark = [pytest.mark.e2e, pytest.mark.rabbitmq, pytest.mark.postgres]
+
+AMQP = os.environ.get("DISPATCH_TEST_AMQP_URL")
+DATABASE = os.environ.get("DISPATCH_TEST_DATABASE_URL")
+HELLO = "def handle(ctx, payload):\n    return {'hello': payload.get('name'), 'n': payload.get('n')}\n"
+SEED = """
+kind: BaseImage
+name: py-base
+dockerUrl: dispatchframework/python3-base:0.0.13
+language: python3
+---
+kind: Image
+name: py
+baseImageName: py-base
+---
+kind: Function
+name: hello
+image: py
+sourcePath: hello.py
+"""
+
+
+class Cluster:
+    def __init__(self, work, namespace: str):
+        self.work = work
+        common = ("--bus", AMQP, "--store", DATABASE, "--namespace", namespace)
+        data = work / "data"
+        self.gateway = Server(data, extra=("--role", "gateway", *common))
+        self.handlers = [Server(data, extra=("--role", "handlers", *common)) for _ in range(2)]
+
+    def start(self) -> "Cluster":
+        for handler in self.handlers:
+            handler.start()
+        self.gateway.start()
+        return self
+
+    def stop(self) -> None:
+        for process in (self.gateway, *self.handlers):
+            process.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    if not (AMQP and DATABASE):
+        pytest.skip("distributed mode needs DISPATCH_TEST_AMQP_URL and DISPATCH_TEST_DATABASE_URL "
+                    "(make test sets them when RabbitMQ and PostgreSQL answer locally)")
+    work = tmp_path_factory.mktemp("cluster")
+    (work / "hello.py").write_text(HELLO)
+    (work / "seed.yaml").write_text(SEED)
+    running = Cluster(work, f"t{uuid.uuid4().hex[:10]}").start()
+    created = running.gateway.cli("create", "-f", "seed.yaml", "-w", str(work))
+    assert created.returncode == 0, created.stderr
+    running.gateway.wait_status("/v1/function/hello")
+    yield running
+    running.stop()
+
+
+def test_the_quickstart_works_through_a_gateway_and_two_handler_processes(cluster):
+    gateway = cluster.gateway
+    assert gateway.http("GET", "/v1/function/hello").json()["status"] == "READY"
+    run = json.loads(gateway.cli("exec", "hello", "--input", '{"name": "Jon"}', "--wait").stdout)
+    assert run["output"] == {"hello": "Jon", "n": None}
+    assert gateway.cli("create", "api", "hi", "hello", "--method", "POST", "--path", "/hi").returncode == 0
+    gateway.wait_status("/v1/api/hi")
+    answer = gateway.http("POST", "/hi", {"name": "Arya"}, api=True)
+    assert answer.status == 200 and answer.json()["hello"] == "Arya"
+
+
+def test_blocking_runs_are_answered_whichever_handler_runs_them(cluster):
+    names = set()
+    for n in range(20):
+        answer = cluster.gateway.http("POST", "/v1/runs?functionName=hello", {"blocking": True, "input": {"n": n}})
+        assert answer.status == 200 and answer.json()["output"]["n"] == n
+        names.add(answer.json()["name"])
+    listed = {r["name"] for r in cluster.gateway.http("GET", "/v1/runs?functionName=hello").json()}
+    assert names <= listed
+
+
+def wait_all_finished(gateway, names: set[str], timeout: float = 120) -> dict[str, dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = {r["name"]: r for r in gateway.http("GET", "/v1/runs?functionName=hello").json()}
+        if all(runs.get(n, {}).get("status") in ("READY", "ERROR") for n in names):
+            return runs
+        time.sleep(0.5)
+    missing = [n for n in names if runs.get(n, {}).get("status") not in ("READY", "ERROR")]
+    raise AssertionError(f"{len(missing)} of {len(names)} runs never finished")
+
+
+def test_a_killed_handler_process_loses_no_accepted_run(cluster):
+    accepted = set()
+    victim = cluster.handlers[0]
+    for n in range(150):
+        answer = cluster.gateway.http("POST", "/v1/runs?functionName=hello", {"input": {"n": n}})
+        assert answer.status == 202
+        accepted.add(answer.json()["name"])
+        if n == 50:
+            victim.kill()
+    runs = wait_all_finished(cluster.gateway, accepted)
+    assert all(runs[n]["status"] == "READY" for n in accepted)
+    victim.start()  # back for the next tests
+
+
+def test_a_broker_restart_loses_nothing_that_was_acknowledged(cluster):
+    if subprocess.run(["which", "rabbitmqctl"], capture_output=True).returncode != 0:
+        pytest.skip("rabbitmqctl is not available to restart the broker")
+    accepted = set()
+    for n in range(30):
+        accepted.add(cluster.gateway.http("POST", "/v1/runs?functionName=hello", {"input": {"n": n}}).json()["name"])
+    subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=60)
+    try:
+        during = cluster.gateway.http("POST", "/v1/runs?functionName=hello", {"input": {"n": -1}})
+    finally:
+        subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
+    if during.status == 202:
+        accepted.add(during.json()["name"])
+    else:
+        assert during.status == 503 and during.json()["message"]
+    for n in range(30, 60):
+        answer = cluster.gateway.http("POST", "/v1/runs?functionName=hello", {"input": {"n": n}})
+        for _ in range(60):
+            if answer.status == 202:
+                break
+            time.sleep(0.5)
+            answer = cluster.gateway.http("POST", "/v1/runs?functionName=hello", {"input": {"n": n}})
+        accepted.add(answer.json()["name"])
+    runs = wait_all_finished(cluster.gateway, accepted, timeout=180)
+    assert all(runs[n]["status"] == "READY" for n in accepted)
