@@ -97,7 +97,8 @@ def _safe(url: str) -> str:
 
 async def rebuild_views(settings: Settings) -> dict[str, int]:
     """Replay the whole log into fresh read models (the server must not be running)."""
-    with exclusive(settings.data_dir, "rebuild the views"):
+    lock = exclusive(settings.data_dir, "rebuild the views") if settings.store == "sqlite" else contextlib.nullcontext()
+    with lock:
         platform = bootstrap(settings)
         await platform.store.start()
         try:

@@ -138,3 +138,34 @@ def test_a_broker_restart_loses_nothing_that_was_acknowledged(cluster):
         accepted.add(answer.json()["name"])
     runs = wait_all_finished(cluster.gateway, accepted, timeout=180)
     assert all(runs[n]["status"] == "READY" for n in accepted)
+
+
+def test_racing_creates_of_one_name_keep_one_outcome(cluster):
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = {"name": "raced", "secrets": {"k": "v"}}
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: cluster.gateway.http("POST", "/v1/secret", body), range(8)))
+    assert sorted(a.status for a in answers) == [201] + [409] * 7
+    assert [s["name"] for s in cluster.gateway.http("GET", "/v1/secret").json()].count("raced") == 1
+
+
+def test_a_database_outage_answers_503_then_recovers(cluster):
+    clusters = os.listdir("/etc/postgresql") if os.path.isdir("/etc/postgresql") else []
+    if not clusters or subprocess.run(["which", "pg_ctlcluster"], capture_output=True).returncode != 0:
+        pytest.skip("pg_ctlcluster is not available to stop the local PostgreSQL")
+    control = ["pg_ctlcluster", "--skip-systemctl-redirect", clusters[0], "main"]
+    before = cluster.gateway.http("POST", "/v1/runs?functionName=hello", {"blocking": True, "input": {"n": 7}}).json()
+    subprocess.run([*control, "stop", "--mode", "fast"], check=True, capture_output=True, timeout=60)
+    try:
+        down = cluster.gateway.http("GET", "/v1/function/hello")
+        assert down.status == 503 and "unavailable" in down.json()["message"]
+    finally:
+        subprocess.run([*control, "start"], check=True, capture_output=True, timeout=60)
+    deadline = time.monotonic() + 60
+    while cluster.gateway.http("GET", "/v1/function/hello").status != 200:
+        assert time.monotonic() < deadline, "the gateway did not recover after PostgreSQL came back"
+        time.sleep(0.5)
+    after = cluster.gateway.http("POST", "/v1/runs?functionName=hello", {"blocking": True, "input": {"n": 8}})
+    assert after.status == 200 and after.json()["output"]["n"] == 8
+    assert cluster.gateway.http("GET", f"/v1/runs/{before['name']}").json()["output"]["n"] == 7
