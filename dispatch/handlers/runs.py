@@ -30,19 +30,28 @@ async def execute_function(cmd: c.ExecuteFunction, events: EventLog, executor: E
            "status": Status.INITIALIZED.value, "executedTime": stamp, "modifiedTime": stamp}
     stream = _stream(cmd.organization, run)
     if not run.get("blocking"):
-        position = await events.append(stream, 0, [e.RunAccepted(organization=cmd.organization, run=run).caused_by(cmd)])
-        return {"run": run, "position": position}
+        return await _record(events, stream, 0, e.RunAccepted(organization=cmd.organization, run=run).caused_by(cmd))
     work = asyncio.ensure_future(executor.run(cmd.organization, function, run))
     version = 0
     done, _ = await asyncio.wait({work}, timeout=SLOW_RUN_SECONDS)
     if not done:
         started = {**run, "status": Status.CREATING.value}
-        await events.append(stream, 0, [e.RunAccepted(organization=cmd.organization, run=started).caused_by(cmd)])
+        await _record(events, stream, 0, e.RunAccepted(organization=cmd.organization, run=started).caused_by(cmd))
         version = 1
     finished = await work
-    position = await events.append(stream, version, [e.RunFinished(organization=cmd.organization, run=finished).caused_by(cmd)])
-    _log_run(finished, cmd)
-    return {"run": finished, "position": position}
+    answer = await _record(events, stream, version, e.RunFinished(organization=cmd.organization, run=finished).caused_by(cmd))
+    _log_run(answer["run"], cmd)
+    return answer
+
+
+async def _record(events: EventLog, stream: str, version: int, event: e.RunEvent) -> dict:
+    """Append a run's event; when an earlier delivery of the same command already recorded the
+    run (a redelivery after a crash), answer with what that delivery recorded instead."""
+    try:
+        return {"run": event.run, "position": await events.append(stream, version, [event])}
+    except ConcurrencyConflict:
+        recorded = (await events.read_stream(stream))[-1]
+        return {"run": recorded.event.run, "position": recorded.position}
 
 
 async def start_run(cmd: c.StartRun, events: EventLog, executor: Executor) -> None:

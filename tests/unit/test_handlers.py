@@ -209,3 +209,14 @@ async def test_an_api_cannot_take_over_a_route_another_api_serves(platform):
         await create_api(platform, "evil", "thief", hosts=["127.0.0.1"], uris=[f"/{ORG}/hello"])
     await create_api(platform, ORG, "other-method", methods=["GET"])
     await create_api(platform, "elsewhere", "same-path")  # prefixed with its own organization
+
+
+async def test_a_redelivered_run_command_answers_with_the_first_recorded_run(platform):
+    await seed(platform)
+    await create_function(platform)
+    await settled(platform, "Function", "hello")
+    run = {"name": "redelivered", "functionName": "hello", "blocking": True,
+           "input": {"name": "a", "place": "b"}, "secrets": []}
+    first = await platform.bus.request(c.ExecuteFunction(organization=ORG, run=run), 10)
+    again = await platform.bus.request(c.ExecuteFunction(organization=ORG, run=run), 10)  # a new message id
+    assert again["run"] == first["run"] and again["position"] == first["position"]
