@@ -1,0 +1,179 @@
+"""One consumer per queue. Handlers run concurrently, as many as the channel's prefetch lets
+through; a delivery is acknowledged only after its handler finished and its reply, retry or dead
+letter was confirmed (at-least-once). A redelivered message id gets the first outcome again."""
+import asyncio
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+
+from dispatch.errors import DispatchError, Unavailable
+from dispatch.schemas.envelope import Command, Message, new_id
+
+from . import rabbitmq_codec as codec
+from .ports import Handler
+from .rabbitmq_publisher import Publisher
+from .rabbitmq_topology import Topology
+
+log = structlog.get_logger("dispatch.bus")
+
+
+class Outcomes:
+    """A bounded memory of handled message ids and their reply bodies. A pending entry resolves to
+    None when the delivery is being retried: the retry, not the duplicate, will answer."""
+
+    def __init__(self, remembered: int = 10_000):
+        self.remembered = remembered
+        self._seen: OrderedDict[str, asyncio.Future] = OrderedDict()
+
+    def begin(self, message_id: str) -> asyncio.Future | None:
+        if message_id in self._seen:
+            self._seen.move_to_end(message_id)
+            return self._seen[message_id]
+        self._seen[message_id] = asyncio.get_running_loop().create_future()
+        if len(self._seen) > self.remembered:
+            self._seen.popitem(last=False)
+        return None
+
+    def settle(self, message_id: str, body: dict[str, Any] | None) -> None:
+        outcome = self._seen.get(message_id)
+        if outcome is not None and not outcome.done():
+            outcome.set_result(body)
+        if body is None:
+            self._seen.pop(message_id, None)
+
+
+@dataclass
+class Delivery:
+    """What every consumer of one bus shares."""
+    topology: Topology
+    publisher: Publisher
+    max_attempts: int
+    tasks: set[asyncio.Task]
+
+
+class QueueConsumer:
+    def __init__(self, shared: Delivery, queue: AbstractQueue, handlers: dict[str, Handler], group: str | None):
+        self.shared = shared
+        self.queue = queue
+        self.handlers = handlers
+        self.group = group
+        self.outcomes = Outcomes()
+        self._tag: str | None = None
+
+    async def start(self) -> None:
+        self._tag = await self.queue.consume(self._on_delivery)
+
+    async def stop(self) -> None:
+        if self._tag is not None:
+            await self.queue.cancel(self._tag)
+            self._tag = None
+
+    async def _on_delivery(self, incoming: AbstractIncomingMessage) -> None:
+        # Our own task: a handler must not be cancelled because the channel that delivered it died.
+        task = asyncio.ensure_future(self._settle(incoming))
+        self.shared.tasks.add(task)
+        task.add_done_callback(self.shared.tasks.discard)
+
+    async def _settle(self, incoming: AbstractIncomingMessage) -> None:
+        try:
+            await self._process(incoming)
+        except Exception as error:  # noqa: BLE001 - the broker redelivers what we could not settle
+            log.warning("delivery not settled", queue=self.queue.name, error=repr(error))
+            await _quietly(incoming.nack(requeue=True))
+
+    async def _process(self, incoming: AbstractIncomingMessage) -> None:
+        attempt = codec.attempt_of(incoming)
+        try:
+            message = codec.decoded(incoming)
+        except Exception as error:  # noqa: BLE001 - anything undecodable is a poison message
+            await self._give_up(incoming, self.queue.name, f"undecodable: {codec.describe(error)}", attempt)
+            return await _quietly(incoming.ack())
+        handler = self.handlers.get(message.type_name())
+        if handler is None:
+            reason = f"no handler for {message.type_name()} on {self.queue.name}"
+            await self._give_up(incoming, self.queue.name, reason, attempt)
+            await self._answer(incoming, codec.failure(Unavailable(reason)))
+            return await _quietly(incoming.ack())
+        if codec.header(incoming, codec.REPLAYED):
+            self.outcomes.settle(message.message_id, None)
+        earlier = self.outcomes.begin(message.message_id)
+        if earlier is not None:
+            body = await asyncio.shield(earlier)
+            if body is not None:
+                await self._answer(incoming, body)
+            return await _quietly(incoming.ack())
+        await self._run(incoming, message, handler, attempt)
+
+    async def _run(self, incoming: AbstractIncomingMessage, message: Message, handler: Handler, attempt: int) -> None:
+        name = message.type_name() if self.group is None else f"{self.group}.{message.type_name()}"
+        started = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            body = _reply_body(await handler(message))
+        except DispatchError as refusal:
+            error, body = refusal, codec.failure(refusal)
+        except asyncio.CancelledError:
+            self.outcomes.settle(message.message_id, None)
+            raise
+        except Exception as failure:  # noqa: BLE001 - retried, then dead-lettered
+            log.warning("handler failed", consumer=name, type=message.type_name(), attempt=attempt,
+                        error=repr(failure), correlation_id=message.correlation_id)
+            if attempt < self.shared.max_attempts:
+                self.outcomes.settle(message.message_id, None)
+                await self._retry(incoming, attempt)
+                return await _quietly(incoming.ack())
+            await self._give_up(incoming, name, codec.describe(failure), attempt)
+            error = codec.gave_up(message.type_name(), attempt, failure)
+            body = codec.failure(error)
+        self.outcomes.settle(message.message_id, body)
+        await self._answer(incoming, body)
+        await _quietly(incoming.ack())
+        _log_handled(name, message, started, error)
+
+    async def _retry(self, incoming: AbstractIncomingMessage, attempt: int) -> None:
+        headers = {codec.ATTEMPT: attempt + 1, codec.DELAY: self.shared.topology.delay_after(attempt)}
+        await self.shared.publisher.publish(self.shared.topology.retry, self.queue.name,
+                                            codec.copy_of(incoming, headers), mandatory=True)
+
+    async def _give_up(self, incoming: AbstractIncomingMessage, consumer: str, error: str, attempts: int) -> None:
+        letter = codec.copy_of(incoming, {codec.ERROR: error[:4000], codec.CONSUMER: consumer,
+                                          codec.ATTEMPTS: attempts, codec.QUEUE: self.queue.name},
+                               keep_reply_to=False)
+        letter.message_id = incoming.message_id or new_id()
+        await self.shared.publisher.publish(self.shared.topology.dead_letters, "", letter, mandatory=True)
+
+    async def _answer(self, incoming: AbstractIncomingMessage, body: dict[str, Any]) -> None:
+        if incoming.reply_to and incoming.message_id:
+            # Not mandatory: the broker reports a direct reply-to publish as unrouted even when delivered.
+            await self.shared.publisher.publish("", incoming.reply_to, codec.reply(incoming.message_id, body))
+
+
+def _reply_body(result: Any) -> dict[str, Any]:
+    try:
+        return codec.success(result)
+    except TypeError as error:
+        # A programming error no retry can fix: refuse at once rather than run the handler again.
+        return codec.failure(DispatchError(f"the handler's reply cannot be sent: {error}"))
+
+
+async def _quietly(settling) -> None:
+    """Acknowledge on a channel that may be gone: the broker then redelivers the message and
+    the outcome memory recognises it."""
+    try:
+        await settling
+    except Exception as error:  # noqa: BLE001
+        log.debug("could not settle a delivery", error=repr(error))
+
+
+def _log_handled(name: str, message: Message, started: float, error: BaseException | None) -> None:
+    """One line per command, carrying its correlation id; events are logged only when they fail."""
+    if not isinstance(message, Command) and error is None:
+        return
+    log.info("command" if isinstance(message, Command) else "event", type=message.type_name(),
+             consumer=name, ms=round((time.perf_counter() - started) * 1000, 2),
+             outcome="ok" if error is None else getattr(error, "message", repr(error)),
+             correlation_id=message.correlation_id)
