@@ -1,5 +1,6 @@
 """The MessageBus contract, run against every adapter."""
 import asyncio
+import uuid
 
 import pytest
 
@@ -20,12 +21,20 @@ class Unhandled(Command):
     pass
 
 
-@pytest.fixture(params=["memory"])
+@pytest.fixture(params=["memory", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
 async def bus(request):
-    adapter = InMemoryBus(max_attempts=3, retry_delay=0.001)
+    if request.param == "memory":
+        adapter = InMemoryBus(max_attempts=3, retry_delay=0.001)
+    else:
+        from dispatch.bus.rabbitmq import RabbitMQBus
+
+        adapter = RabbitMQBus(request.getfixturevalue("amqp_url"), namespace=f"test-{uuid.uuid4().hex}",
+                              max_attempts=3, retry_delays=(0.01, 0.02))
     await adapter.start()
     yield adapter
     await adapter.close()
+    if request.param == "rabbitmq":
+        await adapter.destroy()
 
 
 async def eventually(predicate, timeout=5.0):

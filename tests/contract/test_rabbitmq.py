@@ -1,0 +1,266 @@
+"""What only a real broker shows: several bus instances (processes) on one namespace, poison
+messages on the wire, durable queues, and a broker restart."""
+import asyncio
+import json
+import shutil
+import subprocess
+import uuid
+from urllib.parse import urlparse
+
+import aio_pika
+import pytest
+
+from dispatch.bus.rabbitmq import RabbitMQBus
+from dispatch.errors import DispatchError, Unavailable
+from dispatch.schemas.envelope import Command, Event
+from dispatch.store.ports import ConcurrencyConflict
+
+pytestmark = pytest.mark.rabbitmq
+
+
+class Work(Command):
+    text: str = ""
+
+
+class WorkDone(Event):
+    text: str = ""
+
+
+@pytest.fixture
+async def buses(amqp_url):
+    """Makes bus instances sharing one fresh namespace, as separate processes would."""
+    namespace = f"test-{uuid.uuid4().hex}"
+    made: list[RabbitMQBus] = []
+
+    def make(**options) -> RabbitMQBus:
+        options = {"max_attempts": 3, "retry_delays": (0.01, 0.02), **options}
+        made.append(RabbitMQBus(amqp_url, namespace=namespace, **options))
+        return made[-1]
+
+    yield make
+    for bus in made:
+        await bus.close()
+    for bus in made:
+        await bus.destroy()
+
+
+async def eventually(predicate, timeout=10.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+async def test_an_undecodable_message_is_dead_lettered_and_the_consumer_keeps_handling(buses, amqp_url):
+    bus = buses()
+    bus.handle(Work, _echo)
+    await bus.start()
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        queue = bus.topology.command_queue("Work")
+        await channel.default_exchange.publish(aio_pika.Message(b"{not json", message_id="p-1"), queue)
+        unknown = json.dumps({"type": "NoSuchMessage", "data": {}}).encode()
+        await channel.default_exchange.publish(aio_pika.Message(unknown, message_id="p-2"), queue)
+
+    assert await bus.request(Work(text="fine"), timeout=10) == {"echo": "fine"}
+    letters = []
+    for _ in range(200):
+        letters = sorted(await bus.dead_letters(), key=lambda d: d.message_id)
+        if len(letters) == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert [d.message_id for d in letters] == ["p-1", "p-2"]
+    assert "JSONDecodeError" in letters[0].error and "NoSuchMessage" in letters[1].error
+    assert letters[0].consumer == queue and letters[0].envelope == {"raw": "{not json"}
+    assert [d.message_id for d in sorted(await bus.dead_letters(), key=lambda d: d.message_id)] == ["p-1", "p-2"]
+
+
+async def _echo(message):
+    return {"echo": message.text}
+
+
+async def test_a_reply_reaches_the_requester_when_another_process_handles_the_command(buses):
+    requester, handler = buses(), buses()
+
+    async def answer(message):
+        return {"handled_by": "second", "text": message.text}
+
+    handler.handle(Work, answer)
+    await handler.start()
+    await requester.start()
+    assert await requester.request(Work(text="hi"), timeout=10) == {"handled_by": "second", "text": "hi"}
+
+
+async def test_a_domain_error_crosses_processes_as_the_same_class(buses):
+    requester, handler = buses(), buses()
+
+    class Refusal(DispatchError):
+        status = 418
+
+    async def refuse(message):
+        if message.text == "stale":
+            raise ConcurrencyConflict("stream moved on")
+        raise Refusal("no tea")
+
+    handler.handle(Work, refuse)
+    await handler.start()
+    await requester.start()
+    with pytest.raises(ConcurrencyConflict, match="stream moved on"):
+        await requester.request(Work(text="stale"), timeout=10)
+    with pytest.raises(DispatchError, match="no tea") as refused:
+        await requester.request(Work(text="teapot"), timeout=10)
+    assert refused.value.status == 418
+
+
+async def test_a_request_nobody_answers_times_out(buses):
+    bus = buses()
+
+    async def slow(message):
+        await asyncio.sleep(5)
+
+    bus.handle(Work, slow)
+    await bus.start()
+    with pytest.raises(asyncio.TimeoutError):
+        await bus.request(Work(), timeout=0.2)
+
+
+async def test_competing_consumers_share_the_work_and_handle_each_message_once(buses):
+    first, second, sender = buses(prefetch=8), buses(prefetch=8), buses()
+    handled: list[tuple[str, str]] = []
+
+    def worker(name):
+        async def handle(message):
+            await asyncio.sleep(0.002)
+            handled.append((name, message.text))
+        return handle
+
+    first.handle(Work, worker("first"))
+    second.handle(Work, worker("second"))
+    for bus in (first, second, sender):
+        await bus.start()
+    await asyncio.gather(*(sender.send(Work(text=str(i))) for i in range(200)))
+
+    await eventually(lambda: len(handled) >= 200, timeout=30)
+    await asyncio.sleep(0.2)
+    assert sorted(int(text) for _, text in handled) == list(range(200))
+    assert {name for name, _ in handled} == {"first", "second"}
+
+
+async def test_each_process_of_a_per_process_group_gets_the_event_and_a_shared_group_gets_it_once(buses):
+    one, two = buses(), buses()
+    copies: list[str] = []
+    shared: list[str] = []
+    for name, bus in (("one", one), ("two", two)):
+        bus.subscribe(WorkDone, "routes", _appender(copies, name), per_process=True)
+        bus.subscribe(WorkDone, "projections", _appender(shared, name))
+        await bus.start()
+
+    await one.publish(WorkDone(text="x"))
+    await eventually(lambda: sorted(copies) == ["one", "two"] and len(shared) == 1)
+    await asyncio.sleep(0.2)
+    assert len(shared) == 1
+
+
+def _appender(into: list, name: str):
+    async def append(message):
+        into.append(name)
+    return append
+
+
+async def test_a_command_sent_while_no_consumer_runs_is_handled_once_one_starts(buses):
+    earlier = buses()
+    earlier.handle(Work, _echo)
+    await earlier.start()
+    await earlier.close()  # the handler's process is gone; its durable queue stays
+
+    sender = buses()
+    await sender.start()
+    await sender.send(Work(text="kept"))
+
+    handled = []
+    later = buses()
+    later.handle(Work, _appender(handled, "later"))
+    await later.start()
+    await eventually(lambda: handled == ["later"])
+
+
+def _broker_control(amqp_url: str) -> str | None:
+    """None when this machine's rabbitmqctl controls the broker under test, else why not."""
+    if shutil.which("rabbitmqctl") is None:
+        return "rabbitmqctl is not installed"
+    if urlparse(amqp_url).hostname not in ("127.0.0.1", "localhost", "::1"):
+        return "the broker under test is not local"
+    status = subprocess.run(["rabbitmqctl", "status"], capture_output=True, timeout=30)
+    return None if status.returncode == 0 else "rabbitmqctl cannot reach the broker"
+
+
+async def _rabbitmqctl(*args: str) -> None:
+    process = await asyncio.create_subprocess_exec("rabbitmqctl", *args, stdout=subprocess.DEVNULL,
+                                                   stderr=subprocess.DEVNULL)
+    assert await asyncio.wait_for(process.wait(), 60) == 0
+
+
+async def test_every_send_that_returned_is_handled_across_a_broker_restart(buses, amqp_url):
+    reason = _broker_control(amqp_url)
+    if reason:
+        pytest.skip(f"broker restart: {reason}")
+    handled: set[str] = set()
+    worker, sender = buses(), buses(outage_wait=30)
+
+    async def record(message):
+        handled.add(message.text)
+
+    worker.handle(Work, record)
+    await worker.start()
+    await sender.start()
+    returned: list[str] = []
+    refused: list[str] = []
+
+    async def stream():
+        for i in range(300):
+            try:
+                await sender.send(Work(text=str(i)))
+                returned.append(str(i))
+            except Unavailable:
+                refused.append(str(i))
+            await asyncio.sleep(0.01)
+
+    sending = asyncio.ensure_future(stream())
+    await eventually(lambda: len(returned) >= 50)
+    try:
+        await _rabbitmqctl("stop_app")
+        await asyncio.sleep(1)
+    finally:
+        await _rabbitmqctl("start_app")
+    await asyncio.wait_for(sending, 60)
+
+    assert refused == [] and len(returned) == 300
+    await eventually(lambda: handled >= set(returned), timeout=60)
+
+
+async def test_a_send_during_an_outage_waits_then_raises_unavailable(buses, amqp_url):
+    reason = _broker_control(amqp_url)
+    if reason:
+        pytest.skip(f"broker outage: {reason}")
+    bus = buses(outage_wait=1.0)
+    handled = []
+    bus.handle(Work, _appender(handled, "after"))
+    await bus.start()
+    try:
+        await _rabbitmqctl("stop_app")
+        with pytest.raises(Unavailable, match="the message bus is unavailable"):
+            await bus.send(Work(text="lost"))
+    finally:
+        await _rabbitmqctl("start_app")
+    sent = False
+    for _ in range(60):
+        try:
+            await bus.send(Work(text="after"))
+            sent = True
+            break
+        except Unavailable:
+            continue
+    assert sent
+    await eventually(lambda: handled == ["after"], timeout=30)
