@@ -14,7 +14,8 @@ from dispatch.schemas.envelope import Message, decode_envelope
 from .ports import DeadLetter
 
 ATTEMPT = "x-dispatch-attempt"
-DELAY = "x-dispatch-delay"
+# A headers exchange ignores x- headers when matching: this one must not start with x-.
+DELAY = "dispatch-retry-delay"
 ERROR = "x-dispatch-error"
 CONSUMER = "x-dispatch-consumer"
 ATTEMPTS = "x-dispatch-attempts"

@@ -167,3 +167,20 @@ async def test_a_dead_letter_can_be_replayed_once_the_fault_is_fixed(bus):
     await eventually(lambda: done == ["again"])
     assert await bus.dead_letters() == []
     assert await bus.replay("no-such-letter") is False
+
+
+async def test_a_message_that_keeps_failing_is_attempted_exactly_max_attempts_times(bus):
+    calls = []
+
+    async def broken(message):
+        calls.append(message.message_id)
+        raise RuntimeError("still broken")
+
+    bus.handle(Ping, broken)
+    await bus.send(Ping())
+    for _ in range(500):
+        if await bus.dead_letters():
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)
+    assert len(calls) == 3 and len(await bus.dead_letters()) == 1
