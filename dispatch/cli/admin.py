@@ -1,15 +1,17 @@
-"""`dispatch admin`: maintenance of an embedded server's data directory."""
+"""`dispatch admin`: maintenance of a server's data: its read models and its dead letters."""
 import asyncio
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from dispatch.cli.config import state_of
-from dispatch.cli.output import render
+from dispatch.cli.output import print_table, render
+from dispatch.errors import NotFound, Rejected
 from dispatch.settings import Settings
 
-app = typer.Typer(no_args_is_help=True, help="Maintain the data directory of an embedded server.")
+app = typer.Typer(no_args_is_help=True, help="Maintain a server's read models and dead letters.")
 
 
 @app.command("rebuild-views")
@@ -31,3 +33,48 @@ def rebuild_views(
         return
     for view, count in counts.items():
         typer.echo(f"Rebuilt {view}: {count}")
+
+
+@app.command("dead-letters")
+def dead_letters(
+    ctx: typer.Context,
+    replay: Annotated[
+        Optional[str], typer.Option(metavar="MESSAGE_ID", help="Send this dead letter to its consumer again.")
+    ] = None,
+    bus: Annotated[
+        Optional[str], typer.Option(help="Message bus URL (amqp://...).", show_default="DISPATCH_BUS")
+    ] = None,
+    namespace: Annotated[
+        Optional[str], typer.Option(help="Prefix of the bus's exchanges and queues.", show_default="dispatch")
+    ] = None,
+) -> None:
+    """List the messages that kept failing, or replay one once its fault is fixed."""
+    given = {"bus": bus, "namespace": namespace}
+    settings = Settings(**{name: value for name, value in given.items() if value is not None})
+    if settings.bus == "memory":
+        raise Rejected("dead letters live on the message bus; pass --bus amqp://…")
+    if replay is not None:
+        if not asyncio.run(_on_bus(settings, lambda b: b.replay(replay))):
+            raise NotFound(f"no dead letter {replay}")
+        typer.echo(f"Replayed {replay}")
+        return
+    letters = asyncio.run(_on_bus(settings, lambda b: b.dead_letters()))
+    state = state_of(ctx)
+    if state.output is not None:
+        render([asdict(letter) for letter in letters], state.output)
+        return
+    print_table(["id", "type", "consumer", "attempts", "error"],
+                [(d.message_id, d.type, d.consumer, d.attempts, d.error.splitlines()[0] if d.error else "")
+                 for d in letters])
+
+
+async def _on_bus(settings: Settings, act):
+    # Imported here: only this command needs a bus adapter.
+    from dispatch.handlers.adapters import bus_from
+
+    adapter = bus_from(settings)
+    await adapter.start()
+    try:
+        return await act(adapter)
+    finally:
+        await adapter.close()

@@ -264,3 +264,46 @@ async def test_a_send_during_an_outage_waits_then_raises_unavailable(buses, amqp
             continue
     assert sent
     await eventually(lambda: handled == ["after"], timeout=30)
+
+
+async def test_the_admin_command_lists_and_replays_dead_letters(buses, amqp_url, tmp_path):
+    from typer.testing import CliRunner
+
+    from dispatch.cli.main import app
+
+    bus = buses()
+    healthy, done = [], []
+
+    async def handler(message):
+        if not healthy:
+            raise RuntimeError("database down")
+        done.append(message.text)
+
+    bus.handle(Work, handler)
+    await bus.start()
+    sent = Work(text="again")
+    await bus.send(sent)
+    for _ in range(200):
+        if await bus.dead_letters():
+            break
+        await asyncio.sleep(0.02)
+
+    def admin(*args: str):
+        where = ["--bus", amqp_url, "--namespace", bus.topology.namespace]
+        return CliRunner().invoke(app, ["--config", str(tmp_path / "config.json"), *args, *where])
+
+    listed = await asyncio.to_thread(admin, "-o", "json", "admin", "dead-letters")
+    assert listed.exit_code == 0, listed.output
+    [letter] = json.loads(listed.stdout)
+    assert (letter["message_id"], letter["type"], letter["consumer"], letter["attempts"]) == (
+        sent.message_id, "Work", "Work", 3)
+    assert "database down" in letter["error"]
+
+    healthy.append(True)
+    replayed = await asyncio.to_thread(admin, "admin", "dead-letters", "--replay", sent.message_id)
+    # The last line: the runner captures the whole process's stdout, this bus's log lines too.
+    assert replayed.exit_code == 0 and replayed.stdout.splitlines()[-1] == f"Replayed {sent.message_id}"
+    await eventually(lambda: done == ["again"])
+    assert await bus.dead_letters() == []
+    missing = await asyncio.to_thread(admin, "admin", "dead-letters", "--replay", "no-such-letter")
+    assert missing.exit_code == 1 and "no dead letter no-such-letter" in missing.stderr
