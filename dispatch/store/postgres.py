@@ -1,0 +1,264 @@
+"""The distributed event log and blob store on PostgreSQL (asyncpg).
+
+Ordering. Followers read the log by position (`read_all(after)`), so position N+1 must never be
+visible while N is not: a follower that saw N+1 would skip N forever. Every append transaction
+therefore takes one transaction-scoped advisory lock (`pg_advisory_xact_lock`, keyed by the
+schema) before it reads the head and numbers its events, and keeps it until it commits. Appends of
+every process commit one after the other, in position order; PostgreSQL makes a commit visible
+before it releases the transaction's locks, so the next appender reads the new head. A sequence
+would not do: its numbers are taken before commit, a later number can commit first, and a
+rollback leaves a hole. The lock costs little: group commit already keeps one append transaction
+per process in flight, and one transaction carries hundreds of appends.
+
+Group commit. Appends queue up; one writer task commits everything queued in one transaction,
+and what arrives meanwhile goes into the next. The expected versions of a whole batch are checked
+in one query under the lock, so a conflicting append fails alone, not its batch; the UNIQUE
+(stream, version) constraint has the last word (a violation, possible only from a writer that
+bypassed the lock, rolls back and re-checks). The events go in with one INSERT ... unnest(...).
+
+Followers. Each append transaction sends NOTIFY <schema>_events with its last position; a
+dedicated connection LISTENs and wakes `wait_for_append` (see postgres_sessions.py).
+
+Failures. Connecting and every command are bounded by `timeout`: an unreachable server raises
+Unavailable, and the pool reconnects on next use. An append whose commit was cut off may have
+been recorded or not; its caller's retry meets ConcurrencyConflict, reloads and decides again.
+
+There is no `committed` hook, unlike SQLite: other processes append to the same log, and
+listeners of this process's commits would miss theirs. Followers read the log instead."""
+import asyncio
+import hashlib
+import json
+from contextlib import asynccontextmanager, contextmanager, suppress
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
+
+import asyncpg
+
+from dispatch.errors import Unavailable
+from dispatch.schemas.envelope import Event, decode
+
+from .ports import ConcurrencyConflict, Recorded
+from .postgres_schema import checked, lock_key, migrate
+from .postgres_sessions import Leadership, Listener
+from .watermark import Watermark
+
+SELECT_EVENTS = "SELECT position, stream, version, type, type_version, data FROM events"
+HEADS = """SELECT s.stream, (SELECT MAX(version) FROM events e WHERE e.stream = s.stream)
+FROM unnest($1::text[]) AS s(stream) UNION ALL SELECT NULL, MAX(position) FROM events"""
+INSERT = """INSERT INTO events (position, stream, version, type, type_version, data)
+SELECT p, s, v, t, tv, d::jsonb
+FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::int[], $6::text[]) AS u(p, s, v, t, tv, d)"""
+
+Hook = Callable[[asyncpg.Connection, list[Recorded]], Awaitable[None]]
+
+
+def recorded_from(row: Any) -> Recorded:
+    position, stream, version, type_name, type_version, data = row
+    return Recorded(position, stream, version, decode(type_name, type_version, json.loads(data)))  # type: ignore[arg-type]
+
+
+def _unreachable(error: BaseException) -> bool:
+    # A bare InterfaceError is "connection is closed"; its subclasses are usage errors.
+    return (isinstance(error, (OSError, asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError))
+            or type(error) is asyncpg.InterfaceError)
+
+
+def unavailable(error: BaseException) -> Unavailable:
+    why = "no answer in time" if isinstance(error, TimeoutError) else f"{type(error).__name__}: {error}"
+    return Unavailable(f"the event store is unavailable: {why}")
+
+
+@contextmanager
+def reachable() -> Iterator[None]:
+    """Turn a lost, refused or timed-out connection into Unavailable."""
+    try:
+        yield
+    except Exception as error:
+        if _unreachable(error):
+            raise unavailable(error) from error
+        raise
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset: pooled sessions never LISTEN, lock or SET, so skip the reset round trip."""
+
+
+class PostgresStore:
+    def __init__(self, dsn: str, schema: str = "dispatch", timeout: float = 5.0, pool_size: int = 8):
+        self.dsn = dsn
+        self.schema = checked(schema)
+        self.timeout = timeout
+        self.pool_size = pool_size
+        self.pool: asyncpg.Pool | None = None
+        self.commits = 0
+        # Awaited inside each append transaction, on its connection, with what it recorded:
+        # inline projections hang here.
+        self.in_transaction: list[Hook] = []
+        self._append_key = lock_key(f"{schema}:append")
+        self._pending: list[tuple[str, int, list[Event], asyncio.Future]] = []
+        self._writer: asyncio.Task | None = None
+        self._head = Watermark()
+        self._listener = Listener(self._connect, f"{schema}_events", self._head)
+        self._listening: asyncio.Task | None = None
+        self._leadership = Leadership(self._connect, schema)
+
+    def _settings(self) -> dict[str, Any]:
+        return {"timeout": self.timeout, "command_timeout": self.timeout,
+                "server_settings": {"search_path": f'"{self.schema}"', "application_name": "dispatch"}}
+
+    async def _connect(self) -> asyncpg.Connection:
+        with reachable():
+            return await asyncpg.connect(self.dsn, **self._settings())
+
+    async def start(self) -> None:
+        with reachable():
+            self.pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.pool_size,
+                                                  reset=_keep_session, **self._settings())
+        async with self.connection() as conn:
+            await migrate(conn, self.schema)
+        self._listening = asyncio.ensure_future(self._listener.run())
+        with suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._listener.listening.wait(), self.timeout)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await asyncio.gather(self._writer, return_exceptions=True)
+        if self._listening is not None:
+            self._listening.cancel()
+            await asyncio.gather(self._listening, return_exceptions=True)
+        await self._leadership.close()
+        if self.pool is not None:
+            try:
+                await asyncio.wait_for(self.pool.close(), self.timeout)
+            except (asyncio.TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                self.pool.terminate()
+            self.pool = None
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; a failure to reach the server raises Unavailable."""
+        if self.pool is None:
+            raise Unavailable("the event store is unavailable: it is not started")
+        with reachable():
+            async with self.pool.acquire(timeout=self.timeout) as conn:
+                yield conn
+
+    # -- leader election ------------------------------------------------------------------------
+    async def try_lead(self, name: str) -> bool:
+        """Lead `name` if no other process does; see postgres_sessions.Leadership."""
+        return await self._leadership.try_lead(name)
+
+    async def wait_to_lead(self, name: str, poll: float = 1.0) -> None:
+        """Return once this store leads `name`, retrying every `poll` seconds until then."""
+        await self._leadership.wait_to_lead(name, poll)
+
+    def leads(self, name: str) -> bool:
+        return self._leadership.leads(name)
+
+    # -- event log ------------------------------------------------------------------------------
+    async def append(self, stream: str, expected_version: int, events: list[Event]) -> int:
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((stream, expected_version, events, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._write())
+        return await future
+
+    async def _write(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                outcomes = await self._commit(batch)
+            except Exception as error:  # the whole transaction failed: every waiter learns it
+                outcomes = [error] * len(batch)
+            for (_, _, _, future), outcome in zip(batch, outcomes):
+                if future.done():
+                    continue
+                if isinstance(outcome, Exception):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome[-1].position if outcome else self._head.value)
+
+    async def _commit(self, batch: list) -> list[list[Recorded] | Exception]:
+        async with self.connection() as conn:
+            for _ in range(3):
+                try:
+                    return await self._transaction(conn, batch)
+                except asyncpg.UniqueViolationError:
+                    continue  # a writer bypassed the lock: check the versions again
+            raise ConcurrencyConflict("the log kept moving under a batch of appends")
+
+    async def _transaction(self, conn: asyncpg.Connection, batch: list) -> list[list[Recorded] | Exception]:
+        # One simple-protocol round trip: the lock is taken before any snapshot of the log.
+        await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({self._append_key})")
+        try:
+            rows = await conn.fetch(HEADS, list({stream for stream, *_ in batch}))
+            versions = {stream: version or 0 for stream, version in rows if stream is not None}
+            head = next(version for stream, version in rows if stream is None) or 0
+            outcomes = _number(batch, head, versions)
+            recorded = [r for outcome in outcomes if not isinstance(outcome, Exception) for r in outcome]
+            if recorded:
+                await conn.execute(INSERT, *_columns(recorded))
+                for hook in self.in_transaction:
+                    await hook(conn, recorded)
+                await conn.execute(f"NOTIFY \"{self.schema}_events\", '{recorded[-1].position}'; COMMIT")
+            else:
+                await conn.execute("COMMIT")
+        except Exception:
+            with suppress(Exception):
+                await conn.execute("ROLLBACK")
+            raise
+        self.commits += 1
+        if recorded:
+            self._head.advance(recorded[-1].position)
+        return outcomes
+
+    async def read_stream(self, stream: str) -> list[Recorded]:
+        async with self.connection() as conn:
+            rows = await conn.fetch(f"{SELECT_EVENTS} WHERE stream = $1 ORDER BY version", stream)
+        return [recorded_from(row) for row in rows]
+
+    async def read_all(self, after: int, limit: int = 1000) -> list[Recorded]:
+        async with self.connection() as conn:
+            rows = await conn.fetch(f"{SELECT_EVENTS} WHERE position > $1 ORDER BY position LIMIT $2", after, limit)
+        return [recorded_from(row) for row in rows]
+
+    async def last_position(self) -> int:
+        async with self.connection() as conn:
+            return await conn.fetchval("SELECT COALESCE(MAX(position), 0) FROM events")
+
+    async def wait_for_append(self, after: int, timeout: float) -> None:
+        with suppress(asyncio.TimeoutError):
+            await self._head.reach(after + 1, timeout)
+
+    # -- blobs ----------------------------------------------------------------------------------
+    async def put_blob(self, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        async with self.connection() as conn:
+            await conn.execute("INSERT INTO blobs (digest, data) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                               digest, data)
+        return digest
+
+    async def get_blob(self, digest: str) -> bytes | None:
+        async with self.connection() as conn:
+            return await conn.fetchval("SELECT data FROM blobs WHERE digest = $1", digest)
+
+
+def _number(batch: list, head: int, versions: dict[str, int]) -> list[list[Recorded] | Exception]:
+    """Give each append whose expected version holds its stream versions and global positions."""
+    outcomes: list[list[Recorded] | Exception] = []
+    for stream, expected, events, _ in batch:
+        current = versions.get(stream, 0)
+        if current != expected:
+            outcomes.append(ConcurrencyConflict(f"stream {stream} is at version {current}, expected {expected}"))
+            continue
+        recorded = [Recorded(head + i, stream, version, event)
+                    for i, (version, event) in enumerate(enumerate(events, start=expected + 1), start=1)]
+        head += len(events)
+        versions[stream] = expected + len(events)
+        outcomes.append(recorded)
+    return outcomes
+
+
+def _columns(recorded: list[Recorded]) -> tuple[list, ...]:
+    return ([r.position for r in recorded], [r.stream for r in recorded], [r.stream_version for r in recorded],
+            [r.event.type_name() for r in recorded], [r.event.version for r in recorded],
+            [r.event.model_dump_json() for r in recorded])

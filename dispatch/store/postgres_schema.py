@@ -1,0 +1,64 @@
+"""The PostgreSQL store's tables, created and upgraded when a store starts.
+
+Every table lives in the store's own schema (the installation's namespace), reached through the
+connections' search_path, so installations and test runs sharing a database stay apart. Each
+migration runs once, recorded in `migrations`; processes starting together serialize on an
+advisory lock, so exactly one of them applies a new migration and the others find it done."""
+import hashlib
+import re
+
+import asyncpg
+
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (1, "event log, blobs, tracking positions and read models", """
+CREATE TABLE events (
+    position BIGINT PRIMARY KEY,
+    stream TEXT NOT NULL, version INTEGER NOT NULL,
+    type TEXT NOT NULL, type_version INTEGER NOT NULL, data JSONB NOT NULL,
+    UNIQUE (stream, version));
+CREATE TABLE blobs (digest TEXT PRIMARY KEY, data BYTEA NOT NULL);
+CREATE TABLE tracking (name TEXT PRIMARY KEY, position BIGINT NOT NULL);
+CREATE TABLE resources (
+    org TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, body JSONB NOT NULL,
+    PRIMARY KEY (org, kind, name));
+CREATE TABLE runs (
+    org TEXT NOT NULL, name TEXT NOT NULL, function TEXT NOT NULL, modified BIGINT NOT NULL,
+    seq BIGSERIAL NOT NULL, body JSONB NOT NULL, PRIMARY KEY (org, name));
+CREATE INDEX runs_by_function ON runs (org, function, modified);
+"""),
+]
+
+
+def checked(schema: str) -> str:
+    """The schema name, refused unless it is a plain identifier: it is spliced into SQL."""
+    if not NAME.fullmatch(schema):
+        raise ValueError(f"invalid PostgreSQL schema name {schema!r}: use letters, digits and _ (at most 48)")
+    return schema
+
+
+def lock_key(text: str) -> int:
+    """A stable signed 64-bit advisory-lock key for `text`."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big", signed=True)
+
+
+async def migrate(conn: asyncpg.Connection, schema: str) -> list[int]:
+    """Apply the migrations this schema lacks; return the versions applied."""
+    applied = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key(f"{schema}:migrate"))
+        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        await conn.execute(f'''CREATE TABLE IF NOT EXISTS "{schema}".migrations (
+            version INTEGER PRIMARY KEY, description TEXT NOT NULL,
+            applied TIMESTAMPTZ NOT NULL DEFAULT now())''')
+        done = {row[0] for row in await conn.fetch(f'SELECT version FROM "{schema}".migrations')}
+        for version, description, sql in MIGRATIONS:
+            if version in done:
+                continue
+            await conn.execute(f'SET LOCAL search_path TO "{schema}"')
+            await conn.execute(sql)
+            await conn.execute(f'INSERT INTO "{schema}".migrations (version, description) VALUES ($1, $2)',
+                               version, description)
+            applied.append(version)
+    return applied
