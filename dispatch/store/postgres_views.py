@@ -1,0 +1,192 @@
+"""Read models on PostgreSQL: the same tables as SQLite's (resources, runs, tracking), in the
+store's schema.
+
+Projections are synchronous and asyncpg is not, so a projection runs against a unit of work:
+before a batch is projected, every resource row its events touch is read in one query; the
+projection reads from those rows and from its own earlier writes, and its writes are flushed, one
+statement per kind of write, in the transaction that also moves the tracking position. Ordering
+text with COLLATE "C" sorts names byte-wise, as SQLite does."""
+import json
+from typing import Any
+
+import asyncpg
+
+from dispatch.schemas.events import ResourceEvent
+
+from .ports import Recorded
+from .postgres import SELECT_EVENTS, PostgresStore, recorded_from
+
+Key = tuple[str, str, str]
+
+LOCK_TRACKING = """INSERT INTO tracking (name, position) VALUES ($1, 0)
+ON CONFLICT (name) DO UPDATE SET position = tracking.position RETURNING position"""
+PREFETCH = """SELECT org, kind, name, body FROM resources
+WHERE (org, kind, name) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))"""
+PUT_RESOURCES = """INSERT INTO resources (org, kind, name, body)
+SELECT o, k, n, b::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(o, k, n, b)
+ON CONFLICT (org, kind, name) DO UPDATE SET body = EXCLUDED.body"""
+DELETE_RESOURCES = """DELETE FROM resources
+WHERE (org, kind, name) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))"""
+DELETE_RUNS = "DELETE FROM runs WHERE (org, function) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+# A rewritten run moves to the end of its millisecond, as SQLite's INSERT OR REPLACE gives it a new rowid.
+PUT_RUNS = """INSERT INTO runs (org, name, function, modified, body)
+SELECT o, n, f, m, b::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[])
+    AS u(o, n, f, m, b)
+ON CONFLICT (org, name) DO UPDATE
+SET function = EXCLUDED.function, modified = EXCLUDED.modified, body = EXCLUDED.body, seq = DEFAULT"""
+
+
+def _transposed(rows: list[tuple]) -> list[list]:
+    return [list(column) for column in zip(*rows)]
+
+
+class _UnitOfWork:
+    """The ViewTransaction a projection sees: reads from prefetched rows, buffers its writes."""
+
+    def __init__(self, rows: dict[Key, dict[str, Any] | None]):
+        self.rows = rows
+        self.resources: dict[Key, dict[str, Any] | None] = {}
+        self.runs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.run_deletes: set[tuple[str, str]] = set()
+
+    def get_resource(self, org: str, kind: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self.rows[(org, kind, name)]
+        except KeyError:
+            raise LookupError(f"resource {kind} {org}/{name} was not read before projecting") from None
+
+    def put_resource(self, org: str, kind: str, name: str, body: dict[str, Any]) -> None:
+        self.rows[(org, kind, name)] = self.resources[(org, kind, name)] = body
+
+    def delete_resource(self, org: str, kind: str, name: str) -> None:
+        self.rows[(org, kind, name)] = self.resources[(org, kind, name)] = None
+
+    def put_run(self, org: str, body: dict[str, Any]) -> None:
+        self.runs.pop((org, body["name"]), None)  # the last write goes last, as in SQLite
+        self.runs[(org, body["name"])] = body
+
+    def delete_runs(self, org: str, function: str) -> None:
+        # Deletes are flushed before puts: drop the puts they would otherwise undo.
+        self.runs = {key: run for key, run in self.runs.items()
+                     if not (key[0] == org and run["functionName"] == function)}
+        self.run_deletes.add((org, function))
+
+    async def flush(self, conn: asyncpg.Connection) -> None:
+        puts = [(*key, json.dumps(body)) for key, body in self.resources.items() if body is not None]
+        deletes = [key for key, body in self.resources.items() if body is None]
+        if puts:
+            await conn.execute(PUT_RESOURCES, *_transposed(puts))
+        if deletes:
+            await conn.execute(DELETE_RESOURCES, *_transposed(deletes))
+        if self.run_deletes:
+            await conn.execute(DELETE_RUNS, *_transposed(sorted(self.run_deletes)))
+        if self.runs:
+            await conn.execute(PUT_RUNS, *_transposed([
+                (org, name, run["functionName"], int(run.get("modifiedTime") or 0), json.dumps(run))
+                for (org, name), run in self.runs.items()]))
+
+
+async def _prefetch(conn: asyncpg.Connection, batch: list[Recorded]) -> dict[Key, dict[str, Any] | None]:
+    keys = {(r.event.organization, r.event.kind, r.event.name)
+            for r in batch if isinstance(r.event, ResourceEvent)}
+    rows: dict[Key, dict[str, Any] | None] = dict.fromkeys(keys)
+    if keys:
+        for org, kind, name, body in await conn.fetch(PREFETCH, *_transposed(list(keys))):
+            rows[(org, kind, name)] = json.loads(body)
+    return rows
+
+
+async def _project(conn: asyncpg.Connection, name: str, done: int, batch: list[Recorded], projection: Any) -> None:
+    """Apply what `batch` holds past `done` and move the tracking position; the caller holds
+    the tracking row's lock."""
+    todo = [recorded for recorded in batch if recorded.position > done]
+    if not todo:
+        return
+    work = _UnitOfWork(await _prefetch(conn, todo))
+    for recorded in todo:
+        projection.apply(recorded, work)
+    await work.flush(conn)
+    await conn.execute("UPDATE tracking SET position = $2 WHERE name = $1", name, todo[-1].position)
+
+
+class PostgresViews:
+    def __init__(self, store: PostgresStore):
+        self.store = store
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        async with self.store.connection() as conn:
+            return await conn.fetch(sql, *args)
+
+    async def _value(self, sql: str, *args: Any) -> Any:
+        async with self.store.connection() as conn:
+            return await conn.fetchval(sql, *args)
+
+    async def get_resource(self, org: str, kind: str, name: str) -> dict[str, Any] | None:
+        body = await self._value("SELECT body FROM resources WHERE org = $1 AND kind = $2 AND name = $3",
+                                 org, kind, name)
+        return None if body is None else json.loads(body)
+
+    async def list_resources(self, org: str, kind: str) -> list[dict[str, Any]]:
+        rows = await self._fetch('SELECT body FROM resources WHERE org = $1 AND kind = $2 ORDER BY name COLLATE "C"',
+                                 org, kind)
+        return [json.loads(body) for (body,) in rows]
+
+    async def list_all(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
+        rows = await self._fetch(
+            'SELECT org, body FROM resources WHERE kind = $1 ORDER BY org COLLATE "C", name COLLATE "C"', kind)
+        return [(org, json.loads(body)) for org, body in rows]
+
+    async def get_run(self, org: str, name: str) -> dict[str, Any] | None:
+        body = await self._value("SELECT body FROM runs WHERE org = $1 AND name = $2", org, name)
+        return None if body is None else json.loads(body)
+
+    async def list_runs(self, org: str, function: str | None, since: int | None) -> list[dict[str, Any]]:
+        rows = await self._fetch(
+            "SELECT body FROM runs WHERE org = $1 AND ($2::text IS NULL OR function = $2) "
+            "AND ($3::bigint IS NULL OR modified > $3) ORDER BY modified, seq", org, function, since)
+        return [json.loads(body) for (body,) in rows]
+
+    async def tracking(self, name: str) -> int:
+        return await self._value("SELECT COALESCE((SELECT position FROM tracking WHERE name = $1), 0)", name)
+
+    async def set_tracking(self, name: str, position: int) -> None:
+        async with self.store.connection() as conn:
+            await conn.execute("INSERT INTO tracking (name, position) VALUES ($1, $2) "
+                               "ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position", name, position)
+
+    async def apply(self, name: str, batch: list[Recorded], projection: Any) -> None:
+        async with self.store.connection() as conn, conn.transaction():
+            done = await conn.fetchval(LOCK_TRACKING, name)
+            await _project(conn, name, done, batch, projection)
+
+    def project_inline(self, name: str, projection: Any) -> None:
+        """From now on, project every append inside its own transaction: the read models are
+        current the moment an append returns. The caller has caught up first; should the log
+        hold events past the tracking position that this process did not append (another
+        process appending without projecting inline), they are projected first, so none is
+        ever skipped."""
+        async def project(conn: asyncpg.Connection, recorded: list[Recorded]) -> None:
+            done = await conn.fetchval(LOCK_TRACKING, name)
+            first = recorded[0].position
+            if done < first - 1:
+                rows = await conn.fetch(f"{SELECT_EVENTS} WHERE position > $1 AND position < $2 ORDER BY position",
+                                        done, first)
+                recorded = [recorded_from(row) for row in rows] + recorded
+            await _project(conn, name, done, recorded, projection)
+
+        self.store.in_transaction.append(project)
+
+    async def reset(self, name: str) -> None:
+        async with self.store.connection() as conn, conn.transaction():
+            await conn.fetchval(LOCK_TRACKING, name)
+            await conn.execute("DELETE FROM resources")
+            await conn.execute("DELETE FROM runs")
+            await conn.execute("UPDATE tracking SET position = 0 WHERE name = $1", name)
+
+    async def dump(self) -> dict[str, list]:
+        resources = await self._fetch('SELECT org, kind, name, body FROM resources '
+                                      'ORDER BY org COLLATE "C", kind COLLATE "C", name COLLATE "C"')
+        runs = await self._fetch('SELECT org, name, function, modified, body FROM runs '
+                                 'ORDER BY org COLLATE "C", name COLLATE "C"')
+        return {"resources": [(*row[:3], json.loads(row[3])) for row in resources],
+                "runs": [(*row[:4], json.loads(row[4])) for row in runs]}
