@@ -1,21 +1,66 @@
 """The event log, blob store and read-model contract, run against every adapter."""
 import asyncio
+import socket
+import uuid
+from urllib.parse import urlsplit
 
+import asyncpg
 import pytest
 
+from dispatch.errors import Unavailable
 from dispatch.schemas import events as e
 from dispatch.store.ports import ConcurrencyConflict
+from dispatch.store.postgres import PostgresStore
+from dispatch.store.postgres_views import PostgresViews
 from dispatch.store.projector import Projector
 from dispatch.store.sqlite import SQLiteStore
 from dispatch.store.sqlite_views import SQLiteViews
 
 
-@pytest.fixture(params=["sqlite"])
+class Database:
+    """A fresh schema of its own; `open()` starts a store on it, as one more process would."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.schema = f"test_{uuid.uuid4().hex}"
+        self.stores: list[PostgresStore] = []
+
+    async def open(self, url: str | None = None, **options) -> PostgresStore:
+        store = PostgresStore(url or self.url, self.schema, **options)
+        await store.start()
+        self.stores.append(store)
+        return store
+
+    async def close(self) -> None:
+        await asyncio.gather(*(store.close() for store in self.stores), return_exceptions=True)
+        conn = await asyncpg.connect(self.url)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+        finally:
+            await conn.close()
+
+
+@pytest.fixture
+async def database(database_url):
+    db = Database(database_url)
+    yield db
+    await db.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def store(request, tmp_path):
-    adapter = SQLiteStore(tmp_path / "dispatch.db")
-    await adapter.start()
-    yield adapter, SQLiteViews(adapter)
-    await adapter.close()
+    if request.param == "sqlite":
+        adapter = SQLiteStore(tmp_path / "dispatch.db")
+        await adapter.start()
+        yield adapter, SQLiteViews(adapter)
+        await adapter.close()
+        return
+    db = Database(request.getfixturevalue("database_url"))
+    try:
+        adapter = await db.open()
+        yield adapter, PostgresViews(adapter)
+    finally:
+        await db.close()
 
 
 def created(name: str, org: str = "o") -> e.FunctionCreated:
@@ -110,3 +155,162 @@ async def test_rebuilt_read_models_equal_the_live_ones(store):
     assert await views.dump() == live
     assert (await views.get_resource("b", "Function", "r0"))["status"] == "READY"
     assert await views.get_resource("a", "Function", "r1") is None
+
+
+# -- PostgreSQL: several processes on one log ------------------------------------------------------
+
+def ran(org: str, run: str, function: str, modified: int) -> e.RunFinished:
+    body = {"name": run, "functionName": function, "status": "READY", "modifiedTime": modified}
+    return e.RunFinished(organization=org, run=body)
+
+
+@pytest.mark.postgres
+async def test_appends_from_two_processes_are_read_in_order_without_gaps(database):
+    first, second, reader = await database.open(), await database.open(), await database.open()
+    total = 2 * 20 * 25
+
+    async def appender(log, prefix: str) -> None:
+        for i in range(25):
+            event = created(f"{prefix}-{i}")
+            await log.append(event.stream, 0, [event])
+
+    async def follow() -> list[int]:
+        seen: list[int] = []
+        while len(seen) < total:
+            for recorded in await reader.read_all(seen[-1] if seen else 0):
+                assert recorded.position == len(seen) + 1, f"position {len(seen) + 1} was skipped"
+                seen.append(recorded.position)
+        return seen
+
+    follower = asyncio.ensure_future(follow())
+    await asyncio.gather(*(appender(log, f"{name}{n}") for name, log in (("a", first), ("b", second))
+                           for n in range(20)))
+    assert await asyncio.wait_for(follower, 30) == list(range(1, total + 1))
+    assert first.commits < total / 5 and second.commits < total / 5
+
+
+@pytest.mark.postgres
+async def test_only_one_process_leads_and_another_takes_over_when_it_stops(database):
+    leader, other = await database.open(), await database.open()
+    assert await leader.try_lead("relay") is True
+    assert await leader.try_lead("relay") is True
+    assert await other.try_lead("relay") is False
+    assert await other.try_lead("projector") is True
+    waiting = asyncio.ensure_future(other.wait_to_lead("relay", poll=0.05))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    await leader.close()
+    await asyncio.wait_for(waiting, 5)
+    assert other.leads("relay")
+
+
+@pytest.mark.postgres
+async def test_a_follower_wakes_promptly_when_another_process_appends(database):
+    follower, writer = await database.open(), await database.open()
+    head = await follower.last_position()
+    started = asyncio.get_running_loop().time()
+    waiting = asyncio.ensure_future(follower.wait_for_append(head, timeout=20))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    event = created("wake")
+    await writer.append(event.stream, 0, [event])
+    await asyncio.wait_for(waiting, 2)
+    assert asyncio.get_running_loop().time() - started < 2
+
+
+@pytest.mark.postgres
+async def test_inline_projection_equals_a_rebuild_from_position_zero(database):
+    log, elsewhere = await database.open(), await database.open()
+    views = PostgresViews(log)
+    projector = Projector(log, views)
+    await projector.catch_up()
+    assert projector.follow_inline()
+    for i in range(10):
+        ev = created(f"f{i}", org="a" if i % 2 else "b")
+        position = await log.append(ev.stream, 0, [ev])
+        assert await views.tracking("views") == position  # projected in the append's own transaction
+    appends = [log.append(f"Run:b:r{i}", 0, [ran("b", f"r{i}", "f0", 100 + i % 3)]) for i in range(30)]
+    appends.append(log.append(created("f0", org="b").stream, 0, [created("f0", org="b")]))  # a conflict
+    outcomes = await asyncio.gather(*appends, return_exceptions=True)
+    assert [type(o) for o in outcomes].count(ConcurrencyConflict) == 1
+    position = await log.append("Run:b:r0", 1, [ran("b", "r0", "f0", 200)])
+    assert await views.tracking("views") == position
+    ready = e.FunctionDeployed(organization="b", name="f2", status="READY", modified_time=5)
+    await elsewhere.append(ready.stream, 1, [ready])  # a process that does not project inline
+    gone = e.FunctionDeletionRequested(organization="a", name="f1")
+    position = await log.append(gone.stream, 1, [gone, e.FunctionDeleted(organization="a", name="f1")])
+    assert await views.tracking("views") == position
+    assert (await views.get_resource("b", "Function", "f2"))["status"] == "READY"
+    assert await views.get_resource("a", "Function", "f1") is None
+    assert [r["name"] for r in await views.list_runs("b", "f0", None)][-1] == "r0"
+    live = await views.dump()
+    assert len(live["resources"]) == 9 and len(live["runs"]) == 30
+    await projector.rebuild()
+    assert await views.dump() == live
+
+
+@pytest.mark.postgres
+async def test_a_database_nothing_listens_on_is_unavailable_within_seconds(database):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, never listening: connections are refused
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(Unavailable, match="the event store is unavailable"):
+            await database.open(f"postgresql://postgres@127.0.0.1:{port}/test", timeout=1.0)
+    assert asyncio.get_running_loop().time() - started < 3
+
+
+async def behind_a_relay(database: Database, outage) -> tuple:
+    """A store reaching PostgreSQL through a relay the test can cut or stall."""
+    address = urlsplit(database.url)
+    relay = await outage(address.hostname or "127.0.0.1", address.port or 5432)
+    credentials = address.netloc.rsplit("@", 1)[0] + "@" if "@" in address.netloc else ""
+    url = address._replace(netloc=f"{credentials}127.0.0.1:{relay.port}").geturl()
+    return relay, await database.open(url, timeout=1.0)
+
+
+@pytest.mark.postgres
+async def test_a_lost_database_is_unavailable_within_seconds_and_the_store_recovers(database, outage):
+    relay, log = await behind_a_relay(database, outage)
+    writer = await database.open()
+    first = created("before")
+    await log.append(first.stream, 0, [first])
+
+    await relay.cut()
+    started = asyncio.get_running_loop().time()
+    lost = created("during")
+    with pytest.raises(Unavailable, match="the event store is unavailable"):
+        await log.append(lost.stream, 0, [lost])
+    with pytest.raises(Unavailable):
+        await log.read_all(0)
+    assert asyncio.get_running_loop().time() - started < 5
+
+    await relay.restore()
+    again = created("after")
+    await log.append(again.stream, 0, [again])
+    assert [r.event.name for r in await log.read_all(0)] == ["before", "after"]
+    waiting = asyncio.ensure_future(log.wait_for_append(await log.last_position(), timeout=30))
+    other = created("elsewhere")
+    await writer.append(other.stream, 0, [other])
+    await asyncio.wait_for(waiting, 10)  # the listener is back
+
+
+@pytest.mark.postgres
+async def test_a_database_that_stops_answering_is_unavailable_within_seconds(database, outage):
+    relay, log = await behind_a_relay(database, outage)
+    first = created("before")
+    await log.append(first.stream, 0, [first])
+
+    relay.stall()
+    started = asyncio.get_running_loop().time()
+    lost = created("during")
+    with pytest.raises(Unavailable, match="no answer in time"):
+        await log.append(lost.stream, 0, [lost])
+    with pytest.raises(Unavailable):
+        await log.read_stream(first.stream)
+    assert asyncio.get_running_loop().time() - started < 8
+
+    await relay.restore()
+    again = created("after")
+    await log.append(again.stream, 0, [again])
+    assert [r.event.name for r in await log.read_all(0)] == ["before", "after"]
