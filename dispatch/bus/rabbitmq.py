@@ -85,7 +85,8 @@ class RabbitMQBus:
         replies = await publishing.declare_queue(codec.DIRECT_REPLY_TO, passive=True)
         await replies.consume(self._on_reply, no_ack=True)
         publisher = Publisher(publishing, self.outage_wait)
-        self._delivery = Delivery(self.topology, publisher, self.max_attempts, self._tasks)
+        self._delivery = Delivery(self.topology, publisher, Publisher(self._channel, self.outage_wait),
+                                  self.max_attempts, self._tasks)
         for name in list(self._commands):
             await self._consume_command(name)
         for group in list(self._groups):

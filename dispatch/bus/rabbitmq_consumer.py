@@ -51,6 +51,7 @@ class Delivery:
     """What every consumer of one bus shares."""
     topology: Topology
     publisher: Publisher
+    replier: Publisher
     max_attempts: int
     tasks: set[asyncio.Task]
 
@@ -148,8 +149,9 @@ class QueueConsumer:
 
     async def _answer(self, incoming: AbstractIncomingMessage, body: dict[str, Any]) -> None:
         if incoming.reply_to and incoming.message_id:
-            # Not mandatory: the broker reports a direct reply-to publish as unrouted even when delivered.
-            await self.shared.publisher.publish("", incoming.reply_to, codec.reply(incoming.message_id, body))
+            # Not mandatory: the broker reports a direct reply-to publish as unrouted even when
+            # delivered. Not confirmed: a reply is as transient as the requester waiting for it.
+            await self.shared.replier.publish("", incoming.reply_to, codec.reply(incoming.message_id, body))
 
 
 def _reply_body(result: Any) -> dict[str, Any]:
