@@ -78,19 +78,27 @@ class RabbitMQBus:
                     "connection_name": f"dispatch {self.topology.namespace} {self.instance}"})
         except Exception as error:  # noqa: BLE001 - whatever the reason, the caller sees one error
             raise Unavailable(f"the message bus is unavailable: {error}") from None
+        try:
+            await self._open_channels()
+            for name in list(self._commands):
+                await self._consume_command(name)
+            for group in list(self._groups):
+                await self._consume_group(group)
+        except BaseException:
+            connection, self._connection, self._delivery = self._connection, None, None
+            self._consumers.clear()
+            await connection.close()
+            raise
+
+    async def _open_channels(self) -> None:
         self._channel = await self._connection.channel(publisher_confirms=False)
         await self._channel.set_qos(prefetch_count=self.prefetch)
         await self.topology.declare_base(self._channel)
         publishing = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
         replies = await publishing.declare_queue(codec.DIRECT_REPLY_TO, passive=True)
         await replies.consume(self._on_reply, no_ack=True)
-        publisher = Publisher(publishing, self.outage_wait)
-        self._delivery = Delivery(self.topology, publisher, Publisher(self._channel, self.outage_wait),
-                                  self.max_attempts, self._tasks)
-        for name in list(self._commands):
-            await self._consume_command(name)
-        for group in list(self._groups):
-            await self._consume_group(group)
+        self._delivery = Delivery(self.topology, Publisher(publishing, self.outage_wait),
+                                  Publisher(self._channel, self.outage_wait), self.max_attempts, self._tasks)
 
     async def send(self, command: Command) -> None:
         await self._settled()
