@@ -11,10 +11,10 @@ rollback leaves a hole. The lock costs little: group commit already keeps one ap
 per process in flight, and one transaction carries hundreds of appends.
 
 Group commit. Appends queue up; one writer task commits everything queued in one transaction,
-and what arrives meanwhile goes into the next. The expected versions of a whole batch are checked
-in one query under the lock, so a conflicting append fails alone, not its batch; the UNIQUE
-(stream, version) constraint has the last word (a violation, possible only from a writer that
-bypassed the lock, rolls back and re-checks). The events go in with one INSERT ... unnest(...).
+and what arrives meanwhile goes into the next. Expected versions are enforced by the UNIQUE
+(stream, version) constraint, and a conflicting append fails alone, not its batch (see
+postgres_append.py). A batch costs three round trips: BEGIN and the lock, one INSERT, and NOTIFY
+with COMMIT; hooks (inline projections) add theirs.
 
 Followers. Each append transaction sends NOTIFY <schema>_events with its last position; a
 dedicated connection LISTENs and wakes `wait_for_append` (see postgres_sessions.py).
@@ -37,16 +37,12 @@ from dispatch.errors import Unavailable
 from dispatch.schemas.envelope import Event, decode
 
 from .ports import ConcurrencyConflict, Recorded
+from .postgres_append import Batch, SeenVersions, insert_checked, insert_expected, outcomes, recorded
 from .postgres_schema import checked, lock_key, migrate
 from .postgres_sessions import Leadership, Listener
 from .watermark import Watermark
 
 SELECT_EVENTS = "SELECT position, stream, version, type, type_version, data FROM events"
-HEADS = """SELECT s.stream, (SELECT MAX(version) FROM events e WHERE e.stream = s.stream)
-FROM unnest($1::text[]) AS s(stream) UNION ALL SELECT NULL, MAX(position) FROM events"""
-INSERT = """INSERT INTO events (position, stream, version, type, type_version, data)
-SELECT p, s, v, t, tv, d::jsonb
-FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::int[], $6::text[]) AS u(p, s, v, t, tv, d)"""
 
 Hook = Callable[[asyncpg.Connection, list[Recorded]], Awaitable[None]]
 
@@ -97,6 +93,7 @@ class PostgresStore:
         self._pending: list[tuple[str, int, list[Event], asyncio.Future]] = []
         self._writer: asyncio.Task | None = None
         self._head = Watermark()
+        self._seen = SeenVersions()
         self._listener = Listener(self._connect, f"{schema}_events", self._head)
         self._listening: asyncio.Task | None = None
         self._leadership = Leadership(self._connect, schema)
@@ -166,40 +163,47 @@ class PostgresStore:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                outcomes = await self._commit(batch)
+                results = await self._commit(batch)
             except Exception as error:  # the whole transaction failed: every waiter learns it
-                outcomes = [error] * len(batch)
-            for (_, _, _, future), outcome in zip(batch, outcomes):
+                results = [error] * len(batch)
+            for (_, _, _, future), result in zip(batch, results):
                 if future.done():
                     continue
-                if isinstance(outcome, Exception):
-                    future.set_exception(outcome)
+                if isinstance(result, Exception):
+                    future.set_exception(result)
                 else:
-                    future.set_result(outcome[-1].position if outcome else self._head.value)
+                    future.set_result(result)
 
-    async def _commit(self, batch: list) -> list[list[Recorded] | Exception]:
+    async def _commit(self, batch: Batch) -> list[int | Exception]:
         async with self.connection() as conn:
+            checked = False
             for _ in range(3):
                 try:
-                    return await self._transaction(conn, batch)
+                    results = await self._transaction(conn, batch, checked)
                 except asyncpg.UniqueViolationError:
-                    continue  # a writer bypassed the lock: check the versions again
+                    results = None  # a writer bypassed the lock: check the versions again
+                if results is not None:
+                    return results
+                checked = True
             raise ConcurrencyConflict("the log kept moving under a batch of appends")
 
-    async def _transaction(self, conn: asyncpg.Connection, batch: list) -> list[list[Recorded] | Exception]:
+    async def _transaction(self, conn: asyncpg.Connection, batch: Batch, checked: bool) -> list[int | Exception] | None:
         # One simple-protocol round trip: the lock is taken before any snapshot of the log.
         await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({self._append_key})")
         try:
-            rows = await conn.fetch(HEADS, list({stream for stream, *_ in batch}))
-            versions = {stream: version or 0 for stream, version in rows if stream is not None}
-            head = next(version for stream, version in rows if stream is None) or 0
-            outcomes = _number(batch, head, versions)
-            recorded = [r for outcome in outcomes if not isinstance(outcome, Exception) for r in outcome]
-            if recorded:
-                await conn.execute(INSERT, *_columns(recorded))
-                for hook in self.in_transaction:
-                    await hook(conn, recorded)
-                await conn.execute(f"NOTIFY \"{self.schema}_events\", '{recorded[-1].position}'; COMMIT")
+            done = await insert_checked(conn, batch) if checked else await insert_expected(conn, batch, self._seen)
+            if done is None:
+                await conn.execute("ROLLBACK")
+                return None
+            planned, head = done
+            results = outcomes(batch, planned, head)
+            last = max((r for r in results if type(r) is int), default=head)
+            if last > head:
+                if self.in_transaction:
+                    written = recorded(batch, planned, head)
+                    for hook in self.in_transaction:
+                        await hook(conn, written)
+                await conn.execute(f"NOTIFY \"{self.schema}_events\", '{last}'; COMMIT")
             else:
                 await conn.execute("COMMIT")
         except Exception:
@@ -207,13 +211,17 @@ class PostgresStore:
                 await conn.execute("ROLLBACK")
             raise
         self.commits += 1
-        if recorded:
-            self._head.advance(recorded[-1].position)
-        return outcomes
+        for (stream, _, events, _), after in zip(batch, planned):
+            if type(after) is int:
+                self._seen.saw(stream, after + len(events))
+        self._head.advance(last)
+        return results
 
     async def read_stream(self, stream: str) -> list[Recorded]:
         async with self.connection() as conn:
             rows = await conn.fetch(f"{SELECT_EVENTS} WHERE stream = $1 ORDER BY version", stream)
+        if rows:
+            self._seen.saw(stream, rows[-1][2])
         return [recorded_from(row) for row in rows]
 
     async def read_all(self, after: int, limit: int = 1000) -> list[Recorded]:
@@ -241,24 +249,3 @@ class PostgresStore:
         async with self.connection() as conn:
             return await conn.fetchval("SELECT data FROM blobs WHERE digest = $1", digest)
 
-
-def _number(batch: list, head: int, versions: dict[str, int]) -> list[list[Recorded] | Exception]:
-    """Give each append whose expected version holds its stream versions and global positions."""
-    outcomes: list[list[Recorded] | Exception] = []
-    for stream, expected, events, _ in batch:
-        current = versions.get(stream, 0)
-        if current != expected:
-            outcomes.append(ConcurrencyConflict(f"stream {stream} is at version {current}, expected {expected}"))
-            continue
-        recorded = [Recorded(head + i, stream, version, event)
-                    for i, (version, event) in enumerate(enumerate(events, start=expected + 1), start=1)]
-        head += len(events)
-        versions[stream] = expected + len(events)
-        outcomes.append(recorded)
-    return outcomes
-
-
-def _columns(recorded: list[Recorded]) -> tuple[list, ...]:
-    return ([r.position for r in recorded], [r.stream for r in recorded], [r.stream_version for r in recorded],
-            [r.event.type_name() for r in recorded], [r.event.version for r in recorded],
-            [r.event.model_dump_json() for r in recorded])
