@@ -3,7 +3,12 @@
 Every table lives in the store's own schema (the installation's namespace), reached through the
 connections' search_path, so installations and test runs sharing a database stay apart. Each
 migration runs once, recorded in `migrations`; processes starting together serialize on an
-advisory lock, so exactly one of them applies a new migration and the others find it done."""
+advisory lock, so exactly one of them applies a new migration and the others find it done.
+
+Keys are TEXT COLLATE "C": compared byte-wise (memcmp, abbreviated keys), which is faster than a
+locale's collation and sorts names as SQLite does. Documents are JSON, not JSONB: they are only
+ever stored and read whole, and JSON keeps the text as given, so writes skip JSONB's conversion
+(measured: a third of an append batch's insert) and reads skip the conversion back."""
 import hashlib
 import re
 
@@ -15,17 +20,17 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "event log, blobs, tracking positions and read models", """
 CREATE TABLE events (
     position BIGINT PRIMARY KEY,
-    stream TEXT NOT NULL, version INTEGER NOT NULL,
-    type TEXT NOT NULL, type_version INTEGER NOT NULL, data JSONB NOT NULL,
+    stream TEXT COLLATE "C" NOT NULL, version INTEGER NOT NULL,
+    type TEXT NOT NULL, type_version INTEGER NOT NULL, data JSON NOT NULL,
     UNIQUE (stream, version));
-CREATE TABLE blobs (digest TEXT PRIMARY KEY, data BYTEA NOT NULL);
-CREATE TABLE tracking (name TEXT PRIMARY KEY, position BIGINT NOT NULL);
+CREATE TABLE blobs (digest TEXT COLLATE "C" PRIMARY KEY, data BYTEA NOT NULL);
+CREATE TABLE tracking (name TEXT COLLATE "C" PRIMARY KEY, position BIGINT NOT NULL);
 CREATE TABLE resources (
-    org TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, body JSONB NOT NULL,
-    PRIMARY KEY (org, kind, name));
+    org TEXT COLLATE "C" NOT NULL, kind TEXT COLLATE "C" NOT NULL, name TEXT COLLATE "C" NOT NULL,
+    body JSON NOT NULL, PRIMARY KEY (org, kind, name));
 CREATE TABLE runs (
-    org TEXT NOT NULL, name TEXT NOT NULL, function TEXT NOT NULL, modified BIGINT NOT NULL,
-    seq BIGSERIAL NOT NULL, body JSONB NOT NULL, PRIMARY KEY (org, name));
+    org TEXT COLLATE "C" NOT NULL, name TEXT COLLATE "C" NOT NULL, function TEXT COLLATE "C" NOT NULL,
+    modified BIGINT NOT NULL, seq BIGSERIAL NOT NULL, body JSON NOT NULL, PRIMARY KEY (org, name));
 CREATE INDEX runs_by_function ON runs (org, function, modified);
 """),
 ]
