@@ -5,7 +5,7 @@ Projections are synchronous and asyncpg is not, so a projection runs against a u
 before a batch is projected, every resource row its events touch is read in one query; the
 projection reads from those rows and from its own earlier writes, and its writes are flushed, one
 statement per kind of write, in the transaction that also moves the tracking position. Ordering
-text with COLLATE "C" sorts names byte-wise, as SQLite does."""
+text with sorts names byte-wise, as SQLite does."""
 import json
 from typing import Any
 
@@ -20,17 +20,22 @@ Key = tuple[str, str, str]
 
 LOCK_TRACKING = """INSERT INTO tracking (name, position) VALUES ($1, 0)
 ON CONFLICT (name) DO UPDATE SET position = tracking.position RETURNING position"""
+# Moves the position and returns the one it held, in one round trip. FOR UPDATE reads the latest
+# committed position, not the statement's snapshot; joining `old` makes it run before the update.
+ADVANCE_TRACKING = """WITH old AS (SELECT position FROM tracking WHERE name = $1 FOR UPDATE)
+UPDATE tracking t SET position = GREATEST(old.position, $2) FROM old WHERE t.name = $1 RETURNING old.position"""
+MOVE_TRACKING = "UPDATE tracking SET position = $2 WHERE name = $1"
 PREFETCH = """SELECT org, kind, name, body FROM resources
 WHERE (org, kind, name) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))"""
 PUT_RESOURCES = """INSERT INTO resources (org, kind, name, body)
-SELECT o, k, n, b::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(o, k, n, b)
+SELECT o, k, n, b::json FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(o, k, n, b)
 ON CONFLICT (org, kind, name) DO UPDATE SET body = EXCLUDED.body"""
 DELETE_RESOURCES = """DELETE FROM resources
 WHERE (org, kind, name) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))"""
 DELETE_RUNS = "DELETE FROM runs WHERE (org, function) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
 # A rewritten run moves to the end of its millisecond, as SQLite's INSERT OR REPLACE gives it a new rowid.
 PUT_RUNS = """INSERT INTO runs (org, name, function, modified, body)
-SELECT o, n, f, m, b::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[])
+SELECT o, n, f, m, b::json FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[])
     AS u(o, n, f, m, b)
 ON CONFLICT (org, name) DO UPDATE
 SET function = EXCLUDED.function, modified = EXCLUDED.modified, body = EXCLUDED.body, seq = DEFAULT"""
@@ -96,17 +101,17 @@ async def _prefetch(conn: asyncpg.Connection, batch: list[Recorded]) -> dict[Key
     return rows
 
 
-async def _project(conn: asyncpg.Connection, name: str, done: int, batch: list[Recorded], projection: Any) -> None:
-    """Apply what `batch` holds past `done` and move the tracking position; the caller holds
-    the tracking row's lock."""
+async def _project(conn: asyncpg.Connection, done: int, batch: list[Recorded], projection: Any) -> int:
+    """Apply what `batch` holds past `done`; return the last position applied (or `done`).
+    The caller holds the tracking row's lock and moves it."""
     todo = [recorded for recorded in batch if recorded.position > done]
     if not todo:
-        return
+        return done
     work = _UnitOfWork(await _prefetch(conn, todo))
     for recorded in todo:
         projection.apply(recorded, work)
     await work.flush(conn)
-    await conn.execute("UPDATE tracking SET position = $2 WHERE name = $1", name, todo[-1].position)
+    return todo[-1].position
 
 
 class PostgresViews:
@@ -127,13 +132,13 @@ class PostgresViews:
         return None if body is None else json.loads(body)
 
     async def list_resources(self, org: str, kind: str) -> list[dict[str, Any]]:
-        rows = await self._fetch('SELECT body FROM resources WHERE org = $1 AND kind = $2 ORDER BY name COLLATE "C"',
+        rows = await self._fetch('SELECT body FROM resources WHERE org = $1 AND kind = $2 ORDER BY name',
                                  org, kind)
         return [json.loads(body) for (body,) in rows]
 
     async def list_all(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
         rows = await self._fetch(
-            'SELECT org, body FROM resources WHERE kind = $1 ORDER BY org COLLATE "C", name COLLATE "C"', kind)
+            'SELECT org, body FROM resources WHERE kind = $1 ORDER BY org, name', kind)
         return [(org, json.loads(body)) for org, body in rows]
 
     async def get_run(self, org: str, name: str) -> dict[str, Any] | None:
@@ -157,7 +162,9 @@ class PostgresViews:
     async def apply(self, name: str, batch: list[Recorded], projection: Any) -> None:
         async with self.store.connection() as conn, conn.transaction():
             done = await conn.fetchval(LOCK_TRACKING, name)
-            await _project(conn, name, done, batch, projection)
+            reached = await _project(conn, done, batch, projection)
+            if reached != done:
+                await conn.execute(MOVE_TRACKING, name, reached)
 
     def project_inline(self, name: str, projection: Any) -> None:
         """From now on, project every append inside its own transaction: the read models are
@@ -166,13 +173,16 @@ class PostgresViews:
         process appending without projecting inline), they are projected first, so none is
         ever skipped."""
         async def project(conn: asyncpg.Connection, recorded: list[Recorded]) -> None:
-            done = await conn.fetchval(LOCK_TRACKING, name)
+            done = await conn.fetchval(ADVANCE_TRACKING, name, recorded[-1].position)
+            if done is None:  # the first projection under this name: create its row
+                done = await conn.fetchval(LOCK_TRACKING, name)
+                await conn.execute(MOVE_TRACKING, name, recorded[-1].position)
             first = recorded[0].position
             if done < first - 1:
                 rows = await conn.fetch(f"{SELECT_EVENTS} WHERE position > $1 AND position < $2 ORDER BY position",
                                         done, first)
                 recorded = [recorded_from(row) for row in rows] + recorded
-            await _project(conn, name, done, recorded, projection)
+            await _project(conn, done, recorded, projection)
 
         self.store.in_transaction.append(project)
 
@@ -181,12 +191,12 @@ class PostgresViews:
             await conn.fetchval(LOCK_TRACKING, name)
             await conn.execute("DELETE FROM resources")
             await conn.execute("DELETE FROM runs")
-            await conn.execute("UPDATE tracking SET position = 0 WHERE name = $1", name)
+            await conn.execute(MOVE_TRACKING, name, 0)
 
     async def dump(self) -> dict[str, list]:
         resources = await self._fetch('SELECT org, kind, name, body FROM resources '
-                                      'ORDER BY org COLLATE "C", kind COLLATE "C", name COLLATE "C"')
+                                      'ORDER BY org, kind, name')
         runs = await self._fetch('SELECT org, name, function, modified, body FROM runs '
-                                 'ORDER BY org COLLATE "C", name COLLATE "C"')
+                                 'ORDER BY org, name')
         return {"resources": [(*row[:3], json.loads(row[3])) for row in resources],
                 "runs": [(*row[:4], json.loads(row[4])) for row in runs]}
