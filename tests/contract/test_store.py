@@ -109,6 +109,29 @@ async def test_only_one_of_two_racing_creates_wins(store):
     assert sum(isinstance(o, ConcurrencyConflict) for o in outcomes) == 1
 
 
+async def test_a_stale_append_fails_alone_and_the_rest_of_its_batch_commits(store):
+    log, _ = store
+    first = created("stale")
+    await log.append(first.stream, 0, [first])
+    fresh = [created(f"fresh{i}") for i in range(3)]
+    outcomes = await asyncio.gather(log.append(first.stream, 0, [created("stale")]),
+                                    *(log.append(ev.stream, 0, [ev]) for ev in fresh), return_exceptions=True)
+    assert isinstance(outcomes[0], ConcurrencyConflict)
+    assert sorted(outcomes[1:]) == [2, 3, 4]
+    assert [len(await log.read_stream(ev.stream)) for ev in [first, *fresh]] == [1, 1, 1, 1]
+
+
+async def test_an_append_expecting_more_events_than_the_stream_holds_is_refused(store):
+    log, _ = store
+    first = created("ahead")
+    await log.append(first.stream, 0, [first])
+    with pytest.raises(ConcurrencyConflict):
+        await log.append(first.stream, 3, [created("ahead")])
+    with pytest.raises(ConcurrencyConflict):
+        await log.append("Function:o:never", 1, [created("never")])
+    assert len(await log.read_stream(first.stream)) == 1
+
+
 async def test_read_all_pages_from_a_position(store):
     log, _ = store
     for i in range(5):
