@@ -110,8 +110,13 @@ class PostgresStore:
         with reachable():
             self.pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.pool_size,
                                                   reset=_keep_session, **self._settings())
-        async with self.connection() as conn:
-            await migrate(conn, self.schema)
+        try:
+            async with self.connection() as conn:
+                await migrate(conn, self.schema)
+        except BaseException:
+            self.pool.terminate()
+            self.pool = None
+            raise
         self._listening = asyncio.ensure_future(self._listener.run())
         with suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._listener.listening.wait(), self.timeout)

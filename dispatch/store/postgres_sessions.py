@@ -39,7 +39,8 @@ class Listener:
         self.listening = asyncio.Event()
 
     def _notified(self, conn: asyncpg.Connection, pid: int, channel: str, payload: str) -> None:
-        self.head.advance(int(payload))
+        if payload.isdigit():  # anything else on the channel is not ours
+            self.head.advance(int(payload))
 
     async def run(self) -> None:
         delay = 0.1
