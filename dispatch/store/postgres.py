@@ -99,8 +99,13 @@ class PostgresStore:
         self._leadership = Leadership(self._connect, schema)
 
     def _settings(self) -> dict[str, Any]:
+        # The server ends a session whose client went silent: a writer that died inside its
+        # transaction frees the append lock, and a dead leader its leader locks, within seconds.
+        stall = str(int(max(10.0, 2 * self.timeout) * 1000))
         return {"timeout": self.timeout, "command_timeout": self.timeout,
-                "server_settings": {"search_path": f'"{self.schema}"', "application_name": "dispatch"}}
+                "server_settings": {"search_path": f'"{self.schema}"', "application_name": "dispatch",
+                                    "idle_in_transaction_session_timeout": stall, "tcp_keepalives_idle": "10",
+                                    "tcp_keepalives_interval": "5", "tcp_keepalives_count": "3"}}
 
     async def _connect(self) -> asyncpg.Connection:
         with reachable():

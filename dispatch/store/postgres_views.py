@@ -189,8 +189,7 @@ class PostgresViews:
     async def reset(self, name: str) -> None:
         async with self.store.connection() as conn, conn.transaction():
             await conn.fetchval(LOCK_TRACKING, name)
-            await conn.execute("DELETE FROM resources")
-            await conn.execute("DELETE FROM runs")
+            await conn.execute("TRUNCATE resources, runs")  # a rebuild: faster than DELETE on large tables
             await conn.execute(MOVE_TRACKING, name, 0)
 
     async def dump(self) -> dict[str, list]:
