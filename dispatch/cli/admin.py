@@ -20,12 +20,22 @@ def rebuild_views(
     data_dir: Annotated[
         Optional[Path], typer.Option(help="Data directory of the server.", show_default="~/.dispatch")
     ] = None,
+    store: Annotated[
+        Optional[str], typer.Option(help="sqlite (under --data-dir) or a PostgreSQL URL.", show_default="sqlite")
+    ] = None,
+    namespace: Annotated[
+        Optional[str], typer.Option(help="The PostgreSQL schema of the installation.", show_default="dispatch")
+    ] = None,
 ) -> None:
-    """Rebuild every read model from the event log and print how many records each holds."""
+    """Rebuild every read model from the event log and print how many records each holds.
+
+    Stop the servers first: with SQLite this is enforced; with PostgreSQL, writes made during
+    the rebuild wait for it."""
     # Imported here: the server pulls in its whole stack, which other commands do not need.
     from dispatch import server as embedded
 
-    settings = Settings(**({"data_dir": data_dir} if data_dir is not None else {}))
+    given = {"data_dir": data_dir, "store": store, "namespace": namespace}
+    settings = Settings(**{name: value for name, value in given.items() if value is not None})
     counts = asyncio.run(embedded.rebuild_views(settings))
     state = state_of(ctx)
     if state.output is not None:
