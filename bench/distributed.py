@@ -29,10 +29,19 @@ DATABASE = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1
 
 
 def handler_process(namespace: str, data_dir: Path) -> subprocess.Popen:
-    return subprocess.Popen(
+    """A handlers process, returned once it consumes (it says so in its output)."""
+    log = data_dir.parent / f"handlers-{namespace}.log"
+    process = subprocess.Popen(
         [str(Path(sys.executable).parent / "dispatch"), "server", "--role", "handlers", "--bus", AMQP,
          "--store", DATABASE, "--namespace", namespace, "--data-dir", str(data_dir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=log.open("w"), stderr=subprocess.STDOUT)
+    for _ in range(600):
+        if "handlers are running" in log.read_text():
+            return process
+        if process.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise RuntimeError(f"the handlers process did not start: {log.read_text()[-1000:]}")
 
 
 async def async_runs(server: DispatchServer, session: aiohttp.ClientSession, total: int) -> float:
@@ -91,6 +100,10 @@ async def dispatch_cases(runs: int) -> tuple[dict, float]:
         finally:
             handler.terminate()
             handler.wait(timeout=30)
+    from dispatch.server import drop_installation
+    from dispatch.settings import Settings
+
+    await drop_installation(Settings(bus=AMQP, store=DATABASE, namespace=namespace))
     return blocking, per_s
 
 

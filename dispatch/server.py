@@ -107,3 +107,20 @@ async def rebuild_views(settings: Settings) -> dict[str, int]:
             return {"position": position, "resources": len(dump["resources"]), "runs": len(dump["runs"])}
         finally:
             await platform.store.close()
+
+
+async def drop_installation(settings: Settings) -> None:
+    """Delete everything an installation keeps on its broker and database: every exchange and
+    queue of its namespace, its PostgreSQL schema. For tearing down test and bench installations;
+    the servers must be stopped."""
+    platform = bootstrap(settings.model_copy(update={"role": "all", "handlers": "all"}))
+    destroy = getattr(platform.bus, "destroy", None)
+    if destroy is not None:
+        await destroy()
+    if settings.store != "sqlite":
+        await platform.store.start()
+        try:
+            async with platform.store.connection() as conn:
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{platform.store.schema}" CASCADE')
+        finally:
+            await platform.store.close()

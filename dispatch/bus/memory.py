@@ -11,7 +11,7 @@ import structlog
 from dispatch.errors import DispatchError, Unavailable
 from dispatch.schemas.envelope import Command, Event, Message, decode_envelope
 
-from .ports import DeadLetter, Handler
+from .ports import AnswerFirst, DeadLetter, Handler
 
 log = structlog.get_logger("dispatch.bus")
 
@@ -62,13 +62,9 @@ class InMemoryBus:
         self._spawn(self._deliver(self._command_consumer(command), command))
 
     async def request(self, command: Command, timeout: float) -> Any:
-        task = asyncio.ensure_future(self._deliver(self._command_consumer(command), command))
-        try:
-            return await asyncio.wait_for(asyncio.shield(task), timeout)
-        except asyncio.TimeoutError:
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            raise
+        answered = asyncio.get_running_loop().create_future()
+        self._spawn(self._deliver(self._command_consumer(command), command, answered))
+        return await asyncio.wait_for(asyncio.shield(answered), timeout)
 
     async def publish(self, event: Event) -> None:
         for consumer in self._groups.get(event.type_name(), {}).values():
@@ -109,30 +105,46 @@ class InMemoryBus:
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(_swallow)
 
-    async def _deliver(self, consumer: _Consumer, message: Message) -> Any:
+    async def _deliver(self, consumer: _Consumer, message: Message, answered: asyncio.Future | None = None) -> Any:
         earlier = consumer.first_delivery(message.message_id)
         if earlier is not None:
-            return await earlier
+            try:
+                result = await earlier
+            except BaseException as error:
+                _settle(answered, error=error)
+                raise
+            _settle(answered, result)
+            return result
         outcome = consumer.seen[message.message_id]
         started = time.perf_counter()
+
+        def answer(reply: Any) -> None:
+            _settle(outcome, reply)
+            _settle(answered, reply)
+
         try:
-            result = await self._attempt(consumer, message)
+            result = await self._attempt(consumer, message, answer)
         except BaseException as error:
-            outcome.set_exception(error)
-            outcome.exception()
+            _settle(outcome, error=error)
+            _settle(answered, error=error)
             _log_handled(consumer, message, started, error)
             raise
-        outcome.set_result(result)
+        answer(result)
         _log_handled(consumer, message, started, None)
         return result
 
-    async def _attempt(self, consumer: _Consumer, message: Message) -> Any:
+    async def _attempt(self, consumer: _Consumer, message: Message, answer) -> Any:
         # Round-trip through the wire form so embedded handlers see exactly what a broker delivers.
         message = decode_envelope(message.envelope())
         for attempt in range(1, self.max_attempts + 1):
             try:
                 async with consumer.slots:
-                    return await consumer.handler(message)
+                    result = await consumer.handler(message)
+                    if isinstance(result, AnswerFirst):
+                        answer(result.reply)
+                        await result.then
+                        return result.reply
+                    return result
             except DispatchError:
                 raise
             except asyncio.CancelledError:
@@ -162,6 +174,17 @@ def _log_handled(consumer: _Consumer, message: Message, started: float, error: B
 
 def _describe(error: Exception) -> str:
     return "".join(traceback.format_exception_only(type(error), error)).strip()
+
+
+def _settle(future: asyncio.Future | None, result: Any = None, error: BaseException | None = None) -> None:
+    """Resolve a future once; later outcomes of the same delivery change nothing."""
+    if future is None or future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+        future.exception()  # retrieved: nobody may be waiting any more
+    else:
+        future.set_result(result)
 
 
 def _swallow(task: asyncio.Task) -> None:

@@ -10,6 +10,16 @@ Handler = Callable[[Message], Awaitable[Any]]
 
 
 @dataclass(frozen=True)
+class AnswerFirst:
+    """A handler's reply sent before the rest of its work. The message is settled only once
+    `then` has completed, so a crash in between delivers it again (the handler must recognise
+    the redelivery); a failure of `then` is retried like a failing handler."""
+
+    reply: Any
+    then: Awaitable[None]
+
+
+@dataclass(frozen=True)
 class DeadLetter:
     message_id: str
     type: str

@@ -207,7 +207,7 @@ class RabbitMQBus:
                                              codec.outgoing(command, reply_to), mandatory=True)
         except Unroutable:
             await self._refuse(delivery, command)
-            raise Unavailable(f"no handler for {command.type_name()}") from None
+            raise Unavailable(f"no handler for {command.type_name()}: is a `dispatch server --role handlers` process running?") from None
 
     async def _refuse(self, delivery: Delivery, command: Command) -> None:
         letter = codec.outgoing(command)

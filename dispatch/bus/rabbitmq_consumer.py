@@ -14,7 +14,7 @@ from dispatch.errors import DispatchError, Unavailable
 from dispatch.schemas.envelope import Command, Message, new_id
 
 from . import rabbitmq_codec as codec
-from .ports import Handler
+from .ports import AnswerFirst, Handler
 from .rabbitmq_publisher import Publisher
 from .rabbitmq_topology import Topology
 
@@ -113,8 +113,12 @@ class QueueConsumer:
         name = message.type_name() if self.group is None else f"{self.group}.{message.type_name()}"
         started = time.perf_counter()
         error: BaseException | None = None
+        then = None
         try:
-            body = _reply_body(await handler(message))
+            result = await handler(message)
+            if isinstance(result, AnswerFirst):
+                result, then = result.reply, result.then
+            body = _reply_body(result)
         except DispatchError as refusal:
             error, body = refusal, codec.failure(refusal)
         except asyncio.CancelledError:
@@ -132,8 +136,28 @@ class QueueConsumer:
             body = codec.failure(error)
         self.outcomes.settle(message.message_id, body)
         await self._answer(incoming, body)
+        if then is not None and not await self._finish(incoming, message, then, attempt, name):
+            return
         await _quietly(incoming.ack())
         _log_handled(name, message, started, error)
+
+    async def _finish(self, incoming: AbstractIncomingMessage, message: Message, then, attempt: int,
+                      name: str) -> bool:
+        """The work a handler left for after its answer; the message is acknowledged only once it
+        is done. False when it failed and the message went to a retry or the dead letters."""
+        try:
+            await then
+            return True
+        except Exception as failure:  # noqa: BLE001 - retried, then dead-lettered, like a handler
+            log.warning("work after the answer failed", consumer=name, type=message.type_name(),
+                        attempt=attempt, error=repr(failure), correlation_id=message.correlation_id)
+            self.outcomes.settle(message.message_id, None)
+            if attempt < self.shared.max_attempts:
+                await self._retry(incoming, attempt)
+            else:
+                await self._give_up(incoming, name, codec.describe(failure), attempt)
+            await _quietly(incoming.ack())
+            return False
 
     async def _retry(self, incoming: AbstractIncomingMessage, attempt: int) -> None:
         headers = {codec.ATTEMPT: attempt + 1, codec.DELAY: self.shared.topology.delay_after(attempt)}

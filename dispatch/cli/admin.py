@@ -45,6 +45,24 @@ def rebuild_views(
         typer.echo(f"Rebuilt {view}: {count}")
 
 
+@app.command("drop")
+def drop(
+    bus: Annotated[str, typer.Option(help="Message bus URL (amqp://...).")],
+    store: Annotated[str, typer.Option(help="PostgreSQL URL.")],
+    namespace: Annotated[str, typer.Option(help="The installation's namespace.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: this deletes every run and resource.")] = False,
+) -> None:
+    """Delete an installation: every exchange and queue of its namespace and its PostgreSQL schema.
+
+    Stop its servers first."""
+    from dispatch import server as embedded
+
+    if not yes:
+        raise Rejected(f"this deletes every resource and run of namespace {namespace}; add --yes to confirm")
+    asyncio.run(embedded.drop_installation(Settings(bus=bus, store=store, namespace=namespace)))
+    typer.echo(f"Dropped namespace {namespace}")
+
+
 @app.command("dead-letters")
 def dead_letters(
     ctx: typer.Context,

@@ -76,8 +76,9 @@ class Relay:
         if not batch:
             return
         await self.projected(batch[-1].position)
-        for recorded in batch:
-            await self.bus.publish(recorded.event)
+        # Published together, confirmed together: one broker round trip per batch, not per event.
+        # Order across a batch is not kept; every reaction reads the state it acts on.
+        await asyncio.gather(*(self.bus.publish(recorded.event) for recorded in batch))
         self.position = batch[-1].position
         await self._save()
 

@@ -5,7 +5,8 @@ from functools import partial
 
 import structlog
 
-from dispatch.bus.ports import MessageBus
+from dispatch.bus.ports import AnswerFirst, MessageBus
+from dispatch.errors import DispatchError
 from dispatch.schemas import commands as c
 from dispatch.schemas import events as e
 from dispatch.schemas.resources import Status
@@ -15,22 +16,28 @@ from .execution import Executor
 
 log = structlog.get_logger("dispatch.runs")
 SLOW_RUN_SECONDS = 1.0
+FINISHED = (Status.READY.value, Status.ERROR.value)
 
 
 def _stream(organization: str, run: dict) -> str:
     return f"Run:{organization}:{run['name']}"
 
 
-async def execute_function(cmd: c.ExecuteFunction, events: EventLog, executor: Executor) -> dict:
+async def execute_function(cmd: c.ExecuteFunction, events: EventLog, executor: Executor) -> dict | AnswerFirst:
     """Consumes ExecuteFunction. Blocking: emits RunFinished (preceded by RunAccepted when the run
-    is slow, so it can be followed while it runs). Asynchronous: emits RunAccepted."""
+    is slow, so it can be followed while it runs). Asynchronous: emits RunAccepted, answers, then
+    runs the function and emits RunFinished; the command is settled only after that, so a crash
+    in between delivers it again and the accepted run is finished by whoever gets it."""
     function = await executor.ready_function(cmd.organization, cmd.run["functionName"])
     stamp = int(time.time())
     run = {**cmd.run, "functionId": function["id"], "faasId": function["faasId"],
            "status": Status.INITIALIZED.value, "executedTime": stamp, "modifiedTime": stamp}
     stream = _stream(cmd.organization, run)
     if not run.get("blocking"):
-        return await _record(events, stream, 0, e.RunAccepted(organization=cmd.organization, run=run).caused_by(cmd))
+        accepted = await _record(events, stream, 0, e.RunAccepted(organization=cmd.organization, run=run).caused_by(cmd))
+        if accepted["run"]["status"] in FINISHED:
+            return accepted  # a redelivery of a run already finished
+        return AnswerFirst(accepted, _finish(cmd, events, executor, accepted["run"]))
     work = asyncio.ensure_future(executor.run(cmd.organization, function, run))
     version = 0
     done, _ = await asyncio.wait({work}, timeout=SLOW_RUN_SECONDS)
@@ -44,6 +51,20 @@ async def execute_function(cmd: c.ExecuteFunction, events: EventLog, executor: E
     return answer
 
 
+async def _finish(cmd: c.ExecuteFunction, events: EventLog, executor: Executor, run: dict) -> None:
+    try:
+        function = await executor.ready_function(cmd.organization, run["functionName"])
+        finished = await executor.run(cmd.organization, function, run)
+    except DispatchError as error:  # the function was deleted or stopped being READY meanwhile
+        stamp = int(time.time())
+        finished = {**run, "status": Status.ERROR.value, "finishedTime": stamp, "modifiedTime": stamp,
+                    "error": {"type": "SystemError", "message": error.message, "stacktrace": []},
+                    "reason": [f"error running function: {run['functionName']}: {error.message}"]}
+    answer = await _record(events, _stream(cmd.organization, run), 1,
+                           e.RunFinished(organization=cmd.organization, run=finished).caused_by(cmd))
+    _log_run(answer["run"], cmd)
+
+
 async def _record(events: EventLog, stream: str, version: int, event: e.RunEvent) -> dict:
     """Append a run's event; when an earlier delivery of the same command already recorded the
     run (a redelivery after a crash), answer with what that delivery recorded instead."""
@@ -54,40 +75,10 @@ async def _record(events: EventLog, stream: str, version: int, event: e.RunEvent
         return {"run": recorded.event.run, "position": recorded.position}
 
 
-async def start_run(cmd: c.StartRun, events: EventLog, executor: Executor) -> None:
-    """Consumes StartRun (an accepted asynchronous run); emits RunFinished."""
-    stream = f"Run:{cmd.organization}:{cmd.run_name}"
-    recorded = await events.read_stream(stream)
-    if len(recorded) != 1:
-        return  # already finished: a redelivery
-    run = recorded[0].event.run
-    try:
-        function = await executor.ready_function(cmd.organization, run["functionName"])
-        finished = await executor.run(cmd.organization, function, run)
-    except Exception as error:  # the function vanished or stopped being READY meanwhile
-        stamp = int(time.time())
-        finished = {**run, "status": Status.ERROR.value, "finishedTime": stamp, "modifiedTime": stamp,
-                    "error": {"type": "SystemError", "message": str(error), "stacktrace": []},
-                    "reason": [f"error running function: {run['functionName']}: {error}"]}
-    try:
-        await events.append(stream, 1, [e.RunFinished(organization=cmd.organization, run=finished).caused_by(cmd)])
-    except ConcurrencyConflict:
-        return
-    _log_run(finished, cmd)
-
-
 def _log_run(run: dict, cmd: c.Command) -> None:
     log.info("run", run=run["name"], function=run["functionName"], status=run["status"],
              error=(run.get("error") or {}).get("type"), correlation_id=cmd.correlation_id)
 
 
-async def start_when_accepted(event: e.RunAccepted, bus: MessageBus) -> None:
-    if event.run.get("blocking"):
-        return  # a slow blocking run, already being executed
-    await bus.send(c.StartRun(organization=event.organization, run_name=event.run["name"]).caused_by(event))
-
-
 def register(bus: MessageBus, events: EventLog, executor: Executor) -> None:
     bus.handle(c.ExecuteFunction, partial(execute_function, events=events, executor=executor))
-    bus.handle(c.StartRun, partial(start_run, events=events, executor=executor))
-    bus.subscribe(e.RunAccepted, "runs", partial(start_when_accepted, bus=bus))

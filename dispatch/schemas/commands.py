@@ -74,13 +74,8 @@ class RemoveAPI(ResourceCommand): pass
 
 
 class ExecuteFunction(Command):
-    """Run a function. Blocking: executed at once and answered with the finished run.
-    Asynchronous: recorded as accepted and answered at once; StartRun executes it."""
+    """Run a function. Blocking: answered with the finished run. Asynchronous: answered once the
+    run is recorded as accepted; the same handler then runs it."""
 
     organization: str
     run: dict[str, Any]
-
-
-class StartRun(Command):
-    organization: str
-    run_name: str

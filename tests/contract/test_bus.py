@@ -5,6 +5,7 @@ import uuid
 import pytest
 
 from dispatch.bus.memory import InMemoryBus
+from dispatch.bus.ports import AnswerFirst
 from dispatch.errors import NotFound, Unavailable
 from dispatch.schemas.envelope import Command, Event
 
@@ -184,3 +185,37 @@ async def test_a_message_that_keeps_failing_is_attempted_exactly_max_attempts_ti
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.1)
     assert len(calls) == 3 and len(await bus.dead_letters()) == 1
+
+
+async def test_a_handler_can_answer_before_it_finishes_its_work(bus):
+    release, done = asyncio.Event(), []
+
+    async def later():
+        await release.wait()
+        done.append(True)
+
+    async def handler(message):
+        return AnswerFirst({"accepted": True}, later())
+
+    bus.handle(Ping, handler)
+    assert await bus.request(Ping(), timeout=5) == {"accepted": True}
+    assert done == []
+    release.set()
+    await eventually(lambda: done == [True])
+
+
+async def test_work_after_the_answer_that_fails_is_retried(bus):
+    tries = []
+
+    async def later():
+        tries.append(1)
+        if len(tries) < 2:
+            raise RuntimeError("transient")
+
+    async def handler(message):
+        return AnswerFirst("accepted", later())
+
+    bus.handle(Ping, handler)
+    assert await bus.request(Ping(), timeout=5) == "accepted"
+    await eventually(lambda: len(tries) == 2, timeout=15)
+    assert await bus.dead_letters() == []

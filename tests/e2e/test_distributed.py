@@ -59,12 +59,18 @@ def cluster(tmp_path_factory):
     work = tmp_path_factory.mktemp("cluster")
     (work / "hello.py").write_text(HELLO)
     (work / "seed.yaml").write_text(SEED)
-    running = Cluster(work, f"t{uuid.uuid4().hex[:10]}").start()
-    created = running.gateway.cli("create", "-f", "seed.yaml", "-w", str(work))
-    assert created.returncode == 0, created.stderr
-    running.gateway.wait_status("/v1/function/hello")
-    yield running
-    running.stop()
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    running = Cluster(work, namespace).start()
+    try:
+        created = running.gateway.cli("create", "-f", "seed.yaml", "-w", str(work))
+        assert created.returncode == 0, created.stderr
+        running.gateway.wait_status("/v1/function/hello")
+        yield running
+    finally:
+        running.stop()
+        dropped = running.gateway.cli("admin", "drop", "--bus", AMQP, "--store", DATABASE,
+                                      "--namespace", namespace, "--yes")
+        assert dropped.returncode == 0, dropped.stderr
 
 
 def test_the_quickstart_works_through_a_gateway_and_two_handler_processes(cluster):
