@@ -6,7 +6,6 @@ from functools import partial
 import structlog
 
 from dispatch.bus.ports import AnswerFirst, MessageBus
-from dispatch.errors import DispatchError
 from dispatch.schemas import commands as c
 from dispatch.schemas import events as e
 from dispatch.schemas.resources import Status
@@ -37,7 +36,7 @@ async def execute_function(cmd: c.ExecuteFunction, events: EventLog, executor: E
         accepted = await _record(events, stream, 0, e.RunAccepted(organization=cmd.organization, run=run).caused_by(cmd))
         if accepted["run"]["status"] in FINISHED:
             return accepted  # a redelivery of a run already finished
-        return AnswerFirst(accepted, _finish(cmd, events, executor, accepted["run"]))
+        return AnswerFirst(accepted, _finish(cmd, events, executor, accepted["run"], function))
     work = asyncio.ensure_future(executor.run(cmd.organization, function, run))
     version = 0
     done, _ = await asyncio.wait({work}, timeout=SLOW_RUN_SECONDS)
@@ -51,15 +50,10 @@ async def execute_function(cmd: c.ExecuteFunction, events: EventLog, executor: E
     return answer
 
 
-async def _finish(cmd: c.ExecuteFunction, events: EventLog, executor: Executor, run: dict) -> None:
-    try:
-        function = await executor.ready_function(cmd.organization, run["functionName"])
-        finished = await executor.run(cmd.organization, function, run)
-    except DispatchError as error:  # the function was deleted or stopped being READY meanwhile
-        stamp = int(time.time())
-        finished = {**run, "status": Status.ERROR.value, "finishedTime": stamp, "modifiedTime": stamp,
-                    "error": {"type": "SystemError", "message": error.message, "stacktrace": []},
-                    "reason": [f"error running function: {run['functionName']}: {error.message}"]}
+async def _finish(cmd: c.ExecuteFunction, events: EventLog, executor: Executor, run: dict, function: dict) -> None:
+    """Run an accepted run on the function found READY when the command was handled; every
+    failure ends in the run record (Executor.run records it), none escapes."""
+    finished = await executor.run(cmd.organization, function, run)
     answer = await _record(events, _stream(cmd.organization, run), 1,
                            e.RunFinished(organization=cmd.organization, run=finished).caused_by(cmd))
     _log_run(answer["run"], cmd)
