@@ -83,6 +83,8 @@ def celery_runs(total: int) -> float:
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+        with app.connection_for_write() as connection:
+            connection.default_channel.queue_delete(queue)
         app.close()
 
 
