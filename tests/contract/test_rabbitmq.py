@@ -212,6 +212,7 @@ async def test_the_admin_command_lists_and_replays_dead_letters(buses, amqp_url,
     from dispatch.cli.main import app
 
     bus = buses()
+    buses(retry_delays=RabbitMQBus(amqp_url).topology.retry_delays)  # what the CLI declares, for clean-up
     healthy, done = [], []
 
     async def handler(message):
