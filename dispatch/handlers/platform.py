@@ -9,6 +9,7 @@ import structlog
 from dispatch.bus.ports import MessageBus
 from dispatch.drivers.ports import FunctionRuntime
 from dispatch.drivers.router import BuiltinRouter
+from dispatch.schemas.commands import ExecuteFunction
 from dispatch.schemas.envelope import Command
 from dispatch.settings import Settings
 from dispatch.store.projector import Projector
@@ -65,7 +66,16 @@ class Platform:
         """After a restart: serve READY functions again, re-drive unfinished work."""
         restored = await self.deployments.restore() if "runs" in self.groups else 0
         redriven = await resync_once(self.bus, self.views, older_than=0)
-        log.info("recovered", functions=restored, redriven=redriven)
+        resumed = await self._resume_runs() if "runs" in self.groups and self.settings.bus == "memory" else 0
+        log.info("recovered", functions=restored, redriven=redriven, runs=resumed)
+
+    async def _resume_runs(self) -> int:
+        """Runs accepted but not finished when the process stopped run now. On a broker the
+        unacknowledged command is delivered again instead; only the embedded bus forgets it."""
+        unfinished = await self.views.unfinished_runs()
+        for organization, run in unfinished:
+            await self.bus.send(ExecuteFunction(organization=organization, run={**run, "blocking": False}))
+        return len(unfinished)
 
     async def write(self, command: Command, timeout: float = 30.0) -> dict[str, Any]:
         """Send a command, wait for its reply and for the read models to include its effect."""

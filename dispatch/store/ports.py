@@ -67,6 +67,9 @@ class Views(Protocol):
 
     async def list_runs(self, org: str, function: str | None, since: int | None) -> list[dict[str, Any]]: ...
 
+    async def unfinished_runs(self) -> list[tuple[str, dict[str, Any]]]:
+        """(organization, run) of every run accepted but not finished, for recovery at start."""
+
     async def tracking(self, name: str) -> int: ...
 
     async def set_tracking(self, name: str, position: int) -> None: ...

@@ -151,6 +151,11 @@ class PostgresViews:
             "AND ($3::bigint IS NULL OR modified > $3) ORDER BY modified, seq", org, function, since)
         return [json.loads(body) for (body,) in rows]
 
+    async def unfinished_runs(self) -> list[tuple[str, dict[str, Any]]]:
+        rows = await self._fetch("SELECT org, body FROM runs WHERE body::json->>'status' IN ('INITIALIZED', 'CREATING') "
+                                 "ORDER BY modified, seq")
+        return [(org, json.loads(body)) for org, body in rows]
+
     async def tracking(self, name: str) -> int:
         return await self._value("SELECT COALESCE((SELECT position FROM tracking WHERE name = $1), 0)", name)
 

@@ -71,6 +71,12 @@ class SQLiteViews:
         rows = await self.store.read(lambda: self._query(sql + " ORDER BY modified, rowid", tuple(args)))
         return [json.loads(body) for (body,) in rows]
 
+    async def unfinished_runs(self) -> list[tuple[str, dict[str, Any]]]:
+        rows = await self.store.read(lambda: self._query(
+            "SELECT org, body FROM runs WHERE json_extract(body, '$.status') IN ('INITIALIZED', 'CREATING') "
+            "ORDER BY modified"))
+        return [(org, json.loads(body)) for org, body in rows]
+
     async def tracking(self, name: str) -> int:
         row = self._lookup("SELECT position FROM tracking WHERE name = ?", (name,))
         return 0 if row is None else row[0]

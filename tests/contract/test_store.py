@@ -337,3 +337,15 @@ async def test_a_database_that_stops_answering_is_unavailable_within_seconds(dat
     again = created("after")
     await log.append(again.stream, 0, [again])
     assert [r.event.name for r in await log.read_all(0)] == ["before", "after"]
+
+
+async def test_unfinished_runs_are_the_accepted_ones_not_yet_finished(store):
+    log, views = store
+    projector = Projector(log, views)
+    await projector.catch_up()
+    projector.follow_inline()
+    for name, event_type, status in (("waiting", e.RunAccepted, "INITIALIZED"), ("slow", e.RunAccepted, "CREATING"),
+                                     ("done", e.RunFinished, "READY")):
+        run = {"name": name, "functionName": "f", "status": status, "modifiedTime": 1}
+        await log.append(f"Run:o:{name}", 0, [event_type(organization="o", run=run)])
+    assert sorted(run["name"] for _, run in await views.unfinished_runs()) == ["slow", "waiting"]

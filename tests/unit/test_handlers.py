@@ -6,6 +6,7 @@ import pytest
 from dispatch.errors import Conflict, NotFound, Rejected
 from dispatch.handlers.bootstrap import bootstrap
 from dispatch.schemas import commands as c
+from dispatch.schemas import events as e
 from tests.fakes import InProcessRuntime
 
 from .conftest import HELLO, settled, source_of
@@ -220,3 +221,29 @@ async def test_a_redelivered_run_command_answers_with_the_first_recorded_run(pla
     first = await platform.bus.request(c.ExecuteFunction(organization=ORG, run=run), 10)
     again = await platform.bus.request(c.ExecuteFunction(organization=ORG, run=run), 10)  # a new message id
     assert again["run"] == first["run"] and again["position"] == first["position"]
+
+
+async def test_a_run_accepted_before_a_crash_is_finished_after_the_restart(settings):
+    first = bootstrap(settings, runtime=InProcessRuntime())
+    await first.start()
+    await seed(first)
+    await create_function(first)
+    await settled(first, "Function", "hello")
+    function = await first.views.get_resource(ORG, "Function", "hello")
+    accepted = {"name": "interrupted", "functionName": "hello", "blocking": False, "status": "INITIALIZED",
+                "input": {"name": "a", "place": "b"}, "secrets": [], "faasId": function["faasId"],
+                "functionId": function["id"], "modifiedTime": 1}
+    await first.store.append("Run:o:interrupted", 0, [e.RunAccepted(organization=ORG, run=accepted)])
+    await first.close()  # the process stops before it runs it
+
+    second = bootstrap(settings, runtime=InProcessRuntime())
+    await second.start()
+    try:
+        for _ in range(500):
+            run = await second.views.get_run(ORG, "interrupted")
+            if run["status"] == "READY":
+                break
+            await asyncio.sleep(0.01)
+        assert run["status"] == "READY" and run["output"] == {"myField": "Hello, a from b"}
+    finally:
+        await second.close()
