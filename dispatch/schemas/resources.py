@@ -19,9 +19,6 @@ class Status(str, Enum):
     DELETED = "DELETED"
 
 
-TRANSITIONAL = {Status.INITIALIZED, Status.CREATING, Status.UPDATING, Status.DELETING}
-
-
 class Wire(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
