@@ -3,13 +3,12 @@ from functools import partial
 
 from dispatch.bus.ports import MessageBus
 from dispatch.drivers.ports import BuildFailed, FunctionRuntime
-from dispatch.errors import Conflict
 from dispatch.schemas import commands as c
 from dispatch.schemas import events as e
 from dispatch.schemas.resources import Status
 from dispatch.store.ports import EventLog, Views
 
-from .lifecycle import Loaded, append, changed, create, delete, load, update
+from .lifecycle import append, changed, create, delete, load, unused_by, update
 
 
 async def create_base_image(cmd: c.CreateBaseImage, events: EventLog) -> dict:
@@ -24,11 +23,7 @@ async def update_base_image(cmd: c.UpdateBaseImage, events: EventLog) -> dict:
 
 async def delete_base_image(cmd: c.DeleteBaseImage, events: EventLog, views: Views) -> dict:
     """Consumes DeleteBaseImage; emits BaseImageDeletionRequested. Refused while an image uses it."""
-    async def unused(loaded: Loaded) -> None:
-        users = [i["name"] for i in await views.list_resources(cmd.organization, "Image")
-                 if i.get("baseImageName") == cmd.name and i.get("status") != Status.DELETING.value]
-        if users:
-            raise Conflict(f"{loaded.label} is used by image {', '.join(users)}")
+    unused = unused_by(views, cmd.organization, "Image", "baseImageName")
     return await delete(cmd, events, e.BaseImageDeletionRequested, unused)
 
 

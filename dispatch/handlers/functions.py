@@ -17,7 +17,7 @@ from dispatch.store.ports import BlobStore, ConcurrencyConflict, EventLog, Views
 
 from .deployments import deployment_spec
 from .execution import check_schemas
-from .lifecycle import append, changed, create, delete, load, update
+from .lifecycle import append, broken, changed, create, delete, load, update
 
 log = structlog.get_logger("dispatch.functions")
 DEPLOYABLE = (Status.INITIALIZED.value, Status.CREATING.value, Status.UPDATING.value)
@@ -81,9 +81,9 @@ async def _deploy(cmd: c.DeployFunction, events: EventLog, views: Views, blobs: 
         return  # deleted, already deployed, or superseded by a newer update
     image_name = loaded.existing()["image"]
     image = await views.get_resource(cmd.organization, "Image", image_name)
-    if image is None or image["status"] == Status.ERROR.value:
-        why = "not found" if image is None else f"in ERROR: {'; '.join(image.get('reason') or [])}"
-        await append(events, loaded, cmd, changed(e.FunctionDeployFailed, cmd, Status.ERROR, f"image {image_name} is {why}"))
+    failure = broken(f"image {image_name}", image)
+    if failure:
+        await append(events, loaded, cmd, changed(e.FunctionDeployFailed, cmd, Status.ERROR, failure))
         return
     if image["status"] != Status.READY.value:
         return

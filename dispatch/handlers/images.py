@@ -5,13 +5,13 @@ import structlog
 
 from dispatch.bus.ports import MessageBus
 from dispatch.drivers.ports import BuildFailed, FunctionRuntime, ImageSpec
-from dispatch.errors import Conflict, Rejected
+from dispatch.errors import Rejected
 from dispatch.schemas import commands as c
 from dispatch.schemas import events as e
 from dispatch.schemas.resources import Status
 from dispatch.store.ports import ConcurrencyConflict, EventLog, Views
 
-from .lifecycle import Loaded, append, changed, create, delete, load, update
+from .lifecycle import append, broken, changed, create, delete, load, unused_by, update
 
 log = structlog.get_logger("dispatch.images")
 WAITING = (Status.INITIALIZED.value, Status.CREATING.value, Status.UPDATING.value)
@@ -40,12 +40,7 @@ async def update_image(cmd: c.UpdateImage, events: EventLog, views: Views) -> di
 
 async def delete_image(cmd: c.DeleteImage, events: EventLog, views: Views) -> dict:
     """Consumes DeleteImage; emits ImageDeletionRequested. Refused while a function uses it."""
-    async def unused(loaded: Loaded) -> None:
-        users = [f["name"] for f in await views.list_resources(cmd.organization, "Function")
-                 if f.get("image") == cmd.name and f.get("status") != Status.DELETING.value]
-        if users:
-            raise Conflict(f"{loaded.label} is used by function {', '.join(users)}")
-    return await delete(cmd, events, e.ImageDeletionRequested, unused)
+    return await delete(cmd, events, e.ImageDeletionRequested, unused_by(views, cmd.organization, "Function", "image"))
 
 
 async def build_image(cmd: c.BuildImage, events: EventLog, views: Views, runtime: FunctionRuntime,
@@ -68,10 +63,9 @@ async def _build(cmd: c.BuildImage, events: EventLog, views: Views, runtime: Fun
         return
     state = loaded.existing()
     base = await views.get_resource(cmd.organization, "BaseImage", state["baseImageName"])
-    if base is None or base["status"] == Status.ERROR.value:
-        why = "not found" if base is None else f"in ERROR: {'; '.join(base.get('reason') or [])}"
-        await append(events, loaded, cmd, changed(e.ImageBuildFailed, cmd, Status.ERROR,
-                                                  f"base image {state['baseImageName']} is {why}"))
+    failure = broken(f"base image {state['baseImageName']}", base)
+    if failure:
+        await append(events, loaded, cmd, changed(e.ImageBuildFailed, cmd, Status.ERROR, failure))
         return
     if base["status"] != Status.READY.value:
         return

@@ -145,3 +145,22 @@ async def delete(cmd: Any, events: EventLog, event_type: type,
             organization=cmd.organization, name=cmd.name, modified_time=stamp))
         return reply({**state, "status": Status.DELETING.value, "modifiedTime": stamp}, position)
     return await decide(step)
+
+
+def broken(label: str, dependency: dict[str, Any] | None) -> str | None:
+    """Why a dependency can never become usable (missing, or in ERROR); None while it still may."""
+    if dependency is None:
+        return f"{label} is not found"
+    if dependency["status"] == Status.ERROR.value:
+        return f"{label} is in ERROR: {'; '.join(dependency.get('reason') or [])}"
+    return None
+
+
+def unused_by(views: Any, organization: str, kind: str, field: str) -> Callable[[Loaded], Awaitable[None]]:
+    """A delete check refusing while a live resource of `kind` names this one in `field`."""
+    async def check(loaded: Loaded) -> None:
+        users = [r["name"] for r in await views.list_resources(organization, kind)
+                 if r.get(field) == loaded.name and r.get("status") != Status.DELETING.value]
+        if users:
+            raise Conflict(f"{loaded.label} is used by {LABELS[kind]} {', '.join(users)}")
+    return check
