@@ -14,6 +14,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DISPATCH = str(Path(sys.executable).parent / "dispatch")
+# The base image and image every test's functions use: documents to start a seed file with.
+PYTHON_IMAGE = """
+kind: BaseImage
+name: py-base
+dockerUrl: dispatchframework/python3-base:0.0.13
+language: python3
+---
+kind: Image
+name: py
+baseImageName: py-base
+"""
 
 
 def free_port() -> int:

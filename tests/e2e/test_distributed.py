@@ -8,23 +8,14 @@ import uuid
 
 import pytest
 
-from .conftest import Server
+from .conftest import PYTHON_IMAGE, Server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.rabbitmq, pytest.mark.postgres]
 
 AMQP = os.environ.get("DISPATCH_TEST_AMQP_URL")
 DATABASE = os.environ.get("DISPATCH_TEST_DATABASE_URL")
 HELLO = "def handle(ctx, payload):\n    return {'hello': payload.get('name'), 'n': payload.get('n')}\n"
-SEED = """
-kind: BaseImage
-name: py-base
-dockerUrl: dispatchframework/python3-base:0.0.13
-language: python3
----
-kind: Image
-name: py
-baseImageName: py-base
----
+SEED = PYTHON_IMAGE + """---
 kind: Function
 name: hello
 image: py

@@ -4,7 +4,7 @@ import textwrap
 
 import pytest
 
-from .conftest import Server
+from .conftest import PYTHON_IMAGE, Server
 
 pytestmark = pytest.mark.e2e
 
@@ -16,16 +16,7 @@ FUNCTIONS = {
     "bad_handler.py": "def handle(only_one):\n    return 1\n",
     "hello.py": "def handle(ctx, payload):\n    return {'hello': payload.get('name')}\n",
 }
-SEED = """
-kind: BaseImage
-name: py-base
-dockerUrl: dispatchframework/python3-base:0.0.13
-language: python3
----
-kind: Image
-name: py
-baseImageName: py-base
----
+SEED = PYTHON_IMAGE + """---
 kind: Function
 name: raises
 image: py
@@ -149,7 +140,7 @@ def test_megabytes_of_output_are_capped_not_fatal(server):
 
 def test_everything_survives_a_restart(tmp_path):
     (tmp_path / "hello.py").write_text(FUNCTIONS["hello.py"])
-    (tmp_path / "seed.yaml").write_text(textwrap.dedent(SEED.split("---\nkind: Function")[0]) + textwrap.dedent("""
+    (tmp_path / "seed.yaml").write_text(PYTHON_IMAGE + textwrap.dedent("""
         ---
         kind: Function
         name: hello
