@@ -19,6 +19,18 @@ class Settings(BaseSettings):
     max_payload_bytes: int = 10 * 1024 * 1024
     max_log_bytes: int = 1024 * 1024
     max_workers_per_function: int = 4
+    """Default maxReplicas of a function."""
+    idle_seconds: float = 300.0
+    """Default idle time after which a function's workers above minReplicas stop."""
+    max_queued_runs: int = 1000
+    """Runs of one function waiting for a worker before new ones are refused (503)."""
+    runtime: str = "local"
+    """Where functions run: `local` (processes on this host), `docker` or `kubernetes`."""
+    docker_url: str | None = None
+    """The Docker engine's address (default: DOCKER_HOST, else the local socket)."""
+    kubernetes_namespace: str = "default"
+    kubeconfig: Path | None = None
+    """Kubeconfig file; default: in-cluster configuration, else ~/.kube/config."""
     log_level: str = "info"
 
     bus: str = "memory"

@@ -37,6 +37,17 @@ class DeploymentSpec:
     source: bytes
     handler: str = ""
     timeout_ms: int = 0
+    min_replicas: int | None = None
+    """None: the runtime's default (see Settings)."""
+    max_replicas: int | None = None
+    concurrency: int | None = None
+    idle_seconds: int | None = None
+    memory_mb: int | None = None
+    cpu_seconds: int | None = None
+    cpus: float | None = None
+    secrets: tuple[str, ...] = ()
+    """Names of the secrets the function reads; their values reach it per run in context.secrets."""
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass

@@ -20,9 +20,15 @@ async def deployment_spec(loaded: Loaded, image: dict, blobs: BlobStore) -> Depl
     data = await blobs.get_blob(source.source_digest)
     if data is None:
         raise BuildFailed(f"the source of {loaded.label} is missing from the blob store")
+    scale, limits = state.get("scale") or {}, state.get("limits") or {}
     return DeploymentSpec(faas_id=state["faasId"], name=loaded.name, organization=loaded.organization,
                           language=image["language"], image_location=image["dockerUrl"], source=data,
-                          handler=state.get("handler") or "", timeout_ms=state.get("timeout") or 0)
+                          handler=state.get("handler") or "", timeout_ms=state.get("timeout") or 0,
+                          min_replicas=scale.get("minReplicas"), max_replicas=scale.get("maxReplicas"),
+                          concurrency=scale.get("concurrency"), idle_seconds=scale.get("idleSeconds"),
+                          memory_mb=limits.get("memoryMB"), cpu_seconds=limits.get("cpuSeconds"),
+                          cpus=limits.get("cpus"), secrets=tuple(state.get("secrets") or ()),
+                          labels=tuple((t["key"], t.get("value", "")) for t in state.get("tags") or ()))
 
 
 class Deployments:

@@ -82,6 +82,27 @@ class FunctionSchema(Wire):
     out: dict[str, Any] | None = None
 
 
+class FunctionScale(Wire):
+    """How a function's workers scale; unset fields take the server's defaults."""
+
+    min_replicas: int | None = Field(default=None, ge=0)
+    max_replicas: int | None = Field(default=None, ge=1)
+    concurrency: int | None = Field(default=None, ge=1)
+    """Runs in flight per worker at once."""
+    idle_seconds: int | None = Field(default=None, ge=0)
+    """Idle time after which workers above minReplicas stop (scale to zero when minReplicas is 0)."""
+
+
+class FunctionLimits(Wire):
+    """What the OS (or the container engine) enforces on each worker of a function."""
+
+    memory_mb: int | None = Field(default=None, ge=16, alias="memoryMB")
+    cpu_seconds: int | None = Field(default=None, ge=1)
+    """CPU time a worker may use before it is killed (local runtime)."""
+    cpus: float | None = Field(default=None, gt=0)
+    """Share of CPU cores (containers)."""
+
+
 class Function(Resource):
     image: str
     handler: str = ""
@@ -91,6 +112,8 @@ class Function(Resource):
     secrets: list[str] = Field(default_factory=list)
     services: list[str] = Field(default_factory=list)
     timeout: int = Field(default=0, ge=0)
+    scale: FunctionScale = Field(default_factory=FunctionScale)
+    limits: FunctionLimits = Field(default_factory=FunctionLimits)
     function_image_url: str = Field(default="", alias="functionImageURL")
     faas_id: str = ""
 
