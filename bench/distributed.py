@@ -61,7 +61,7 @@ async def async_runs(server: DispatchServer, session: aiohttp.ClientSession, tot
         finished = sum(1 for r in runs if r["status"] in ("READY", "ERROR") and not r["blocking"])
         if finished >= total:
             return total / (time.perf_counter() - started)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.25)
 
 
 def celery_runs(total: int) -> float:

@@ -11,6 +11,7 @@ import structlog
 from aiohttp import web
 
 from dispatch.errors import Unavailable
+from dispatch.gateway.accepted import AcceptedRuns
 from dispatch.gateway.app import create_api_app, create_app
 from dispatch.gateway.logs import configure_logging
 from dispatch.handlers.bootstrap import bootstrap
@@ -64,8 +65,9 @@ async def _serve(settings: Settings, on_ready: Callable[[], Awaitable[None]] | N
     await platform.start()
     runners = []
     try:
-        listening = ((create_app(settings, platform), settings.port),
-                     (create_api_app(settings, platform), settings.api_port)) if platform.serves_http else ()
+        accepted = AcceptedRuns()
+        listening = ((create_app(settings, platform, accepted), settings.port),
+                     (create_api_app(settings, platform, accepted), settings.api_port)) if platform.serves_http else ()
         for app, port in listening:
             runners.append(await _listen(app, settings.host, port))
         log.info("started", role=settings.role, handlers=sorted(platform.groups), bus=_safe(settings.bus),

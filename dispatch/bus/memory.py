@@ -35,6 +35,8 @@ class _Consumer:
 
 
 class InMemoryBus:
+    durable = False  # a sent command lives in this process only
+
     def __init__(self, max_attempts: int = 5, retry_delay: float = 0.05, prefetch: int = 256):
         self.max_attempts = max_attempts
         self.retry_delay = retry_delay

@@ -30,6 +30,10 @@ class DeadLetter:
 
 
 class MessageBus(Protocol):
+    durable: bool
+    """True when a command whose send() returned survives a crash of any process (RabbitMQ's
+    confirmed publish to a durable queue); False for the in-memory bus."""
+
     def handle(self, command_type: type[Command], handler: Handler) -> None:
         """Register the one handler of a command type; its return value is the reply."""
 

@@ -32,6 +32,8 @@ class _Group:
 
 
 class RabbitMQBus:
+    durable = True  # sends are confirmed into durable quorum queues
+
     def __init__(self, url: str, namespace: str = "dispatch", prefetch: int = 64, max_attempts: int = 5,
                  retry_delays: tuple[float, ...] = (0.1, 0.5, 2.0, 10.0), outage_wait: float = 30.0,
                  close_wait: float = 10.0):

@@ -8,6 +8,7 @@ from . import runs, system, user_api
 from .context import SETTINGS
 from .errors import errors_middleware
 from .logs import request_log
+from .accepted import ACCEPTED, AcceptedRuns
 from .resources import KINDS, PLATFORM, ResourceEndpoints
 from .shapes import function_source, present_secret, sealed_secret
 
@@ -15,10 +16,12 @@ SHAPES = {"Function": {"prepare": function_source},
           "Secret": {"prepare": sealed_secret, "present": present_secret}}
 
 
-def create_app(settings: Settings, platform: Platform) -> web.Application:
+def create_app(settings: Settings, platform: Platform, accepted: AcceptedRuns | None = None) -> web.Application:
+    """The `/v1` API. `accepted` is shared with the user-API app of the same process."""
     app = web.Application(middlewares=[request_log, errors_middleware], client_max_size=settings.max_payload_bytes)
     app[SETTINGS] = settings
     app[PLATFORM] = platform
+    app[ACCEPTED] = accepted or AcceptedRuns()
     for kind in KINDS:
         app.add_routes(ResourceEndpoints(kind, **SHAPES.get(kind.name, {})).routes())
     app.add_routes(runs.routes())
@@ -26,9 +29,10 @@ def create_app(settings: Settings, platform: Platform) -> web.Application:
     return app
 
 
-def create_api_app(settings: Settings, platform: Platform) -> web.Application:
+def create_api_app(settings: Settings, platform: Platform, accepted: AcceptedRuns | None = None) -> web.Application:
     app = web.Application(middlewares=[request_log], client_max_size=settings.max_payload_bytes)
     app[SETTINGS] = settings
     app[PLATFORM] = platform
+    app[ACCEPTED] = accepted or AcceptedRuns()
     app.router.add_route("*", "/{tail:.*}", user_api.serve)
     return app

@@ -1,5 +1,6 @@
 """`/v1/runs`: execute a function (blocking or not) and read the recorded runs."""
 import asyncio
+import time
 from typing import Any
 
 from aiohttp import web
@@ -10,6 +11,7 @@ from dispatch.schemas.commands import ExecuteFunction
 from dispatch.schemas.envelope import new_id
 from dispatch.schemas.resources import Run
 
+from .accepted import ACCEPTED, AcceptedRuns
 from .context import SETTINGS, application_filter, correlation_id, matches_application, organization
 from .errors import loads
 from .resources import PLATFORM
@@ -24,12 +26,13 @@ def new_run(function: str, body: dict[str, Any]) -> dict[str, Any]:
             "status": "INITIALIZED", "logs": {"stdout": [], "stderr": []}, "reason": None}
 
 
-async def execute(platform, organization_name: str, run: dict, correlation: str, wait: float) -> tuple[int, dict]:
+async def execute(platform, accepted: AcceptedRuns, organization_name: str, run: dict, correlation: str,
+                  wait: float) -> tuple[int, dict]:
     """Send the run; answer 200 with the finished run when blocking (202 with the run still in
-    progress when the wait cap passes), 202 at once otherwise."""
-    command = ExecuteFunction(organization=organization_name, run=run, correlation_id=correlation)
+    progress when the wait cap passes), 202 once it is accepted otherwise."""
     if not run["blocking"]:
-        return 202, (await platform.write(command))["run"]
+        return 202, await _accept(platform, accepted, organization_name, run, correlation)
+    command = ExecuteFunction(organization=organization_name, run=run, correlation_id=correlation)
     try:
         answer = await platform.bus.request(command, wait)
     except asyncio.TimeoutError:
@@ -40,6 +43,23 @@ async def execute(platform, organization_name: str, run: dict, correlation: str,
     except asyncio.TimeoutError:
         pass  # the run is finished and in the log; a slow projection must not fail the answer
     return 200, answer["run"]
+
+
+async def _accept(platform, accepted: AcceptedRuns, organization_name: str, run: dict, correlation: str) -> dict:
+    """An asynchronous run is accepted once nothing can lose it: on a durable bus, once its
+    command is confirmed (a handler records the run when it runs it); on the in-memory bus, once
+    a handler recorded it as accepted, so that a restart runs it."""
+    if not platform.bus.durable:
+        command = ExecuteFunction(organization=organization_name, run=run, correlation_id=correlation)
+        return (await platform.write(command))["run"]
+    function = await accepted.ready_function(platform.views, organization_name, run["functionName"])
+    stamp = int(time.time())
+    run = {**run, "functionId": function["id"], "faasId": function["faasId"], "executedTime": stamp,
+           "modifiedTime": stamp}
+    await platform.bus.send(ExecuteFunction(organization=organization_name, run=run, correlation_id=correlation,
+                                            record_acceptance=False))
+    accepted.remember(organization_name, run)
+    return run
 
 
 async def create_run(request: web.Request) -> web.Response:
@@ -61,7 +81,7 @@ async def create_run(request: web.Request) -> web.Response:
     run = new_run(function, payload)
     if wanted is not None and not matches_application(run, wanted):
         run["tags"].append({"key": "Application", "value": wanted})  # so `get runs -a NAME` lists it
-    status, result = await execute(request.app[PLATFORM], organization(request), run,
+    status, result = await execute(request.app[PLATFORM], request.app[ACCEPTED], organization(request), run,
                                    correlation_id(request), request.app[SETTINGS].blocking_wait_seconds)
     return web.json_response(result, status=status)
 
@@ -87,6 +107,8 @@ async def get_run(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     wanted = application_filter(request)
     run = await request.app[PLATFORM].views.get_run(organization(request), name)
+    if run is None:
+        run = request.app[ACCEPTED].get(organization(request), name)
     function = request.query.get("functionName")
     if run is None or (function and run["functionName"] != function) or not matches_application(run, wanted):
         raise NotFound(f"function run {name} not found")

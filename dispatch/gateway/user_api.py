@@ -7,6 +7,7 @@ from multidict import MultiMapping
 from dispatch.drivers.ports import Route
 from dispatch.errors import DispatchError
 
+from .accepted import ACCEPTED
 from .context import SETTINGS, correlation_id
 from .errors import error_response, loads
 from .resources import PLATFORM
@@ -128,7 +129,7 @@ async def serve(request: web.Request) -> web.StreamResponse:
     context = http_context(request, route.organization)
     run = new_run(route.function, {"blocking": blocking, "input": payload, "httpContext": context})
     try:
-        status, result = await execute(platform, route.organization, run, correlation_id(request),
+        status, result = await execute(platform, request.app[ACCEPTED], route.organization, run, correlation_id(request),
                                        request.app[SETTINGS].blocking_wait_seconds)
     except DispatchError as error:
         return _answer(route, run, error_response(error.status, error.message))

@@ -11,6 +11,7 @@ from .adapters import bus_from, handler_groups, runtime_from, secret_box_from, s
 from .deployments import Deployments
 from .execution import Executor, Secrets
 from .platform import Platform
+from .ready import ReadyFunctions, follow_functions
 
 
 def bootstrap(settings: Settings, bus: MessageBus | None = None,
@@ -22,7 +23,8 @@ def bootstrap(settings: Settings, bus: MessageBus | None = None,
     router = BuiltinRouter(settings.default_organization)
     box = secret_box_from(settings)
     deployments = Deployments(store, views, store, runtime)
-    executor = Executor(views, runtime, Secrets(views, box), deployments)
+    ready = ReadyFunctions(views)
+    executor = Executor(ready, runtime, Secrets(views, box), deployments)
 
     if "images" in groups:
         base_images.register(bus, store, views, runtime)
@@ -35,6 +37,7 @@ def bootstrap(settings: Settings, bus: MessageBus | None = None,
         apis.register(bus, store, views, router)
     if "runs" in groups:
         runs.register(bus, store, executor)
+        follow_functions(bus, ready)
     if settings.role in ("all", "gateway"):
         apis.follow_routes(bus, views, router)
     return Platform(settings, bus, store, views, runtime, router, box, Projector(store, views),

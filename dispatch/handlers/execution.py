@@ -8,12 +8,13 @@ from jsonschema import validators
 from jsonschema.exceptions import SchemaError
 
 from dispatch.drivers.ports import FunctionRuntime, Invocation, NotDeployed
-from dispatch.errors import Conflict, NotFound, Rejected
+from dispatch.errors import Rejected
 from dispatch.schemas.resources import Status
 from dispatch.store.ports import Views
 from dispatch.store.sealing import SecretBox
 
 from .deployments import Deployments
+from .ready import ReadyFunctions
 
 
 def check_schemas(schema: dict | None) -> None:
@@ -47,23 +48,15 @@ def _error(kind: str, message: str) -> Invocation:
 
 
 class Executor:
-    def __init__(self, views: Views, runtime: FunctionRuntime, secrets: Secrets, deployments: Deployments):
-        self.views = views
+    def __init__(self, ready: ReadyFunctions, runtime: FunctionRuntime, secrets: Secrets, deployments: Deployments):
+        self.ready = ready
         self.runtime = runtime
         self.secrets = secrets
         self.deployments = deployments
         self._validators: dict[tuple[str, str], Any] = {}
 
     async def ready_function(self, organization: str, name: str) -> dict:
-        function = await self.views.get_resource(organization, "Function", name)
-        if function is None:
-            raise NotFound(f"function {name} not found")
-        if function["status"] != Status.READY.value:
-            why = function["status"]
-            if function.get("reason"):
-                why += ": " + "; ".join(function["reason"])
-            raise Conflict(f"function {name} is not READY (status {why})")
-        return function
+        return await self.ready.get(organization, name)
 
     def _validate(self, function: dict, direction: str, value: Any) -> str | None:
         document = (function.get("schema") or {}).get(direction)

@@ -1,5 +1,5 @@
 """Publishes the log to the bus's events from a tracked position: the log is the truth, the bus
-delivers. Events are published only once the read models include them, so a reaction that reads
+delivers (events marked not `relayed` stay in the log). Events are published only once the read models include them, so a reaction that reads
 a view never sees it older than the event it reacts to.
 
 Where the store reports its commits, the relay takes the events from there instead of reading
@@ -78,7 +78,7 @@ class Relay:
         await self.projected(batch[-1].position)
         # Published together, confirmed together: one broker round trip per batch, not per event.
         # Order across a batch is not kept; every reaction reads the state it acts on.
-        await asyncio.gather(*(self.bus.publish(recorded.event) for recorded in batch))
+        await asyncio.gather(*(self.bus.publish(r.event) for r in batch if r.event.relayed))
         self.position = batch[-1].position
         await self._save()
 

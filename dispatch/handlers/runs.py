@@ -6,6 +6,7 @@ from functools import partial
 import structlog
 
 from dispatch.bus.ports import AnswerFirst, MessageBus
+from dispatch.errors import DispatchError
 from dispatch.schemas import commands as c
 from dispatch.schemas import events as e
 from dispatch.schemas.resources import Status
@@ -18,25 +19,27 @@ SLOW_RUN_SECONDS = 1.0
 FINISHED = (Status.READY.value, Status.ERROR.value)
 
 
-def _stream(organization: str, run: dict) -> str:
-    return f"Run:{organization}:{run['name']}"
-
-
 async def execute_function(cmd: c.ExecuteFunction, events: EventLog, executor: Executor) -> dict | AnswerFirst:
-    """Consumes ExecuteFunction. Blocking: emits RunFinished (preceded by RunAccepted when the run
-    is slow, so it can be followed while it runs). Asynchronous: emits RunAccepted, answers, then
-    runs the function and emits RunFinished; the command is settled only after that, so a crash
-    in between delivers it again and the accepted run is finished by whoever gets it."""
-    function = await executor.ready_function(cmd.organization, cmd.run["functionName"])
+    """Consumes ExecuteFunction. Asynchronous with record_acceptance: emits RunAccepted, answers,
+    then runs the function and emits RunFinished; the command is settled only after that, so a
+    crash in between delivers it again and the accepted run is finished by whoever gets it.
+    Otherwise: emits RunFinished, preceded by RunAccepted when the run is slow so that it can be
+    followed while it runs."""
+    stream = f"Run:{cmd.organization}:{cmd.run['name']}"
+    try:
+        function = await executor.ready_function(cmd.organization, cmd.run["functionName"])
+    except DispatchError as refusal:
+        if cmd.run.get("blocking") or cmd.record_acceptance:
+            raise  # the caller is waiting and gets the refusal
+        return await _record(events, stream, 0, _refused(cmd, refusal))  # already answered 202
     stamp = int(time.time())
     run = {**cmd.run, "functionId": function["id"], "faasId": function["faasId"],
            "status": Status.INITIALIZED.value, "executedTime": stamp, "modifiedTime": stamp}
-    stream = _stream(cmd.organization, run)
-    if not run.get("blocking"):
+    if not run.get("blocking") and cmd.record_acceptance:
         accepted = await _record(events, stream, 0, e.RunAccepted(organization=cmd.organization, run=run).caused_by(cmd))
         if accepted["run"]["status"] in FINISHED:
             return accepted  # a redelivery of a run already finished
-        return AnswerFirst(accepted, _finish(cmd, events, executor, accepted["run"], function))
+        return AnswerFirst(accepted, _finish(cmd, events, executor, stream, accepted["run"], function))
     work = asyncio.ensure_future(executor.run(cmd.organization, function, run))
     version = 0
     done, _ = await asyncio.wait({work}, timeout=SLOW_RUN_SECONDS)
@@ -44,29 +47,43 @@ async def execute_function(cmd: c.ExecuteFunction, events: EventLog, executor: E
         started = {**run, "status": Status.CREATING.value}
         await _record(events, stream, 0, e.RunAccepted(organization=cmd.organization, run=started).caused_by(cmd))
         version = 1
-    finished = await work
-    answer = await _record(events, stream, version, e.RunFinished(organization=cmd.organization, run=finished).caused_by(cmd))
+    answer = await _record(events, stream, version,
+                           e.RunFinished(organization=cmd.organization, run=await work).caused_by(cmd))
     _log_run(answer["run"], cmd)
     return answer
 
 
-async def _finish(cmd: c.ExecuteFunction, events: EventLog, executor: Executor, run: dict, function: dict) -> None:
+async def _finish(cmd: c.ExecuteFunction, events: EventLog, executor: Executor, stream: str, run: dict,
+                  function: dict) -> None:
     """Run an accepted run on the function found READY when the command was handled; every
     failure ends in the run record (Executor.run records it), none escapes."""
     finished = await executor.run(cmd.organization, function, run)
-    answer = await _record(events, _stream(cmd.organization, run), 1,
-                           e.RunFinished(organization=cmd.organization, run=finished).caused_by(cmd))
+    answer = await _record(events, stream, 1, e.RunFinished(organization=cmd.organization, run=finished).caused_by(cmd))
     _log_run(answer["run"], cmd)
 
 
+def _refused(cmd: c.ExecuteFunction, refusal: DispatchError) -> e.RunFinished:
+    """An accepted run whose function was deleted or stopped being READY before it ran."""
+    stamp = int(time.time())
+    run = {**cmd.run, "status": Status.ERROR.value, "output": None, "executedTime": stamp, "finishedTime": stamp,
+           "modifiedTime": stamp, "error": {"type": "SystemError", "message": refusal.message, "stacktrace": []},
+           "reason": [f"error running function: {cmd.run['functionName']}: {refusal.message}"]}
+    return e.RunFinished(organization=cmd.organization, run=run).caused_by(cmd)
+
+
 async def _record(events: EventLog, stream: str, version: int, event: e.RunEvent) -> dict:
-    """Append a run's event; when an earlier delivery of the same command already recorded the
-    run (a redelivery after a crash), answer with what that delivery recorded instead."""
-    try:
-        return {"run": event.run, "position": await events.append(stream, version, [event])}
-    except ConcurrencyConflict:
-        recorded = (await events.read_stream(stream))[-1]
-        return {"run": recorded.event.run, "position": recorded.position}
+    """Append a run's event. When an earlier delivery of the same command got there first (a
+    redelivery after a crash), answer with the run it recorded if that run is finished or this
+    is the acceptance; otherwise record the finish after what is there."""
+    while True:
+        try:
+            return {"run": event.run, "position": await events.append(stream, version, [event])}
+        except ConcurrencyConflict:
+            recorded = await events.read_stream(stream)
+            last = recorded[-1]
+            if last.event.run["status"] in FINISHED or isinstance(event, e.RunAccepted):
+                return {"run": last.event.run, "position": last.position}
+            version = len(recorded)
 
 
 def _log_run(run: dict, cmd: c.Command) -> None:

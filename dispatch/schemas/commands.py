@@ -74,8 +74,11 @@ class RemoveAPI(ResourceCommand): pass
 
 
 class ExecuteFunction(Command):
-    """Run a function. Blocking: answered with the finished run. Asynchronous: answered once the
-    run is recorded as accepted; the same handler then runs it."""
+    """Run a function. Blocking: answered with the finished run. Asynchronous with
+    `record_acceptance`: answered once the run is recorded as accepted; the same handler then runs
+    it. Without it the sender already answered the client, because the bus keeps the command
+    across crashes: the handler runs it and records it once, like a blocking run."""
 
     organization: str
     run: dict[str, Any]
+    record_acceptance: bool = True

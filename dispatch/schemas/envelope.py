@@ -58,6 +58,9 @@ class Command(Message):
 class Event(Message):
     """A fact that happened, with any number of subscribers."""
 
+    relayed: ClassVar[bool] = True
+    """False for facts that only the read models need: the relay leaves them in the log."""
+
 
 class UnknownMessage(Exception):
     pass

@@ -99,6 +99,10 @@ class APIDeleted(ResourceDeleted): pass
 
 
 class RunEvent(Event):
+    # Runs are read from the read models and no reaction consumes their events; relaying them
+    # would double the broker's work on the hot path.
+    relayed = False
+
     organization: str
     run: dict[str, Any]
 

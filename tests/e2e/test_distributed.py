@@ -14,7 +14,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.rabbitmq, pytest.mark.postgres]
 
 AMQP = os.environ.get("DISPATCH_TEST_AMQP_URL")
 DATABASE = os.environ.get("DISPATCH_TEST_DATABASE_URL")
-HELLO = "def handle(ctx, payload):\n    return {'hello': payload.get('name'), 'n': payload.get('n')}\n"
+HELLO = """import time
+def handle(ctx, payload):
+    time.sleep(payload.get('sleep', 0))
+    return {'hello': payload.get('name'), 'n': payload.get('n')}
+"""
 SEED = PYTHON_IMAGE + """---
 kind: Function
 name: hello
@@ -94,6 +98,15 @@ def wait_all_finished(gateway, names: set[str], timeout: float = 120) -> dict[st
         time.sleep(0.5)
     missing = [n for n in names if runs.get(n, {}).get("status") not in ("READY", "ERROR")]
     raise AssertionError(f"{len(missing)} of {len(names)} runs never finished")
+
+
+def test_an_async_run_can_be_followed_from_the_moment_it_is_accepted(cluster):
+    answer = cluster.gateway.http("POST", "/v1/runs?functionName=hello", {"input": {"n": 1, "sleep": 0.5}})
+    assert answer.status == 202 and answer.json()["status"] == "INITIALIZED"
+    name = answer.json()["name"]
+    followed = cluster.gateway.http("GET", f"/v1/runs/{name}")  # the handler records it when it ends
+    assert followed.status == 200 and followed.json()["status"] == "INITIALIZED"
+    assert wait_all_finished(cluster.gateway, {name})[name]["output"]["n"] == 1
 
 
 def test_a_killed_handler_process_loses_no_accepted_run(cluster):

@@ -130,6 +130,45 @@ async def test_an_async_run_is_accepted_then_finishes(platform):
     assert recorded["output"] == {"myField": "Hello, A from B"}
 
 
+async def finished_run(platform, name: str) -> dict:
+    for _ in range(500):
+        recorded = await platform.views.get_run(ORG, name)
+        if recorded and recorded["status"] in ("READY", "ERROR"):
+            return recorded
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"run {name} never finished")
+
+
+async def test_a_run_already_accepted_by_the_gateway_is_run_and_recorded_once(platform):
+    await seed(platform)
+    await create_function(platform)
+    await settled(platform, "Function", "hello")
+    run = {"name": "sent-1", "functionName": "hello", "blocking": False, "input": {"name": "A", "place": "B"}}
+    await platform.bus.send(c.ExecuteFunction(organization=ORG, run=run, record_acceptance=False))
+    recorded = await finished_run(platform, "sent-1")
+    assert recorded["output"] == {"myField": "Hello, A from B"} and recorded["faasId"]
+    assert [type(r.event) for r in await platform.store.read_stream(f"Run:{ORG}:sent-1")] == [e.RunFinished]
+
+
+async def test_a_run_accepted_for_a_function_deleted_since_is_recorded_as_failed(platform):
+    run = {"name": "sent-2", "functionName": "gone", "blocking": False, "input": {}}
+    await platform.bus.send(c.ExecuteFunction(organization=ORG, run=run, record_acceptance=False))
+    recorded = await finished_run(platform, "sent-2")
+    assert recorded["status"] == "ERROR" and recorded["error"]["message"] == "function gone not found"
+    assert recorded["reason"] == ["error running function: gone: function gone not found"]
+
+
+async def test_an_updated_function_runs_its_new_code_at_once(platform):
+    await seed(platform)
+    await create_function(platform, source=b"def handle(c, p):\n    return 'v1'\n")
+    await settled(platform, "Function", "hello")
+    assert (await execute(platform, payload={}))["output"] == "v1"  # the READY function is now kept
+    await platform.write(c.UpdateFunction(organization=ORG, name="hello", source=source_of(
+        {"hello.py": b"def handle(c, p):\n    return 'v2'\n"}), resource={"name": "hello", "image": "py", "handler": ""}))
+    await settled(platform, "Function", "hello")
+    assert (await execute(platform, payload={}))["output"] == "v2"
+
+
 async def test_secrets_reach_the_function_but_never_the_log_in_plain_text(platform):
     await seed(platform)
     sealed = platform.box.seal({"password": "open-sesame"})
