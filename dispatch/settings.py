@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     kubernetes_namespace: str = "default"
     kubeconfig: Path | None = None
     """Kubeconfig file; default: in-cluster configuration, else ~/.kube/config."""
+    kubernetes_service_url: str | None = None
+    """Where a function's Service answers, with {service}, {namespace} and {port}; default: cluster DNS,
+    http://{service}.{namespace}.svc.cluster.local:{port}/. From outside the cluster, through `kubectl proxy`:
+    http://127.0.0.1:8001/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy/"""
     log_level: str = "info"
 
     bus: str = "memory"

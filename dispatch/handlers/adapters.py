@@ -43,6 +43,14 @@ def store_from(settings: Settings) -> tuple[Any, Any]:
 
 
 def runtime_from(settings: Settings) -> FunctionRuntime:
+    if settings.runtime == "kubernetes":
+        from dispatch.drivers.kubernetes import DEFAULT_SERVICE_URL, KubernetesRuntime, Options
+
+        options = Options(namespace=settings.kubernetes_namespace, installation=settings.namespace,
+                          max_replicas=settings.max_workers_per_function, idle_seconds=settings.idle_seconds,
+                          max_log_bytes=settings.max_log_bytes)
+        return KubernetesRuntime(options, kubeconfig=settings.kubeconfig,
+                                 service_url=settings.kubernetes_service_url or DEFAULT_SERVICE_URL)
     from dispatch.drivers.local import LocalRuntime  # it knows about processes: only when chosen
 
     root = settings.data_dir / "runtime"

@@ -1,0 +1,148 @@
+"""The few Kubernetes API calls the runtime makes, on plain dicts in wire form, through kubernetes-asyncio."""
+import json
+from typing import Callable
+
+import aiohttp
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.rest import ApiException
+from kubernetes_asyncio.config import ConfigException
+
+from dispatch.drivers.kubernetes.manifests import APPLIED, applied_digest
+
+_KINDS = {
+    "Secret": (client.CoreV1Api, "secret"),
+    "Service": (client.CoreV1Api, "service"),
+    "Pod": (client.CoreV1Api, "pod"),
+    "Deployment": (client.AppsV1Api, "deployment"),
+    "HorizontalPodAutoscaler": (client.AutoscalingV2Api, "horizontal_pod_autoscaler"),
+}
+Keep = Callable[[dict, dict], None]
+"""Copies into a replacing body what the live object holds and Dispatch must not reset."""
+
+
+class KubernetesFailed(Exception):
+    """The API could not be reached or refused a request; the message says which and why."""
+
+
+async def connect(kubeconfig: str | None) -> client.ApiClient:
+    """The kubeconfig file when one is named, else the pod's service account, else ~/.kube/config."""
+    configuration = client.Configuration()
+    try:
+        if kubeconfig is None:
+            try:
+                config.load_incluster_config(client_configuration=configuration)
+                return client.ApiClient(configuration)
+            except ConfigException:
+                pass
+        await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    except (ConfigException, OSError, ValueError) as error:
+        raise KubernetesFailed(f"no usable Kubernetes configuration: {error}") from None
+    return client.ApiClient(configuration)
+
+
+class Objects:
+    def __init__(self, api: client.ApiClient, namespace: str):
+        self.api = api
+        self.namespace = namespace
+        self._apis: dict[type, object] = {}
+
+    async def get(self, kind: str, name: str) -> dict | None:
+        try:
+            return await self._call(kind, "read", name)
+        except KubernetesFailed as error:
+            if _status(error) == 404:
+                return None
+            raise
+
+    async def list(self, kind: str, label_selector: str) -> list[dict]:
+        found = await self._call(kind, "list", label_selector=label_selector)
+        return [{"kind": kind, **item} for item in found.get("items") or []]
+
+    async def patch(self, kind: str, name: str, patch: dict) -> dict:
+        return await self._call(kind, "patch", name, patch, _content_type="application/merge-patch+json")
+
+    async def delete(self, kind: str, name: str) -> bool:
+        """False when it was already gone."""
+        try:
+            await self._call(kind, "delete", name, propagation_policy="Background")
+            return True
+        except KubernetesFailed as error:
+            if _status(error) == 404:
+                return False
+            raise
+
+    async def apply(self, body: dict, owner: dict | None = None, keep: Keep | None = None) -> dict:
+        """Create the object, or replace it in place when what Dispatch last wrote differs; an object
+        that already matches is left as it is. `owner` (a live object) becomes its owner reference."""
+        kind, name = body["kind"], body["metadata"]["name"]
+        digest = applied_digest(body)
+        body = {**body, "metadata": {**body["metadata"],
+                                     "annotations": {**body["metadata"].get("annotations", {}), APPLIED: digest}}}
+        if owner is not None:
+            body["metadata"]["ownerReferences"] = [_reference(owner)]
+        for _ in range(3):  # another installation process may be writing the same object
+            current = await self.get(kind, name)
+            try:
+                if current is None:
+                    return await self._call(kind, "create", body)
+                if (current["metadata"].get("annotations") or {}).get(APPLIED) == digest:
+                    return current if owner is None else await self.adopt(current, owner)
+                replacing = json.loads(json.dumps(body))
+                replacing["metadata"]["resourceVersion"] = current["metadata"].get("resourceVersion")
+                if keep is not None:
+                    keep(replacing, current)
+                return await self._call(kind, "replace", name, replacing)
+            except KubernetesFailed as error:
+                if _status(error) != 409:
+                    raise
+        raise KubernetesFailed(f"{kind} {name} kept changing while it was written; try again")
+
+    async def adopt(self, current: dict, owner: dict) -> dict:
+        """Make `owner` the owner of an object written before it existed, so they go together."""
+        if _owned_by(current, owner):
+            return current
+        return await self.patch(current["kind"], current["metadata"]["name"],
+                                {"metadata": {"ownerReferences": [_reference(owner)]}})
+
+    async def _call(self, kind: str, verb: str, *args, **kwargs) -> dict:
+        api_class, singular = _KINDS[kind]
+        api = self._apis.get(api_class) or self._apis.setdefault(api_class, api_class(self.api))
+        method = getattr(api, f"{verb}_namespaced_{singular}")
+        if verb in ("read", "replace", "patch", "delete"):
+            args = (args[0], self.namespace, *args[1:])
+        else:
+            args = (self.namespace, *args)
+        try:
+            result = await method(*args, **kwargs)
+        except ApiException as error:
+            raise KubernetesFailed(_explain(kind, verb, error)) from error
+        except (aiohttp.ClientError, OSError) as error:
+            raise KubernetesFailed(f"cannot reach the Kubernetes API at {self.api.configuration.host}: "
+                                   f"{error}") from None
+        found = self.api.sanitize_for_serialization(result) or {}
+        if verb != "list" and verb != "delete":
+            found.setdefault("kind", kind)
+        return found
+
+
+def _reference(owner: dict) -> dict:
+    return {"apiVersion": owner.get("apiVersion", "apps/v1"), "kind": owner.get("kind", "Deployment"),
+            "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"]}
+
+
+def _owned_by(current: dict, owner: dict) -> bool:
+    return any(ref.get("uid") == owner["metadata"]["uid"] for ref in current["metadata"].get("ownerReferences") or [])
+
+
+def _status(error: KubernetesFailed) -> int | None:
+    cause = error.__cause__
+    return cause.status if isinstance(cause, ApiException) else None
+
+
+def _explain(kind: str, verb: str, error: ApiException) -> str:
+    message = error.reason or ""
+    try:
+        message = json.loads(error.body).get("message") or message
+    except (TypeError, ValueError, AttributeError):
+        pass
+    return f"Kubernetes refused to {verb} a {kind} ({error.status}): {message}"

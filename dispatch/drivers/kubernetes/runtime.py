@@ -1,0 +1,228 @@
+"""`FunctionRuntime` on Kubernetes: each function is a Secret, a Deployment, a Service (and an
+autoscaler), kept in step with its deploys, and run over HTTP through its Service."""
+import asyncio
+import datetime as dt
+import gzip
+import inspect
+import io
+import re
+import tarfile
+from functools import partial
+from pathlib import Path
+from typing import Any, Iterable
+
+import structlog
+
+from dispatch.drivers.kubernetes import manifests as m
+from dispatch.drivers.kubernetes import rollout
+from dispatch.drivers.kubernetes.calls import Calls, Unreachable, failed
+from dispatch.drivers.kubernetes.idle import IdleScaler
+from dispatch.drivers.kubernetes.objects import KubernetesFailed, Objects, connect
+from dispatch.drivers.ports import BuildFailed, DeploymentSpec, ImageSpec, Invocation, NotDeployed, Progress
+from dispatch.errors import Rejected, Unavailable
+from dispatch.schemas import source
+
+DEFAULT_SERVICE_URL = "http://{service}.{namespace}.svc.cluster.local:{port}/"
+_KINDS = ("HorizontalPodAutoscaler", "Service", "Deployment", "Secret")
+"""Every kind a function owns, in the order they are removed."""
+MAX_UNPACKED_BYTES = 256 * 1024 * 1024
+_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*")
+log = structlog.get_logger("dispatch.kubernetes")
+
+
+class KubernetesRuntime:
+    def __init__(self, options: m.Options | None = None, kubeconfig: Path | None = None,
+                 service_url: str = DEFAULT_SERVICE_URL, deploy_timeout: float = 300.0,
+                 poll_seconds: float = 0.5, orphan_grace_seconds: float = 600.0):
+        """`service_url` is where a function's Service answers, with {service}, {namespace} and {port}
+        filled in. Objects of this installation without a Deployment are removed on the first use of
+        the API, once older than `orphan_grace_seconds` (younger ones may be a deploy under way)."""
+        self.options = options or m.Options()
+        self._kubeconfig = str(kubeconfig) if kubeconfig else None
+        self._service_url = service_url
+        self._deploy_timeout = deploy_timeout
+        self._poll = poll_seconds
+        self._grace = orphan_grace_seconds
+        self._objects: Objects | None = None
+        self._connecting = asyncio.Lock()
+        self._urls: dict[str, str] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._calls = Calls()
+        self._idle = IdleScaler(self._connected, poll_seconds, deploy_timeout)
+
+    async def check_base_image(self, language: str, docker_url: str) -> None:
+        """Only what can be told without a pod: pull failures show when a function is deployed."""
+        _check_language(language)
+        if not _IMAGE.fullmatch(docker_url or ""):
+            raise BuildFailed(f"the kubernetes runtime needs a dockerUrl the cluster can pull, e.g. python:3.11-slim "
+                              f"or node:20-slim, not {docker_url!r}")
+
+    async def build_image(self, spec: ImageSpec, progress: Progress | None = None) -> str:
+        """Kubernetes builds nothing: the image is its base image, which must already hold every package."""
+        await self.check_base_image(spec.language, spec.base_url)
+        packages = []
+        if spec.manifest.strip():
+            packages.append(f"runtime dependencies ({len(spec.manifest.strip().splitlines())} lines)")
+        if spec.system_packages:
+            packages.append(f"system packages ({', '.join(name for name, _ in spec.system_packages)})")
+        if packages:
+            raise BuildFailed(f"the kubernetes runtime cannot install {' and '.join(packages)}: build an image that "
+                              "holds them (e.g. with the docker runtime), push it to a registry the cluster pulls "
+                              "from, and create a base image with its dockerUrl")
+        if progress is not None:
+            said = progress(f"functions of image {spec.name} run on {spec.base_url} as it is")
+            if inspect.isawaitable(said):
+                await said
+        return spec.base_url
+
+    async def remove_image(self, location: str) -> None:
+        """Nothing was built, so nothing is removed: the base image belongs to its registry."""
+
+    async def deploy(self, spec: DeploymentSpec) -> None:
+        _check_language(spec.language)
+        try:
+            archive = await asyncio.to_thread(_repack, spec.source)
+        except Rejected as exc:
+            raise BuildFailed(exc.message) from None
+        objects = m.build(spec, self.options, archive)
+        async with self._locks.setdefault(spec.faas_id, asyncio.Lock()):
+            try:
+                deployment = await self._apply(await self._connected(), objects)
+                pods = ",".join(f"{key}={value}" for key, value in m.selector(self.options, spec.faas_id).items())
+                await rollout.wait(await self._connected(), deployment, pods, self._deploy_timeout, self._poll)
+            except KubernetesFailed as error:
+                raise BuildFailed(str(error)) from None
+            self._urls[spec.faas_id] = self._service_url.format(
+                service=objects.name, namespace=self.options.namespace, port=m.PORT)
+            if objects.scale.min == 0:
+                self._idle.watch(spec.faas_id, objects.name, pods, objects.scale.idle_seconds,
+                                 down=not deployment["spec"].get("replicas"))
+            else:
+                self._idle.forget(spec.faas_id)
+
+    async def undeploy(self, faas_id: str) -> None:
+        async with self._locks.setdefault(faas_id, asyncio.Lock()):
+            self._urls.pop(faas_id, None)
+            self._idle.forget(faas_id)
+            try:
+                objects = await self._connected()
+                for kind in _KINDS:
+                    await objects.delete(kind, m.object_name(faas_id))
+            except KubernetesFailed as error:
+                raise Unavailable(str(error)) from None
+        self._locks.pop(faas_id, None)
+
+    async def invoke(self, faas_id: str, context: dict, payload: Any, timeout_ms: int) -> Invocation:
+        url = self._urls.get(faas_id)
+        if url is None:
+            raise NotDeployed(faas_id)
+        try:
+            async with self._idle.running(faas_id):
+                try:
+                    return await self._calls.post(url, context, payload, timeout_ms)
+                except Unreachable as unreachable:
+                    if not await self._woken(faas_id):
+                        return failed("SystemError", str(unreachable))
+                    return await self._calls.post(url, context, payload, timeout_ms)
+        except Unreachable as unreachable:
+            return failed("SystemError", str(unreachable))
+        except (KubernetesFailed, BuildFailed) as error:
+            return failed("SystemError", f"the function's pods could not be started: {error}")
+
+    async def reconcile(self, keep: Iterable[str]) -> set[str]:
+        """Remove the objects of this installation's functions other than the `keep` faas ids (the
+        functions the platform still has); return the faas ids removed."""
+        try:
+            return await self._remove_others(await self._connected(), _KINDS, {m.label_value(f) for f in keep})
+        except KubernetesFailed as error:
+            raise Unavailable(str(error)) from None
+
+    async def close(self) -> None:
+        """Functions keep running: a restarted server finds them and leaves them as they are."""
+        await self._idle.close()
+        await self._calls.close()
+        if self._objects is not None:
+            await self._objects.api.close()
+            self._objects = None
+
+    async def _apply(self, objects: Objects, wanted: m.Manifests) -> dict:
+        secret = await objects.apply(wanted.secret)
+        deployment = await objects.apply(wanted.deployment, keep=partial(_keep_replicas, wanted.scale))
+        await objects.apply(wanted.service, owner=deployment, keep=_keep_cluster_ip)
+        if wanted.autoscaler is not None:
+            await objects.apply(wanted.autoscaler, owner=deployment)
+        elif await objects.get("HorizontalPodAutoscaler", wanted.name) is not None:
+            await objects.delete("HorizontalPodAutoscaler", wanted.name)
+        await objects.adopt(secret, deployment)
+        return deployment
+
+    async def _woken(self, faas_id: str) -> bool:
+        """After a failed connection: True if the function was asleep and now has a ready pod."""
+        objects = await self._connected()
+        deployment = await objects.get("Deployment", m.object_name(faas_id))
+        if deployment is None:  # removed behind our back: deploying again restores it
+            self._urls.pop(faas_id, None)
+            self._idle.forget(faas_id)
+            raise NotDeployed(faas_id)
+        if deployment["spec"].get("replicas") or not self._idle.watches(faas_id):
+            return False
+        await self._idle.wake(faas_id)
+        return True
+
+    async def _connected(self) -> Objects:
+        if self._objects is None:
+            async with self._connecting:
+                if self._objects is None:
+                    objects = Objects(await connect(self._kubeconfig), self.options.namespace)
+                    owners = {d["metadata"]["labels"].get(m.FAAS_ID)
+                              for d in await objects.list("Deployment", m.installation_selector(self.options))}
+                    await self._remove_others(objects, ("HorizontalPodAutoscaler", "Service", "Secret"), owners)
+                    self._objects = objects
+        return self._objects
+
+    async def _remove_others(self, objects: Objects, kinds: Iterable[str], keep: set[str]) -> set[str]:
+        oldest = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=self._grace)
+        removed = set()
+        for kind in kinds:
+            for found in await objects.list(kind, m.installation_selector(self.options)):
+                faas_id = found["metadata"]["labels"].get(m.FAAS_ID)
+                created = dt.datetime.fromisoformat(found["metadata"].get("creationTimestamp") or oldest.isoformat())
+                if faas_id not in keep and created <= oldest:
+                    await objects.delete(kind, found["metadata"]["name"])
+                    removed.add(faas_id)
+                    log.info("removed an object of a function that is gone", kind=kind, name=found["metadata"]["name"])
+        return removed
+
+
+def _keep_replicas(scale: m.Scale, body: dict, current: dict) -> None:
+    """The autoscaler and idle scaling set replicas between deploys; a deploy only brings them into range."""
+    live = current.get("spec", {}).get("replicas")
+    if live is not None:
+        body["spec"]["replicas"] = min(max(live, 0 if scale.min == 0 else scale.start), scale.max)
+
+
+def _keep_cluster_ip(body: dict, current: dict) -> None:
+    for field in ("clusterIP", "clusterIPs"):
+        if field in current.get("spec", {}):
+            body["spec"][field] = current["spec"][field]
+
+
+def _check_language(language: str) -> None:
+    if language not in ("python3", "nodejs"):
+        raise BuildFailed(f"the kubernetes runtime runs python3 and nodejs functions, not {language!r}")
+
+
+def _repack(archive: bytes) -> bytes:
+    """The source as a complete archive, the same bytes for the same source: clients may send one
+    without its end blocks, which `tar` in the pod refuses, and a gzip header carries the time it was
+    written, which would make every deploy look like a change."""
+    source.validate(archive)
+    out = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r|gz") as given, tarfile.open(fileobj=out, mode="w") as tar:
+        for member in given:
+            if out.tell() > MAX_UNPACKED_BYTES:
+                raise Rejected(f"the function's source unpacks to more than {MAX_UNPACKED_BYTES} bytes")
+            member.uid = member.gid = 0
+            member.uname = member.gname = ""
+            tar.addfile(member, given.extractfile(member) if member.isfile() else None)
+    return gzip.compress(out.getvalue(), mtime=0)
