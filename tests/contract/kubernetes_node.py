@@ -5,14 +5,16 @@ As a kubelet does, it lays out the pod's volumes (Secret items at their paths, e
 init containers in order, then the container with its command, working directory and environment,
 and reports Ready once the readiness probe answers 200; a failing init container is reported in the
 pod's status with its last output as the termination message (FallbackToLogsOnError). Container paths
-are mapped to folders under `root`, the image is this machine (its python3, node and tar), and the
-container port is `port` on 127.0.0.1, so the function's Service URL is http://127.0.0.1:<port>/.
+are mapped to folders of a fresh directory, the image is this machine's /usr and /bin (its python3,
+node and tar, on a container's usual PATH), processes run as the pod's runAsUser when the tests run as
+root, and the container port is `port` on 127.0.0.1: the Service URL is http://127.0.0.1:<port>/.
 """
 import asyncio
 import base64
 import os
 import shutil
 import socket
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,10 +23,14 @@ import aiohttp
 from tests.contract.kubernetes_api import KubernetesAPI, container_status, pod
 
 
+IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
 class Node:
-    def __init__(self, api: KubernetesAPI, root: Path):
+    def __init__(self, api: KubernetesAPI):
         self.api = api
-        self.root = root
+        self.root = Path(tempfile.mkdtemp(prefix="dispatch-node-"))
+        self.root.chmod(0o755)  # the pod's user must reach its volumes
         self.port = _free_port()
         self.process: asyncio.subprocess.Process | None = None
         self.starts = 0
@@ -51,6 +57,10 @@ class Node:
             await self.process.wait()
         self.process = None
 
+    async def close(self) -> None:
+        await self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
     async def _run(self, deployment: dict) -> dict | None:
         """Start the pod; None once it is Ready, else the pod status a kubelet would report."""
         pod = deployment["spec"]["template"]["spec"]
@@ -59,26 +69,28 @@ class Node:
         namespace = deployment["metadata"]["namespace"]
         for volume in pod["volumes"]:
             (folder / volume["name"]).mkdir(parents=True)
+            (folder / volume["name"]).chmod(0o777 if "emptyDir" in volume else 0o755)
             if "secret" in volume:
                 data = self.api.objects[("Secret", namespace, volume["secret"]["secretName"])]["data"]
                 for item in volume["secret"]["items"]:
                     path = folder / volume["name"] / item["path"]
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_bytes(base64.b64decode(data[item["key"]]))
+                    path.chmod(item.get("mode", volume["secret"].get("defaultMode", 0o644)))
         for container in pod["initContainers"]:
-            process = await self._start(container, folder, stderr=asyncio.subprocess.PIPE)
+            process = await self._start(container, pod, folder, stderr=asyncio.subprocess.PIPE)
             _, err = await process.communicate()
             if process.returncode:
                 terminated = {"exitCode": process.returncode, "reason": "Error", "message": err.decode()[-2048:]}
                 return {"phase": "Pending", "initContainerStatuses": [
                     container_status(deployment, container["name"], {"terminated": terminated})]}
-        self.process = await self._start(pod["containers"][0], folder)
+        self.process = await self._start(pod["containers"][0], pod, folder)
         self.starts += 1
         probe = pod["containers"][0]["readinessProbe"]["httpGet"]["path"]
         await _until_ok(f"http://127.0.0.1:{self.port}{probe}")
         return None
 
-    async def _start(self, container: dict, folder: Path, **pipes) -> asyncio.subprocess.Process:
+    async def _start(self, container: dict, pod: dict, folder: Path, **pipes) -> asyncio.subprocess.Process:
         mounts = {m["mountPath"]: folder / m["name"] for m in container["volumeMounts"]}
 
         def local(value: str) -> str:
@@ -87,10 +99,15 @@ class Node:
                     return str(there) + value[len(mount):]
             return value
 
-        env = {"PATH": os.environ["PATH"], **{e["name"]: e["value"] for e in container.get("env", [])},
+        env = {"PATH": IMAGE_PATH, **{e["name"]: e["value"] for e in container.get("env", [])},
                "PORT": str(self.port), "HOST": "127.0.0.1"}
         command = [local(part) for part in container["command"]]
-        return await asyncio.create_subprocess_exec(*command, cwd=local(container["workingDir"]), env=env, **pipes)
+        user = {}
+        if os.geteuid() == 0:
+            context = pod.get("securityContext") or {}
+            user = {"user": context["runAsUser"], "group": context["runAsGroup"], "extra_groups": []}
+        return await asyncio.create_subprocess_exec(*command, cwd=local(container["workingDir"]), env=env,
+                                                    **user, **pipes)
 
 
 async def _until_ok(url: str, seconds: float = 15.0) -> None:

@@ -7,9 +7,13 @@ cluster DNS, garbage collection) is not tested here.
 """
 import asyncio
 import base64
+import dataclasses
 import datetime as dt
+import gzip
+import io
 import os
 import shutil
+import tarfile
 import textwrap
 import time
 import uuid
@@ -24,7 +28,7 @@ from dispatch.handlers.adapters import runtime_from
 from dispatch.schemas import source
 from dispatch.settings import Settings
 from tests.contract.kubernetes_api import KubernetesAPI, container_status, pod
-from tests.contract.kubernetes_node import Node
+from tests.contract.kubernetes_node import IMAGE_PATH, Node
 
 HELLO = """
 def handle(context, payload):
@@ -62,10 +66,10 @@ async def runtimes(kube, tmp_path):
 
 
 @pytest.fixture
-async def node(kube, tmp_path):
-    pod_node = Node(kube, tmp_path / "node")
+async def node(kube):
+    pod_node = Node(kube)
     yield pod_node
-    await pod_node.stop()
+    await pod_node.close()
 
 
 def function(tmp_path: Path, text: str = HELLO, faas_id: str | None = None, language: str = "python3",
@@ -306,7 +310,26 @@ async def test_a_run_reaches_the_function_through_its_service_url_with_context_a
     assert result.stdout == ["hello from the pod"]
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+async def test_an_archive_with_its_folder_entry_and_without_end_blocks_unpacks_in_the_pod(
+        kube, runtimes, node, tmp_path):
+    folder = tmp_path / "client"
+    folder.mkdir()
+    (folder / "hello.py").write_text(textwrap.dedent(HELLO))
+    plain = io.BytesIO()
+    with tarfile.open(fileobj=plain, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        tar.add(folder, arcname=".")  # as `tar -C client -czf - .` writes it: "./" then "./hello.py"
+    last = tarfile.open(fileobj=io.BytesIO(plain.getvalue())).getmembers()[-1]
+    archive = gzip.compress(plain.getvalue()[:last.offset_data + -(-last.size // 512) * 512])
+    spec = dataclasses.replace(function(tmp_path), source=archive)
+    runtime = runtimes(service_url=f"http://127.0.0.1:{node.port}/")
+    await runtime.deploy(spec)
+
+    result = await runtime.invoke(spec.faas_id, {}, {"name": "Bran"}, 5000)
+
+    assert result.output["myField"] == "Hello, Bran"
+
+
+@pytest.mark.skipif(shutil.which("node", path=IMAGE_PATH) is None, reason="node is not installed")
 async def test_a_nodejs_function_runs_from_its_pod_spec(kube, runtimes, node, tmp_path):
     runtime = runtimes(service_url=f"http://127.0.0.1:{node.port}/")
     spec = function(tmp_path, text="module.exports = (context, payload) => `Hello, ${payload.name}`;\n",

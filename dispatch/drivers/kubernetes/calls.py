@@ -8,6 +8,8 @@ import aiohttp
 from dispatch.drivers.ports import Invocation
 
 CONNECT_SECONDS = 10.0
+MAX_CONNECTIONS = 1024
+"""Runs in flight to all functions at once; a function server takes one call per connection."""
 MARGIN_SECONDS = 2.0
 """The function server answers a call past its deadline itself; the client waits a little longer."""
 
@@ -27,7 +29,7 @@ class Calls:
         except (TypeError, ValueError) as exc:
             return failed("InputError", f"Invalid Input: {exc}")
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS))
         total = timeout_ms / 1000 + MARGIN_SECONDS if timeout_ms > 0 else None
         timeout = aiohttp.ClientTimeout(total=total, sock_connect=CONNECT_SECONDS)
         try:

@@ -93,6 +93,7 @@ class IdleScaler:
                 continue
             elsewhere = float((deployment["metadata"].get("annotations") or {}).get(LAST_RUN) or 0)
             if now - elsewhere < watched.idle or watched.running:
+                watched.last_run = max(watched.last_run, elsewhere)  # look again one idle time after it
                 continue
             await objects.patch("Deployment", watched.name, {"spec": {"replicas": 0}})
             watched.down = True

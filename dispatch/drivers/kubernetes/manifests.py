@@ -92,6 +92,10 @@ def selector(options: Options, faas_id: str) -> dict[str, str]:
     return {INSTALLATION: label_value(options.installation), FAAS_ID: label_value(faas_id)}
 
 
+def pods_selector(options: Options, faas_id: str) -> str:
+    return ",".join(f"{key}={value}" for key, value in selector(options, faas_id).items())
+
+
 def installation_selector(options: Options) -> str:
     return f"{INSTALLATION}={label_value(options.installation)}"
 

@@ -27,6 +27,8 @@ class KubernetesFailed(Exception):
 async def connect(kubeconfig: str | None) -> client.ApiClient:
     """The kubeconfig file when one is named, else the pod's service account, else ~/.kube/config."""
     configuration = client.Configuration()
+    # A field some server version leaves out must not make a whole answer unreadable.
+    configuration.client_side_validation = False
     try:
         if kubeconfig is None:
             try:
@@ -34,7 +36,8 @@ async def connect(kubeconfig: str | None) -> client.ApiClient:
                 return client.ApiClient(configuration)
             except ConfigException:
                 pass
-        await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration,
+                                      persist_config=False)
     except (ConfigException, OSError, ValueError) as error:
         raise KubernetesFailed(f"no usable Kubernetes configuration: {error}") from None
     return client.ApiClient(configuration)

@@ -5,8 +5,10 @@ import datetime as dt
 import gzip
 import inspect
 import io
+import posixpath
 import re
 import tarfile
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any, Iterable
@@ -25,6 +27,7 @@ from dispatch.schemas import source
 DEFAULT_SERVICE_URL = "http://{service}.{namespace}.svc.cluster.local:{port}/"
 _KINDS = ("HorizontalPodAutoscaler", "Service", "Deployment", "Secret")
 """Every kind a function owns, in the order they are removed."""
+ENDPOINTS_SECONDS = 5.0
 MAX_UNPACKED_BYTES = 256 * 1024 * 1024
 _IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*")
 log = structlog.get_logger("dispatch.kubernetes")
@@ -88,7 +91,7 @@ class KubernetesRuntime:
         async with self._locks.setdefault(spec.faas_id, asyncio.Lock()):
             try:
                 deployment = await self._apply(await self._connected(), objects)
-                pods = ",".join(f"{key}={value}" for key, value in m.selector(self.options, spec.faas_id).items())
+                pods = m.pods_selector(self.options, spec.faas_id)
                 await rollout.wait(await self._connected(), deployment, pods, self._deploy_timeout, self._poll)
             except KubernetesFailed as error:
                 raise BuildFailed(str(error)) from None
@@ -110,7 +113,6 @@ class KubernetesRuntime:
                     await objects.delete(kind, m.object_name(faas_id))
             except KubernetesFailed as error:
                 raise Unavailable(str(error)) from None
-        self._locks.pop(faas_id, None)
 
     async def invoke(self, faas_id: str, context: dict, payload: Any, timeout_ms: int) -> Invocation:
         url = self._urls.get(faas_id)
@@ -120,10 +122,9 @@ class KubernetesRuntime:
             async with self._idle.running(faas_id):
                 try:
                     return await self._calls.post(url, context, payload, timeout_ms)
-                except Unreachable as unreachable:
-                    if not await self._woken(faas_id):
-                        return failed("SystemError", str(unreachable))
-                    return await self._calls.post(url, context, payload, timeout_ms)
+                except Unreachable:
+                    window = ENDPOINTS_SECONDS if await self._started(faas_id) else 0.0
+                return await self._post_within(window, url, context, payload, timeout_ms)
         except Unreachable as unreachable:
             return failed("SystemError", str(unreachable))
         except (KubernetesFailed, BuildFailed) as error:
@@ -156,17 +157,34 @@ class KubernetesRuntime:
         await objects.adopt(secret, deployment)
         return deployment
 
-    async def _woken(self, faas_id: str) -> bool:
-        """After a failed connection: True if the function was asleep and now has a ready pod."""
+    async def _post_within(self, seconds: float, url: str, context: dict, payload: Any, timeout_ms: int) -> Invocation:
+        """A Service sends to a pod a moment after it is ready: a pod just started gets a few tries."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                return await self._calls.post(url, context, payload, timeout_ms)
+            except Unreachable:
+                if time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(self._poll)
+
+    async def _started(self, faas_id: str) -> bool:
+        """After a failed connection: wake a sleeping function, or wait for a pod that is (re)starting,
+        e.g. after a call past its deadline ended the last one. True if a pod has just become ready."""
         objects = await self._connected()
         deployment = await objects.get("Deployment", m.object_name(faas_id))
         if deployment is None:  # removed behind our back: deploying again restores it
             self._urls.pop(faas_id, None)
             self._idle.forget(faas_id)
             raise NotDeployed(faas_id)
-        if deployment["spec"].get("replicas") or not self._idle.watches(faas_id):
+        if not deployment["spec"].get("replicas"):
+            if self._idle.watches(faas_id):
+                await self._idle.wake(faas_id)
+            return self._idle.watches(faas_id)
+        if rollout.rolled_out(deployment, at_least=1):
             return False
-        await self._idle.wake(faas_id)
+        await rollout.wait(objects, deployment, m.pods_selector(self.options, faas_id), self._deploy_timeout,
+                           self._poll, at_least=1)
         return True
 
     async def _connected(self) -> Objects:
@@ -222,6 +240,12 @@ def _repack(archive: bytes) -> bytes:
         for member in given:
             if out.tell() > MAX_UNPACKED_BYTES:
                 raise Rejected(f"the function's source unpacks to more than {MAX_UNPACKED_BYTES} bytes")
+            # `tar` in a pod runs unprivileged: an entry for the folder itself would fail to set its times.
+            member.name = posixpath.normpath(member.name)
+            if member.name in (".", ""):
+                continue
+            if member.islnk():
+                member.linkname = posixpath.normpath(member.linkname)
             member.uid = member.gid = 0
             member.uname = member.gname = ""
             tar.addfile(member, given.extractfile(member) if member.isfile() else None)
