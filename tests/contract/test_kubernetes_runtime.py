@@ -25,10 +25,13 @@ from dispatch.drivers.kubernetes import KubernetesRuntime, Options
 from dispatch.drivers.kubernetes.objects import KubernetesFailed
 from dispatch.drivers.ports import BuildFailed, DeploymentSpec, ImageSpec, NotDeployed
 from dispatch.handlers.adapters import runtime_from
+from dispatch.handlers.bootstrap import bootstrap
+from dispatch.schemas import commands as c
 from dispatch.schemas import source
 from dispatch.settings import Settings
 from tests.contract.kubernetes_api import KubernetesAPI, container_status, pod
 from tests.contract.kubernetes_node import IMAGE_PATH, Node
+from tests.unit.conftest import settled, source_of
 
 HELLO = """
 def handle(context, payload):
@@ -395,6 +398,46 @@ async def test_an_idle_function_with_min_zero_scales_to_zero_and_back_up_on_its_
     assert result.error is None and result.output["myField"] == "Hello, Sansa"
     assert kube.objects[deployment]["spec"]["replicas"] == 1
     assert node.starts == 2
+
+
+# ---- the platform on Kubernetes
+
+
+async def test_dispatch_runs_updates_and_deletes_a_function_on_kubernetes(kube, runtimes, node, tmp_path):
+    platform = bootstrap(Settings(data_dir=tmp_path / "data", resync_seconds=3600),
+                         runtime=runtimes(service_url=f"http://127.0.0.1:{node.port}/"))
+    await platform.start()
+    try:
+        await platform.write(c.CreateBaseImage(organization="o", name="py-base", resource={
+            "name": "py-base", "dockerUrl": "python:3.11-slim", "language": "python3"}))
+        await platform.write(c.CreateImage(organization="o", name="py",
+                                           resource={"name": "py", "baseImageName": "py-base"}))
+        await platform.write(c.CreateSecret(organization="o", name="creds", resource={
+            "name": "creds", "secrets": platform.box.seal({"password": "open-sesame"})}))
+        await platform.write(c.CreateFunction(organization="o", name="hello",
+                                              source=source_of({"hello.py": HELLO.encode()}),
+                                              resource={"name": "hello", "image": "py", "secrets": ["creds"]}))
+        first = await settled(platform, "Function", "hello")
+        assert first["status"] == "READY", first.get("reason")
+        run = {"name": "r1", "functionName": "hello", "blocking": True, "input": {"name": "Jon"}, "secrets": []}
+        done = (await platform.bus.request(c.ExecuteFunction(organization="o", run=run), 10))["run"]
+        assert done["output"] == {"myField": "Hello, Jon", "password": "open-sesame"}
+
+        await platform.write(c.UpdateFunction(organization="o", name="hello", source=source_of(
+            {"hello.py": b"def handle(c, p):\n    return 'v2'\n"}), resource={"name": "hello", "image": "py"}))
+        second = await settled(platform, "Function", "hello")
+        run = {**run, "name": "r2"}
+        assert (await platform.bus.request(c.ExecuteFunction(organization="o", run=run), 10))["run"]["output"] == "v2"
+        assert owned(kube, first["faasId"]) == {} and "Deployment" in owned(kube, second["faasId"])
+
+        await platform.write(c.DeleteFunction(organization="o", name="hello"))
+        for _ in range(200):
+            if await platform.views.get_resource("o", "Function", "hello") is None:
+                break
+            await asyncio.sleep(0.02)
+        assert owned(kube, second["faasId"]) == {}
+    finally:
+        await platform.close()
 
 
 # ---- settings
