@@ -130,7 +130,11 @@ def api(
     https_only: Annotated[bool, typer.Option("--https-only", help="Only accept HTTPS requests.")] = False,
     disable: Annotated[bool, typer.Option("--disable", help="Store the API without routing it.")] = False,
     cors: Annotated[bool, typer.Option("--cors", help="Answer CORS pre-flight requests.")] = False,
-    auth: Annotated[str, typer.Option("--auth", help="Authentication: public, basic or oidc.")] = "public",
+    auth: Annotated[str, typer.Option("--auth", help="Authentication: public, basic or bearer.")] = "public",
+    auth_secret: Annotated[Optional[str], typer.Option(
+        "--auth-secret", help="Secret of the accepted credentials: user -> password (basic), name -> token (bearer).")] = None,
+    tls: Annotated[Optional[str], typer.Option(
+        "--tls", help="Secret holding tls.crt and tls.key (PEM) served for the --domain hosts.")] = None,
     application: Application = None,
 ) -> None:
     """Expose a function as an HTTP endpoint of the API gateway."""
@@ -146,6 +150,7 @@ def api(
         "authentication": auth,
         "tags": application_tags(application),
     }
+    body.update({key: value for key, value in (("authSecret", auth_secret), ("tls", tls)) if value})
     _create(ctx, KINDS["API"], body, False)
 
 

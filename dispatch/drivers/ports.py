@@ -88,6 +88,12 @@ class Route:
     hosts: tuple[str, ...]
     protocols: tuple[str, ...]
     cors: bool
+    authentication: str = "public"
+    """`public`, `basic` or `bearer`: enforced by the user-API port, whichever gateway fronts it."""
+    auth_secret: str = ""
+    """The secret holding the accepted credentials (basic: user -> password; bearer: name -> token)."""
+    tls: str = ""
+    """The secret holding the hosts' certificate (`tls.crt`) and key (`tls.key`), PEM."""
 
 
 class APIGateway(Protocol):
@@ -96,3 +102,8 @@ class APIGateway(Protocol):
     async def register(self, route: Route) -> None: ...
 
     async def unregister(self, organization: str, api: str) -> None: ...
+
+    async def sync(self, routes: list[Route]) -> None:
+        """Serve exactly these routes: add the missing, repair the changed, drop the others."""
+
+    async def close(self) -> None: ...

@@ -6,6 +6,7 @@ from dispatch.settings import Settings
 
 from . import runs, system, user_api
 from .context import SETTINGS
+from .credentials import CREDENTIALS, Credentials
 from .errors import errors_middleware
 from .logs import request_log
 from .accepted import ACCEPTED, AcceptedRuns
@@ -34,5 +35,6 @@ def create_api_app(settings: Settings, platform: Platform, accepted: AcceptedRun
     app[SETTINGS] = settings
     app[PLATFORM] = platform
     app[ACCEPTED] = accepted or AcceptedRuns()
+    app[CREDENTIALS] = Credentials(platform.views, platform.box)
     app.router.add_route("*", "/{tail:.*}", user_api.serve)
     return app

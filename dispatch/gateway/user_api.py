@@ -5,19 +5,20 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from dispatch.drivers.ports import Route
+from dispatch.drivers.router import Matched
 from dispatch.errors import DispatchError
 
 from .accepted import ACCEPTED
 from .context import SETTINGS, correlation_id
+from .credentials import CREDENTIALS, Unauthorized
 from .errors import error_response, loads
 from .resources import PLATFORM
 from .runs import execute, new_run
 
 FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
-HIDDEN_HEADERS = {"authorization", "cookie"}
+HIDDEN_HEADERS = {"authorization", "cookie", "x-consumer-username"}
+"""Never passed on; x-consumer-username is set by the gateway alone, for an authenticated caller."""
 ERROR_STATUS = {"InputError": 400, "FunctionError": 502, "SystemError": 503}
-CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Headers": "*",
-        "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS"}
 
 
 def _as_object(fields: MultiMapping) -> dict[str, Any]:
@@ -82,20 +83,32 @@ def scheme(request: web.Request) -> str:
     return forwarded or request.scheme
 
 
-def http_context(request: web.Request, organization: str) -> dict[str, Any]:
+def http_context(request: web.Request, matched: Matched, caller: str | None) -> dict[str, Any]:
     context = {name.lower(): value for name, value in request.headers.items() if name.lower() not in HIDDEN_HEADERS}
+    if caller is not None:
+        context["x-consumer-username"] = caller  # the header Kong's auth plugins set
     # as Kong did: the organization header is the API's, whatever the caller sent
-    context.update({"x-dispatch-org": organization, "method": request.method, "uri": request.path,
+    context.update({"x-dispatch-org": matched.route.organization, "params": matched.params,
+                    "method": request.method, "uri": request.path,
                     "request_uri": request.path_qs, "request": str(request.url), "args": request.query_string,
                     "scheme": scheme(request), "upstream_uri": request.path_qs,
                     "server_protocol": f"HTTP/{request.version.major}.{request.version.minor}"})
     return context
 
 
-def _answer(route: Route, run: dict, response: web.StreamResponse) -> web.StreamResponse:
+def cors_headers(request: web.Request, route: Route) -> dict[str, str]:
+    """Any origin; the API's methods; the headers a pre-flight asks for (a `*` would not cover
+    Authorization, which an authenticated API needs)."""
+    methods = ", ".join(dict.fromkeys([*(route.methods or ("GET", "POST", "PUT", "PATCH", "DELETE")), "OPTIONS"]))
+    return {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": methods,
+            "Access-Control-Allow-Headers": request.headers.get("Access-Control-Request-Headers") or "*",
+            "Access-Control-Expose-Headers": "X-Dispatch-Run", "Access-Control-Max-Age": "3600"}
+
+
+def _answer(request: web.Request, route: Route, run: dict, response: web.StreamResponse) -> web.StreamResponse:
     response.headers["X-Dispatch-Run"] = run.get("name", "")
     if route.cors:
-        response.headers.update(CORS)
+        response.headers.update(cors_headers(request, route))
     return response
 
 
@@ -114,28 +127,35 @@ def _result(run: dict) -> web.Response:
 
 async def serve(request: web.Request) -> web.StreamResponse:
     platform = request.app[PLATFORM]
-    route = platform.router.match(request.method, request.path, request.host or "")
-    if route is None:
+    matched = platform.router.match(request.method, request.path, request.host or "")
+    if matched is None:
         return web.json_response({"message": "no API found with those values"}, status=404)
+    route = matched.route
     if route.protocols and "http" not in route.protocols and scheme(request) == "http":
         return web.json_response({"message": "Please use HTTPS protocol"}, status=426)
-    if request.method == "OPTIONS" and route.cors:
-        return _answer(route, {}, web.Response(status=200))
+    if request.method == "OPTIONS" and route.cors:  # a pre-flight carries no credentials
+        return _answer(request, route, {}, web.Response(status=200))
+    try:
+        caller = await request.app[CREDENTIALS].caller(request, route)
+    except Unauthorized as refused:
+        response = web.json_response({"message": refused.message}, status=401,
+                                     headers={"WWW-Authenticate": refused.challenge})
+        return _answer(request, route, {}, response)
     try:
         payload = await run_input(request)
     except BadRequest as bad:
-        return _answer(route, {}, web.json_response({"message": bad.message}, status=bad.status))
+        return _answer(request, route, {}, web.json_response({"message": bad.message}, status=bad.status))
     blocking = request.headers.get("x-dispatch-blocking", "true").lower() != "false"
-    context = http_context(request, route.organization)
+    context = http_context(request, matched, caller)
     run = new_run(route.function, {"blocking": blocking, "input": payload, "httpContext": context})
     try:
         status, result = await execute(platform, request.app[ACCEPTED], route.organization, run, correlation_id(request),
                                        request.app[SETTINGS].blocking_wait_seconds)
     except DispatchError as error:
-        return _answer(route, run, error_response(error.status, error.message))
+        return _answer(request, route, run, error_response(error.status, error.message))
     except TimeoutError:
-        return _answer(route, run, web.json_response(
+        return _answer(request, route, run, web.json_response(
             {"message": "the platform did not answer in time; try again", "type": "SystemError"}, status=503))
     if not blocking or status == 202:
-        return _answer(route, result, web.Response(status=200 if not blocking else 202))
-    return _answer(route, result, _result(result))
+        return _answer(request, route, result, web.Response(status=200 if not blocking else 202))
+    return _answer(request, route, result, _result(result))

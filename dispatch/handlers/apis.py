@@ -2,6 +2,7 @@
 from functools import partial
 
 from dispatch.bus.ports import MessageBus
+from dispatch.drivers.paths import BadPath, PathTemplate
 from dispatch.drivers.ports import APIGateway, Route
 from dispatch.drivers.router import BuiltinRouter
 from dispatch.errors import Conflict, Rejected
@@ -12,29 +13,49 @@ from dispatch.store.ports import EventLog, Views
 
 from .lifecycle import append, changed, create, delete, load, update
 
-ENFORCED_AUTHENTICATION = {"public"}
+ENFORCED_AUTHENTICATION = ("public", "basic", "bearer")
 
 
 def prepared(organization: str, body: dict) -> dict:
     """Apply the contract's path prefix rule and refuse what the gateway cannot enforce."""
     auth = body.get("authentication") or "public"
     if auth not in ENFORCED_AUTHENTICATION:
-        raise Rejected(f"authentication '{auth}' is not supported by this gateway (supported: public)")
-    if body.get("tls"):
-        raise Rejected("tls is not supported by the built-in gateway; terminate TLS in front of it")
+        raise Rejected(f"authentication '{auth}' is not supported by this gateway "
+                       f"(supported: {', '.join(ENFORCED_AUTHENTICATION)})")
+    if auth != "public" and not body.get("authSecret"):
+        raise Rejected(f"authentication '{auth}' needs authSecret: the secret holding the accepted credentials")
+    if body.get("tls") and not body.get("hosts"):
+        raise Rejected("tls needs hosts: a certificate is chosen by the host name the client asks for")
     uris = [u if u.startswith("/") else f"/{u}" for u in body.get("uris") or ["/"]]
     if not body.get("hosts"):
         prefix = f"/{organization}/"
         uris = [u if u.startswith(prefix) else prefix + u.lstrip("/") for u in uris]
+    for uri in uris:
+        try:
+            PathTemplate.parse(uri)
+        except BadPath as bad:
+            raise Rejected(str(bad)) from None
     methods = [m.upper() for m in body.get("methods") or ["GET"]]
-    return {**body, "uris": uris, "methods": methods, "authentication": auth}
+    hosts = [h.lower() for h in body.get("hosts") or []]
+    return {**body, "uris": uris, "methods": methods, "hosts": hosts, "authentication": auth}
+
+
+async def check_secrets(views: Views, organization: str, body: dict) -> None:
+    """The secrets an API names must exist when it is created: a typo would otherwise lock
+    every caller out (authSecret) or serve the wrong certificate (tls) without a word."""
+    for field in ("authSecret", "tls"):
+        name = body.get(field)
+        if name and await views.get_resource(organization, "Secret", name) is None:
+            raise Rejected(f"{field}: secret {name} not found")
 
 
 def _overlaps(a: dict, b: dict) -> bool:
-    """Two APIs would answer the same request: a shared path and method, on a shared host (no
-    hosts means every host)."""
+    """Two APIs would answer the same request: a path of the same shape (`/u/{id}` and `/u/{name}`
+    answer the same paths) and a shared method, on a shared host (no hosts means every host)."""
+    shapes_a = {PathTemplate.parse(u).shape for u in a["uris"]}
+    shapes_b = {PathTemplate.parse(u).shape for u in b.get("uris") or []}
     hosts_a, hosts_b = {h.lower() for h in a.get("hosts") or []}, {h.lower() for h in b.get("hosts") or []}
-    return (bool(set(a["uris"]) & set(b["uris"])) and bool(set(a["methods"]) & set(b["methods"]))
+    return (bool(shapes_a & shapes_b) and bool(set(a["methods"]) & set(b.get("methods") or []))
             and (not hosts_a or not hosts_b or bool(hosts_a & hosts_b)))
 
 
@@ -53,12 +74,15 @@ def route_of(organization: str, api: dict) -> Route:
     return Route(organization=organization, api=api["name"], function=api["function"],
                  methods=tuple(api.get("methods") or ()), uris=tuple(api.get("uris") or ()),
                  hosts=tuple(h.lower() for h in api.get("hosts") or ()),
-                 protocols=tuple(api.get("protocols") or ()), cors=bool(api.get("cors")))
+                 protocols=tuple(api.get("protocols") or ()), cors=bool(api.get("cors")),
+                 authentication=api.get("authentication") or "public", auth_secret=api.get("authSecret") or "",
+                 tls=api.get("tls") or "")
 
 
 async def create_api(cmd: c.CreateAPI, events: EventLog, views: Views) -> dict:
     """Consumes CreateAPI; emits APICreated. Refused when another API serves its routes."""
     body = prepared(cmd.organization, cmd.resource)
+    await check_secrets(views, cmd.organization, body)
     await check_unclaimed(views, cmd.organization, cmd.name, body)
     return await create(cmd, events, e.APICreated, Status.CREATING, body)
 
@@ -66,6 +90,7 @@ async def create_api(cmd: c.CreateAPI, events: EventLog, views: Views) -> dict:
 async def update_api(cmd: c.UpdateAPI, events: EventLog, views: Views) -> dict:
     """Consumes UpdateAPI; emits APIUpdated. Refused when another API serves its routes."""
     body = prepared(cmd.organization, cmd.resource)
+    await check_secrets(views, cmd.organization, body)
     await check_unclaimed(views, cmd.organization, cmd.name, body)
     return await update(cmd, events, e.APIUpdated, Status.UPDATING, body)
 

@@ -169,6 +169,9 @@ class API(Resource):
     cors: bool = False
     enabled: bool = True
     authentication: str = "public"
+    auth_secret: str = ""
+    """Secret of the accepted credentials when authentication is basic (user -> password) or
+    bearer (name -> token)."""
     tls: str = ""
 
 
