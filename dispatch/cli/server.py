@@ -43,6 +43,8 @@ def server(
         show_default="sqlite")] = None,
     namespace: Annotated[Optional[str], typer.Option(
         help="Prefix of exchanges and queues, and the PostgreSQL schema.", show_default="dispatch")] = None,
+    runtime: Annotated[Optional[str], typer.Option(
+        help="Where functions run: local, docker or kubernetes.", show_default="local")] = None,
     config_file: Annotated[Optional[Path], typer.Option(
         "--config-file", help="YAML file of settings (keys as the long options, with _), below "
                               "flags and DISPATCH_* environment variables.")] = None,
@@ -59,7 +61,7 @@ def server(
 
     given = {"host": host, "port": port, "api_port": api_port, "data_dir": data_dir,
              "default_organization": organization, "role": role, "handlers": handlers, "bus": bus,
-             "store": store, "namespace": namespace}
+             "store": store, "namespace": namespace, "runtime": runtime}
     try:
         settings = load_settings(config_file, **given)
     except (pydantic.ValidationError, OSError, ValueError) as error:

@@ -20,7 +20,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+import dispatch.server
+from dispatch.cli.main import app
 from dispatch.drivers.kubernetes import KubernetesRuntime, Options
 from dispatch.drivers.kubernetes.objects import KubernetesFailed
 from dispatch.drivers.ports import BuildFailed, DeploymentSpec, ImageSpec, NotDeployed
@@ -443,11 +446,19 @@ async def test_dispatch_runs_updates_and_deletes_a_function_on_kubernetes(kube, 
 # ---- settings
 
 
-def test_settings_naming_the_kubernetes_runtime_choose_it_with_their_namespace_and_kubeconfig(tmp_path):
-    settings = Settings(runtime="kubernetes", kubernetes_namespace="functions", namespace="prod",
-                        kubeconfig=tmp_path / "config", data_dir=tmp_path)
+def test_dispatch_server_runtime_kubernetes_runs_functions_on_kubernetes_in_the_namespace_given(
+        monkeypatch, tmp_path):
+    chosen = []
 
-    runtime = runtime_from(settings)
+    async def serve(settings, on_ready=None):
+        chosen.append(runtime_from(settings))
+    monkeypatch.setattr(dispatch.server, "serve", serve)
 
-    assert isinstance(runtime, KubernetesRuntime)
-    assert (runtime.options.namespace, runtime.options.installation) == ("functions", "prod")
+    result = CliRunner().invoke(app, ["server", "--runtime", "kubernetes", "--data-dir", str(tmp_path),
+                                      "--namespace", "prod"],
+                                env={"DISPATCH_KUBERNETES_NAMESPACE": "functions",
+                                     "DISPATCH_KUBECONFIG": str(tmp_path / "config")})
+
+    assert result.exit_code == 0, result.output
+    assert isinstance(chosen[0], KubernetesRuntime)
+    assert (chosen[0].options.namespace, chosen[0].options.installation) == ("functions", "prod")
