@@ -14,6 +14,7 @@ from dispatch.errors import Unavailable
 from dispatch.gateway.accepted import AcceptedRuns
 from dispatch.gateway.app import create_api_app, create_app
 from dispatch.gateway.logs import configure_logging
+from dispatch.gateway.tls import serve_https
 from dispatch.handlers.bootstrap import bootstrap
 from dispatch.settings import Settings
 
@@ -70,6 +71,8 @@ async def _serve(settings: Settings, on_ready: Callable[[], Awaitable[None]] | N
                      (create_api_app(settings, platform, accepted), settings.api_port)) if platform.serves_http else ()
         for app, port in listening:
             runners.append(await _listen(app, settings.host, port))
+        if runners and settings.tls_cert and settings.tls_key:
+            platform.tasks.append(await serve_https(runners[1], settings, platform))
         log.info("started", role=settings.role, handlers=sorted(platform.groups), bus=_safe(settings.bus),
                  store=_safe(settings.store), api=f"http://{settings.host}:{settings.port}" if runners else None,
                  user_apis=f"http://{settings.host}:{settings.api_port}" if runners else None,

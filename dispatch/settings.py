@@ -36,6 +36,20 @@ class Settings(BaseSettings):
     http://{service}.{namespace}.svc.cluster.local:{port}/. From outside the cluster, through `kubectl proxy`:
     http://127.0.0.1:8001/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy/"""
     log_level: str = "info"
+    tls_cert: Path | None = None
+    """PEM certificate (chain) of the user-API port's HTTPS listener; with tls_key, turns it on."""
+    tls_key: Path | None = None
+    api_https_port: int = 8443
+    """Where the user-API port also answers over HTTPS when tls_cert and tls_key are set."""
+    api_gateway: str = "builtin"
+    """Where APIs are registered: `builtin` (the user-API port alone) or `kong` (also Kong, in front of it)."""
+    kong_admin_url: str | None = None
+    """Kong's Admin API, e.g. http://127.0.0.1:8001."""
+    kong_upstream_url: str | None = None
+    """Where Kong sends API requests: this installation's user-API port as Kong reaches it. Default:
+    http://<host>:<api_port>."""
+    kong_sync_seconds: float = 30.0
+    """How often Kong's objects are compared with the APIs and repaired."""
 
     bus: str = "memory"
     """`memory` (one process) or an AMQP URL such as amqp://guest:guest@127.0.0.1:5672/."""
