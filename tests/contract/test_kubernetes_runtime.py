@@ -284,6 +284,24 @@ async def test_a_source_too_big_for_a_secret_is_refused_before_anything_is_writt
     assert kube.writes == []
 
 
+async def test_an_api_server_that_does_not_answer_fails_the_deploy_saying_where_it_was_looked_for(kube, tmp_path):
+    config = kube.kubeconfig(tmp_path / "kubeconfig")
+    await kube.stop()
+    runtime = KubernetesRuntime(kubeconfig=config)
+
+    with pytest.raises(BuildFailed, match=f"cannot reach the Kubernetes API at {kube.url}"):
+        await runtime.deploy(function(tmp_path))
+    await runtime.close()
+
+
+async def test_a_missing_kubeconfig_fails_the_deploy_naming_the_problem(tmp_path):
+    runtime = KubernetesRuntime(kubeconfig=tmp_path / "nowhere")
+
+    with pytest.raises(BuildFailed, match="no usable Kubernetes configuration"):
+        await runtime.deploy(function(tmp_path))
+    await runtime.close()
+
+
 # ---- images
 
 

@@ -16,6 +16,8 @@ _KINDS = {
     "Deployment": (client.AppsV1Api, "deployment"),
     "HorizontalPodAutoscaler": (client.AutoscalingV2Api, "horizontal_pod_autoscaler"),
 }
+API_SECONDS = 30.0
+"""No single API request may hold a deploy or a run longer."""
 Keep = Callable[[dict, dict], None]
 """Copies into a replacing body what the live object holds and Dispatch must not reset."""
 
@@ -116,9 +118,12 @@ class Objects:
         else:
             args = (self.namespace, *args)
         try:
-            result = await method(*args, **kwargs)
+            result = await method(*args, _request_timeout=API_SECONDS, **kwargs)
         except ApiException as error:
             raise KubernetesFailed(_explain(kind, verb, error)) from error
+        except TimeoutError:
+            raise KubernetesFailed(f"the Kubernetes API at {self.api.configuration.host} did not answer "
+                                   f"within {API_SECONDS:.0f} s") from None
         except (aiohttp.ClientError, OSError) as error:
             raise KubernetesFailed(f"cannot reach the Kubernetes API at {self.api.configuration.host}: "
                                    f"{error}") from None

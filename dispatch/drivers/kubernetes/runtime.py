@@ -192,11 +192,20 @@ class KubernetesRuntime:
             async with self._connecting:
                 if self._objects is None:
                     objects = Objects(await connect(self._kubeconfig), self.options.namespace)
-                    owners = {d["metadata"]["labels"].get(m.FAAS_ID)
-                              for d in await objects.list("Deployment", m.installation_selector(self.options))}
-                    await self._remove_others(objects, ("HorizontalPodAutoscaler", "Service", "Secret"), owners)
+                    try:
+                        await self._remove_orphans(objects)
+                    except BaseException:
+                        await objects.api.close()
+                        raise
                     self._objects = objects
         return self._objects
+
+    async def _remove_orphans(self, objects: Objects) -> None:
+        """On the first use after a start: objects of this installation whose Deployment is gone, as an
+        undeploy cut short leaves them."""
+        deployments = await objects.list("Deployment", m.installation_selector(self.options))
+        owners = {deployment["metadata"]["labels"].get(m.FAAS_ID) for deployment in deployments}
+        await self._remove_others(objects, ("HorizontalPodAutoscaler", "Service", "Secret"), owners)
 
     async def _remove_others(self, objects: Objects, kinds: Iterable[str], keep: set[str]) -> set[str]:
         oldest = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=self._grace)
