@@ -6,7 +6,8 @@ from typing import Any
 
 from dispatch.bus.memory import InMemoryBus
 from dispatch.bus.ports import MessageBus
-from dispatch.drivers.ports import FunctionRuntime
+from dispatch.drivers.ports import APIGateway, FunctionRuntime
+from dispatch.drivers.router import BuiltinRouter
 from dispatch.errors import Rejected
 from dispatch.settings import Settings
 from dispatch.store.sealing import SecretBox
@@ -51,6 +52,14 @@ def runtime_from(settings: Settings) -> FunctionRuntime:
                           max_log_bytes=settings.max_log_bytes)
         return KubernetesRuntime(options, kubeconfig=settings.kubeconfig,
                                  service_url=settings.kubernetes_service_url or DEFAULT_SERVICE_URL)
+    if settings.runtime == "docker":
+        from dispatch.drivers.docker import DockerRuntime, installation_owner
+
+        # Embedded, the data directory is the installation: a restart takes over its containers.
+        owner = installation_owner(settings.data_dir) if settings.store == "sqlite" else None
+        return DockerRuntime(settings.data_dir / "docker", namespace=settings.namespace, url=settings.docker_url,
+                             owner=owner, max_replicas=settings.max_workers_per_function,
+                             idle_seconds=settings.idle_seconds, max_log_bytes=settings.max_log_bytes)
     from dispatch.drivers.local import LocalRuntime  # it knows about processes: only when chosen
 
     root = settings.data_dir / "runtime"
@@ -58,6 +67,22 @@ def runtime_from(settings: Settings) -> FunctionRuntime:
     own = None if settings.store == "sqlite" else root / f"functions-{socket.gethostname()}-{os.getpid()}"
     return LocalRuntime(root, max_workers=settings.max_workers_per_function,
                         max_log_bytes=settings.max_log_bytes, functions_dir=own)
+
+
+def gateway_from(settings: Settings, router: BuiltinRouter) -> APIGateway:
+    """The built-in router serves every API on the user-API port; with Kong, the APIs are also
+    registered in Kong, which proxies to that port."""
+    if settings.api_gateway == "builtin":
+        return router
+    if settings.api_gateway != "kong":
+        raise Rejected(f"unknown api gateway {settings.api_gateway!r}: use 'builtin' or 'kong'")
+    if not settings.kong_admin_url:
+        raise Rejected("--api-gateway kong needs --kong-admin-url, e.g. http://127.0.0.1:8001")
+    from dispatch.drivers.kong import KongGateway
+
+    host = "127.0.0.1" if settings.host in ("", "0.0.0.0", "::") else settings.host
+    upstream = settings.kong_upstream_url or f"http://{host}:{settings.api_port}"
+    return KongGateway(settings.kong_admin_url, upstream, settings.namespace)
 
 
 def secret_box_from(settings: Settings) -> SecretBox:

@@ -6,7 +6,8 @@
 //
 // Pipe mode (default) is how the local runtime drives warm workers: newline-delimited JSON requests on
 // the request fd, `{"ready": …}` then one envelope line per request on the response fd. `--http` serves
-// the §3.2 protocol on --port or $PORT (8080) for containers. `--check` only validates the handler.
+// the §3.2 protocol on --port or $PORT (8080) for containers, on the address $HOST (default: every
+// address). `--check` only validates the handler.
 const fs = require('fs');
 const http = require('http');
 const net = require('net');
@@ -250,7 +251,7 @@ function serveHttp(fn, problem, args) {
       }, (err) => send(res, 200, failure('SystemError', String(err && err.message))));
     });
   });
-  server.listen(args.port || Number(process.env.PORT) || 8080);
+  server.listen(args.port || Number(process.env.PORT) || 8080, process.env.HOST || undefined);
   const stop = () => { server.close(() => process.exit(0)); setTimeout(() => process.exit(0), 10000).unref(); };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);

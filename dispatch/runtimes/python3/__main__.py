@@ -4,8 +4,8 @@
         [--request-fd 3 --response-fd 4 | --http [--port 8080] | --check] [--max-log-bytes N]
 
 Pipe mode (the default) is how the local runtime drives warm workers; `--http` serves §3.2 on
-`--port` or `$PORT` (8080) for containers; `--check` only validates the handler (exit 1 with the
-reason on stderr), as an image build step.
+`--port` or `$PORT` (8080) for containers, on the address `$HOST` (default: every address);
+`--check` only validates the handler (exit 1 with the reason on stderr), as an image build step.
 """
 import argparse
 import json
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         from dispatch.runtimes.python3 import http_mode  # http.server costs import time pipe workers skip
 
         port = args.port or int(os.environ.get("PORT") or 8080)
-        return http_mode.serve(function, problem, routers, port, args.max_log_bytes)
+        return http_mode.serve(function, problem, routers, port, args.max_log_bytes, os.environ.get("HOST", ""))
     return pipe.serve(function, problem, routers, args.request_fd, args.response_fd, args.max_log_bytes)
 
 

@@ -22,8 +22,8 @@ EXIT_AFTER_TIMEOUT = 70
 class FunctionServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, port: int, function, problem, routers, limit: int):
-        super().__init__(("", port), _Handler)
+    def __init__(self, port: int, function, problem, routers, limit: int, host: str = ""):
+        super().__init__((host, port), _Handler)
         self.function: Function | None = function
         self.problem: HandlerError | None = problem
         self.routers: tuple[StreamRouter, StreamRouter] = routers
@@ -94,8 +94,9 @@ class _Handler(BaseHTTPRequestHandler):
         """Access lines would land in the running call's captured stderr; the platform logs runs itself."""
 
 
-def serve(function, problem, routers, port: int, limit: int) -> int:
-    server = FunctionServer(port, function, problem, routers, limit)
+def serve(function, problem, routers, port: int, limit: int, host: str = "") -> int:
+    """`host` "" listens on every address; a container sharing the host's network listens on 127.0.0.1."""
+    server = FunctionServer(port, function, problem, routers, limit, host)
     # shutdown() waits for serve_forever() to return, so it cannot run on the thread it interrupts.
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     try:

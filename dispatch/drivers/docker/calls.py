@@ -1,0 +1,84 @@
+"""One run through a deployment's containers: take a replica, POST the §3.2 envelope, read the answer.
+
+A replica that answered a timeout or an exit has ended its server (the function servers exit after
+those, §3.6), one that overran the run's timeout is killed, one that vanished mid-call is examined
+for the reason (its memory limit, an exit): all are discarded and the pool starts fresh ones. A
+connection refused before the request left means the container had died idle: the call goes to
+another replica, since the function never saw it.
+"""
+import asyncio
+import json
+
+import aiohttp
+
+from dispatch.drivers.docker.containers import Launcher
+from dispatch.drivers.docker.pool import Pool, PoolClosed, ReplicaFailed
+from dispatch.drivers.ports import Invocation, NotDeployed
+
+TIMEOUT_MESSAGE = "Function execution exceeded the timeout"
+_ATTEMPTS = 3
+# The function server answers its own deadline; the platform's clock is the backstop a little later.
+_GRACE_SECONDS = 0.25
+
+
+async def call(pool: Pool, launcher: Launcher, http: aiohttp.ClientSession, body: bytes,
+               timeout_ms: int) -> Invocation:
+    for _ in range(_ATTEMPTS):
+        try:
+            member = await pool.acquire()
+        except ReplicaFailed as exc:
+            return failed("SystemError", f"cannot start the function container: {exc.reason}")
+        except PoolClosed:
+            raise NotDeployed("the function was undeployed while the run waited") from None
+        container = member.replica
+        limit = timeout_ms / 1000 + _GRACE_SECONDS if timeout_ms > 0 else None
+        try:
+            async with asyncio.timeout(limit):
+                async with http.post(container.url, data=body, headers={"Content-Type": "application/json"}) as answer:
+                    status, text = answer.status, await answer.read()
+        except aiohttp.ClientConnectorError:
+            pool.discard(member)
+            continue
+        except TimeoutError:
+            pool.discard(member)
+            return failed("FunctionError", TIMEOUT_MESSAGE)
+        except aiohttp.ClientError:
+            kind, message, lines = await launcher.ending(container)
+            pool.discard(member)
+            return failed(kind, message, stderr=lines)
+        except BaseException:
+            pool.discard(member)  # cancelled mid-call: the replica may still be busy with it
+            raise
+        invocation = read_envelope(text) if status == 200 else None
+        if invocation is None:
+            pool.discard(member)
+            return failed("SystemError", f"unreadable answer from the function container (HTTP {status}): "
+                                         f"{text[:200]!r}")
+        if _server_ends(invocation):
+            pool.discard(member)
+        else:
+            pool.release(member)
+        return invocation
+    return failed("SystemError", "the function containers refused the connection")
+
+
+def read_envelope(text: bytes) -> Invocation | None:
+    try:
+        envelope = json.loads(text)
+        context = envelope["context"]
+        logs = context.get("logs") or {}
+        return Invocation(output=envelope.get("payload"), stdout=list(logs.get("stdout") or []),
+                          stderr=list(logs.get("stderr") or []), error=context.get("error"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def failed(kind: str, message: str, stderr: list[str] | None = None) -> Invocation:
+    """A run that failed outside the function's own code."""
+    return Invocation(stderr=stderr or [], error={"type": kind, "message": message, "stacktrace": []})
+
+
+def _server_ends(invocation: Invocation) -> bool:
+    error = invocation.error or {}
+    message = str(error.get("message", ""))
+    return message == TIMEOUT_MESSAGE or (error.get("type") == "SystemError" and "exited with code" in message)

@@ -1,0 +1,175 @@
+"""Function containers: start one from a function image with its labels and limits, wait until its
+server answers `/healthz`, tell why one ended, remove it.
+
+Network modes: `bridge` publishes the server's port 8080 on a free port of 127.0.0.1; `host` (for
+an engine without a bridge network, e.g. dockerd --bridge=none) shares the host's network, so each
+container's server listens on a free port of its own, on 127.0.0.1 only.
+"""
+import asyncio
+import socket
+import time
+from dataclasses import dataclass
+
+import aiodocker
+import aiohttp
+
+from dispatch.drivers.docker.pool import ReplicaFailed
+
+CONTAINER_PORT = 8080
+_PORT_IN_USE = ("EADDRINUSE", "Address already in use", "address already in use")
+_LOG_TAIL_LINES = 20
+
+
+@dataclass(frozen=True)
+class Container:
+    id: str
+    url: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_mb: int | None = None
+    cpus: float | None = None
+    log_bytes: int = 1 << 20
+    """Per stream and call, as the function server caps what it captures."""
+
+
+class Launcher:
+    """Starts the containers of one deployment."""
+
+    def __init__(self, docker: aiodocker.Docker, http: aiohttp.ClientSession, image: str, name: str,
+                 labels: dict[str, str], limits: Limits, network_mode: str, address: str,
+                 ports_in_use: set[int], ready_timeout: float):
+        self.docker, self.http = docker, http
+        self.image, self.name, self.labels, self.limits = image, name, labels, limits
+        self.network_mode, self.address = network_mode, address
+        self.ports_in_use = ports_in_use
+        self.ready_timeout = ready_timeout
+
+    async def start(self) -> Container:
+        for attempt in range(3):
+            try:
+                return await self._start_once()
+            except _PortTaken:
+                continue  # another process took the free port between our look and the server's bind
+        raise ReplicaFailed("no free port could be held for the function container")
+
+    async def stop(self, container: Container) -> None:
+        self.ports_in_use.discard(container.port)
+        try:
+            await self.docker.containers.container(container.id).delete(force=True)
+        except aiodocker.DockerError as exc:
+            if exc.status != 404:
+                raise
+
+    async def ending(self, container: Container) -> tuple[str, str, list[str]]:
+        """Why a container's server went away during a call: the error type, message and last log lines."""
+        handle = self.docker.containers.container(container.id)
+        state: dict = {}
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            try:
+                state = (await handle.show()).get("State") or {}
+            except aiodocker.DockerError:
+                break
+            if not state.get("Running"):
+                break
+            await asyncio.sleep(0.05)
+        lines = await self._log_tail(handle)
+        if state.get("OOMKilled"):
+            limit = self.limits.memory_mb
+            return "FunctionError", f"Function exceeded its memory limit of {limit} MB and was killed", lines
+        if state and not state.get("Running"):
+            code = state.get("ExitCode")
+            return "SystemError", f"the function process exited with code {code} during the call", lines
+        return "SystemError", "lost the connection to the function container during the call", lines
+
+    async def _start_once(self) -> Container:
+        port = self._free_port() if self.network_mode == "host" else CONTAINER_PORT
+        handle = await self.docker.containers.create(self._config(port))
+        try:
+            await handle.start()
+            if self.network_mode != "host":
+                port = await self._published_port(handle)
+            container = Container(handle.id, f"http://{self.address}:{port}/", port)
+            await self._wait_ready(handle, container)
+            return container
+        except BaseException:
+            self.ports_in_use.discard(port)
+            await self._remove_quietly(handle)
+            raise
+
+    def _config(self, port: int) -> dict:
+        host_config: dict = {"Init": True, "NetworkMode": self.network_mode}
+        env = [f"PORT={port}", f"MAX_LOG_BYTES={self.limits.log_bytes}"]
+        if self.network_mode == "host":
+            env.append("HOST=127.0.0.1")
+        else:
+            host_config["PortBindings"] = {f"{CONTAINER_PORT}/tcp": [{"HostIp": self.address, "HostPort": ""}]}
+        if self.limits.memory_mb:
+            # Swap as large as the memory: no swap at all, so the limit is the limit.
+            host_config["Memory"] = host_config["MemorySwap"] = self.limits.memory_mb * 1024 * 1024
+        if self.limits.cpus:
+            host_config["NanoCpus"] = int(self.limits.cpus * 1_000_000_000)
+        config = {"Image": self.image, "Env": env, "Labels": self.labels, "HostConfig": host_config}
+        if self.network_mode != "host":
+            config["ExposedPorts"] = {f"{CONTAINER_PORT}/tcp": {}}
+        return config
+
+    def _free_port(self) -> int:
+        while True:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            if port not in self.ports_in_use:
+                self.ports_in_use.add(port)
+                return port
+
+    async def _published_port(self, handle) -> int:
+        details = await handle.show()
+        bindings = ((details.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{CONTAINER_PORT}/tcp") or []
+        if not bindings:
+            raise ReplicaFailed("the engine published no port for the function container")
+        return int(bindings[0]["HostPort"])
+
+    async def _wait_ready(self, handle, container: Container) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        pause = 0.01
+        while time.monotonic() < deadline:
+            try:
+                async with self.http.get(container.url + "healthz", timeout=aiohttp.ClientTimeout(total=2)) as answer:
+                    if answer.status == 200:
+                        return
+                    body = await answer.json(content_type=None)
+                    message = ((body or {}).get("error") or {}).get("message") or f"/healthz answered {answer.status}"
+                    raise ReplicaFailed(message)
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+                pass
+            state = ((await handle.show()).get("State") or {})
+            if not state.get("Running"):
+                lines = await self._log_tail(handle)
+                if any(marker in line for line in lines for marker in _PORT_IN_USE):
+                    raise _PortTaken()
+                raise ReplicaFailed(f"the function container exited with code {state.get('ExitCode')} "
+                                    f"before serving: {' / '.join(lines[-5:])}".rstrip(": "))
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.2)
+        raise ReplicaFailed(f"the function container did not answer /healthz within {self.ready_timeout:.0f} s")
+
+    async def _log_tail(self, handle) -> list[str]:
+        try:
+            chunks = await handle.log(stdout=True, stderr=True, tail=_LOG_TAIL_LINES)
+        except aiodocker.DockerError:
+            return []
+        return "".join(chunks).splitlines()[-_LOG_TAIL_LINES:]
+
+    async def _remove_quietly(self, handle) -> None:
+        try:
+            await handle.delete(force=True)
+        except aiodocker.DockerError:
+            pass
+
+
+class _PortTaken(Exception):
+    pass

@@ -1,0 +1,212 @@
+"""`FunctionRuntime` on a Docker engine: base image → image → function image, and functions served
+by pools of containers running the same function servers as the local runtime (§3.2 over HTTP)."""
+import asyncio
+import json
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import aiodocker
+import aiohttp
+import structlog
+
+from dispatch.drivers.docker import images, installation
+from dispatch.drivers.docker.calls import call, failed
+from dispatch.drivers.docker.containers import Launcher, Limits
+from dispatch.drivers.docker.installation import FAAS_ID, FUNCTION, IMAGE_ID, KIND, NAMESPACE, OWNER
+from dispatch.drivers.docker.languages import Language, language_named, system_packages_text
+from dispatch.drivers.docker.pool import Pool
+from dispatch.drivers.ports import BuildFailed, DeploymentSpec, ImageSpec, Invocation, NotDeployed, Progress
+from dispatch.errors import Rejected
+from dispatch.schemas import source
+
+READY_TIMEOUT_SECONDS = 60.0
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+log = structlog.get_logger("dispatch.docker")
+
+
+@dataclass
+class _Deployment:
+    pool: Pool
+    launcher: Launcher
+    image: str
+
+
+class DockerRuntime:
+    def __init__(self, data_dir: Path, namespace: str = "dispatch", url: str | None = None,
+                 owner: str | None = None, network_mode: str = "auto", min_replicas: int = 1,
+                 max_replicas: int = 4, idle_seconds: float = 300.0, max_log_bytes: int = 1 << 20):
+        """`url`: the engine (default DOCKER_HOST, else the local socket). `owner`: who the containers
+        belong to (default this process; see installation.py). `network_mode`: bridge, host, or auto
+        (host when the engine has no bridge network). Build logs are kept under `data_dir/build-logs`."""
+        self._logs_dir = Path(data_dir) / "build-logs"
+        self.namespace = namespace
+        self._repository = installation.repository(namespace)
+        self._url = url
+        self.owner = owner or installation.process_owner()
+        self._network_mode = network_mode
+        self._defaults = (min_replicas, max_replicas, idle_seconds)
+        self._max_log_bytes = max_log_bytes
+        self._docker: aiodocker.Docker | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._address = "127.0.0.1"
+        self._ports: set[int] = set()
+        self._deployments: dict[str, _Deployment] = {}
+        self._deploying: dict[str, asyncio.Lock] = {}
+        self._starting: asyncio.Lock | None = None
+
+    async def start(self) -> None:
+        """Connect, and remove what crashed runtimes of this installation left on the engine. Every
+        other method starts the runtime first if nobody did."""
+        self._starting = self._starting or asyncio.Lock()
+        async with self._starting:
+            if self._docker is not None:
+                return
+            docker = aiodocker.Docker(url=self._url)
+            try:
+                if self._network_mode == "auto":
+                    names = {network["Name"] for network in await docker.networks.list()}
+                    self._network_mode = "bridge" if "bridge" in names else "host"
+                containers, function_images = await installation.reconcile(docker, self.namespace, self.owner)
+            except BaseException:
+                await docker.close()
+                raise
+            if urlparse(docker.docker_host).scheme in ("tcp", "http", "https"):
+                self._address = urlparse(docker.docker_host).hostname or self._address
+            self._docker = docker
+            self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, limit=0))
+            log.info("docker runtime started", engine=docker.docker_host, network=self._network_mode,
+                     orphan_containers_removed=containers, orphan_images_removed=function_images)
+
+    async def check_base_image(self, language: str, docker_url: str) -> None:
+        """Pull when missing, then run the language's `--version` in it."""
+        command = language_named(language).version_command
+        docker = await self._engine()
+        await images.ensure_pulled(docker, docker_url)
+        labels = {NAMESPACE: self.namespace, OWNER: self.owner, KIND: "check"}
+        config = {"Image": docker_url, "Cmd": list(command), "Entrypoint": [], "Labels": labels,
+                  "HostConfig": {"NetworkMode": "none"}}
+        container = await docker.containers.create(config)
+        try:
+            await container.start()
+            code = (await container.wait(timeout=60)).get("StatusCode")
+            output = "".join(await container.log(stdout=True, stderr=True)).strip()
+        except (aiodocker.DockerError, asyncio.TimeoutError) as exc:
+            raise BuildFailed(f"cannot run {' '.join(command)} in {docker_url}: {exc}") from None
+        finally:
+            await container.delete(force=True)
+        if code != 0:
+            raise BuildFailed(f"{' '.join(command)} failed in {docker_url} (exit code {code}): {output}".rstrip(": "))
+
+    async def build_image(self, spec: ImageSpec, progress: Progress | None = None) -> str:
+        _check_id(spec.id, "image")
+        language = language_named(spec.language)
+        language.check_manifest(spec.manifest)
+        packages = system_packages_text(spec.system_packages)
+        docker = await self._engine()
+        await images.ensure_pulled(docker, spec.base_url, progress)
+        tag = f"{self._repository}/image-{spec.id.lower()}:latest"
+        files = language.image_files(spec.manifest, packages)
+        labels = {NAMESPACE: self.namespace, KIND: "image", IMAGE_ID: spec.id}
+        files["Dockerfile"] = images.with_labels(files["Dockerfile"], labels)
+        await images.build(docker, images.context(files), tag, {"BASE_IMAGE": spec.base_url},
+                           self._logs_dir / f"image-{spec.id}.log", self._build_network(), progress)
+        return tag
+
+    async def remove_image(self, location: str) -> None:
+        await images.remove(await self._engine(), location)
+
+    async def deploy(self, spec: DeploymentSpec) -> None:
+        _check_id(spec.faas_id, "function")
+        language = language_named(spec.language)
+        docker = await self._engine()
+        async with self._deploying.setdefault(spec.faas_id, asyncio.Lock()):
+            await self._stop(spec.faas_id)
+            if not spec.image_location or not await images.exists(docker, spec.image_location):
+                raise BuildFailed(f"image {spec.image_location or '(none)'} is missing from the Docker engine; "
+                                  "rebuild the image")
+            tag = f"{self._repository}/function-{spec.faas_id.lower()}:{installation.tag_of(self.owner)}"
+            labels = {NAMESPACE: self.namespace, OWNER: self.owner, FAAS_ID: spec.faas_id,
+                      FUNCTION: f"{spec.organization}/{spec.name}"}
+            context = await asyncio.to_thread(_function_context, language, spec.source, {**labels, KIND: "function"})
+            await images.build(docker, context, tag, {"IMAGE": spec.image_location, "HANDLER": spec.handler},
+                               self._logs_dir / f"function-{spec.faas_id}.log", self._build_network())
+            deployment = self._deployment(spec, tag, labels)
+            try:
+                await deployment.pool.warm()
+            except Exception as exc:
+                await deployment.pool.close()
+                await images.remove(docker, tag)
+                raise BuildFailed(getattr(exc, "reason", str(exc))) from None
+            self._deployments[spec.faas_id] = deployment
+
+    async def undeploy(self, faas_id: str) -> None:
+        async with self._deploying.setdefault(faas_id, asyncio.Lock()):
+            await self._stop(faas_id)
+
+    async def invoke(self, faas_id: str, context: dict, payload: Any, timeout_ms: int) -> Invocation:
+        deployment = self._deployments.get(faas_id)
+        if deployment is None:
+            raise NotDeployed(faas_id)
+        try:
+            body = json.dumps({"context": context, "payload": payload}, separators=(",", ":")).encode()
+        except (TypeError, ValueError) as exc:
+            return failed("InputError", f"Invalid Input: {exc}")
+        return await call(deployment.pool, deployment.launcher, self._http, body, timeout_ms)
+
+    async def close(self) -> None:
+        """Remove every container and function image of this runtime; images stay for the next start."""
+        await asyncio.gather(*(self._stop(faas_id) for faas_id in list(self._deployments)))
+        if self._http is not None:
+            await self._http.close()
+        if self._docker is not None:
+            await self._docker.close()
+        self._docker = self._http = None
+
+    async def _engine(self) -> aiodocker.Docker:
+        if self._docker is None:
+            await self.start()
+        return self._docker
+
+    def _build_network(self) -> str | None:
+        return "host" if self._network_mode == "host" else None
+
+    def _deployment(self, spec: DeploymentSpec, tag: str, labels: dict[str, str]) -> _Deployment:
+        minimum, maximum, idle = self._defaults
+        launcher = Launcher(self._docker, self._http, tag, spec.name or spec.faas_id, {**labels, KIND: "replica"},
+                            Limits(spec.memory_mb, spec.cpus, self._max_log_bytes), self._network_mode,
+                            self._address, self._ports, READY_TIMEOUT_SECONDS)
+        pool = Pool(launcher.start, launcher.stop,
+                    minimum if spec.min_replicas is None else spec.min_replicas,
+                    maximum if spec.max_replicas is None else spec.max_replicas,
+                    spec.concurrency or 1, idle if spec.idle_seconds is None else spec.idle_seconds)
+        return _Deployment(pool, launcher, tag)
+
+    async def _stop(self, faas_id: str) -> None:
+        deployment = self._deployments.pop(faas_id, None)
+        if deployment is not None:
+            await deployment.pool.close()
+            await images.remove(self._docker, deployment.image)
+
+
+def _function_context(language: Language, archive: bytes, labels: dict[str, str]) -> bytes:
+    """The function template's build context: Dockerfile, the function server, the unpacked source."""
+    files: dict[str, bytes | str] = {"Dockerfile": images.with_labels(language.function_dockerfile(), labels)}
+    files.update({f"runtime/{name}": data for name, data in language.runtime_files().items()})
+    folder = Path(tempfile.mkdtemp(prefix="dispatch-source-"))
+    try:
+        source.extract(archive, folder)
+        return images.context(files, {"function": folder})
+    except Rejected as exc:
+        raise BuildFailed(exc.message) from None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _check_id(value: str, kind: str) -> None:
+    if not _SAFE_ID.fullmatch(value or ""):
+        raise BuildFailed(f"invalid {kind} id {value!r}: only letters, digits, '.', '_' and '-' are allowed")
