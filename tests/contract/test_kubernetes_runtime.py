@@ -421,6 +421,24 @@ async def test_an_idle_function_with_min_zero_scales_to_zero_and_back_up_on_its_
     assert node.starts == 2
 
 
+async def test_runs_through_another_server_process_keep_a_min_zero_function_awake(kube, runtimes, tmp_path):
+    runtime = runtimes(idle=0.3)
+    spec = function(tmp_path, min_replicas=0, max_replicas=1)
+    await runtime.deploy(spec)
+    deployment = kube.objects[("Deployment", "default", f"fn-{spec.faas_id}")]
+
+    for _ in range(10):  # the other process marks its runs on the Deployment
+        deployment["metadata"]["annotations"]["dispatch.io/last-run"] = f"{time.time():.3f}"
+        await asyncio.sleep(0.1)
+    assert kube.objects[("Deployment", "default", f"fn-{spec.faas_id}")]["spec"]["replicas"] == 1
+
+    for _ in range(40):
+        if kube.objects[("Deployment", "default", f"fn-{spec.faas_id}")]["spec"]["replicas"] == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert kube.objects[("Deployment", "default", f"fn-{spec.faas_id}")]["spec"]["replicas"] == 0
+
+
 # ---- the platform on Kubernetes
 
 

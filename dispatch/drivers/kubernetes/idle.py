@@ -91,7 +91,7 @@ class IdleScaler:
             deployment = await objects.get("Deployment", watched.name)
             if deployment is None:
                 continue
-            elsewhere = float((deployment["metadata"].get("annotations") or {}).get(LAST_RUN) or 0)
+            elsewhere = _seconds((deployment["metadata"].get("annotations") or {}).get(LAST_RUN))
             if now - elsewhere < watched.idle or watched.running:
                 watched.last_run = max(watched.last_run, elsewhere)  # look again one idle time after it
                 continue
@@ -126,7 +126,7 @@ class IdleScaler:
             await asyncio.sleep(self._poll)
             try:
                 await self.sweep()
-            except KubernetesFailed as error:
+            except Exception as error:  # the next sweep tries again; the loop must outlive any one failure
                 log.warning("idle functions could not be scaled down", error=str(error))
 
     def _spawn(self, work: Awaitable[None]) -> None:
@@ -138,3 +138,10 @@ class IdleScaler:
         task = asyncio.ensure_future(quietly())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _seconds(value: str | None) -> float:
+    try:
+        return float(value or 0)
+    except ValueError:
+        return 0.0
