@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 import dispatch.server
 from dispatch.cli.main import app
 from dispatch.drivers.kubernetes import KubernetesRuntime, Options
-from dispatch.drivers.kubernetes.objects import KubernetesFailed
+from dispatch.drivers.kubernetes.objects import KubernetesFailed, Objects, connect
 from dispatch.drivers.ports import BuildFailed, DeploymentSpec, ImageSpec, NotDeployed
 from dispatch.handlers.adapters import runtime_from
 from dispatch.handlers.bootstrap import bootstrap
@@ -230,13 +230,15 @@ async def test_reconcile_removes_the_functions_the_platform_no_longer_has(kube, 
     assert sorted(owned(kube, kept.faas_id)) == ["Deployment", "Secret", "Service"]
 
 
-async def test_the_api_double_refuses_what_the_kubernetes_schema_refuses(kube, runtimes):
-    runtime = runtimes()
-    objects = await runtime._connected()
+async def test_the_api_double_refuses_what_the_kubernetes_schema_refuses(kube, tmp_path):
+    objects = Objects(await connect(str(kube.kubeconfig(tmp_path / "kubeconfig"))), "default")
 
-    with pytest.raises(KubernetesFailed, match=r"\(422\): Deployment \"typo\" is invalid: spec"):
-        await objects.apply({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "typo"},
-                             "spec": {"replica": 1}})
+    try:
+        with pytest.raises(KubernetesFailed, match=r"\(422\): Deployment \"typo\" is invalid: spec"):
+            await objects.apply({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "typo"},
+                                 "spec": {"replica": 1}})
+    finally:
+        await objects.api.close()
     assert kube.invalid
     kube.invalid.clear()
 
