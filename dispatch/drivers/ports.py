@@ -96,6 +96,10 @@ class Route:
     """The secret holding the hosts' certificate (`tls.crt`) and key (`tls.key`), PEM."""
 
 
+class RoutingFailed(Exception):
+    """The gateway could not take a route; the message is shown as the API's reason."""
+
+
 class APIGateway(Protocol):
     """Where user APIs are served: the built-in router, or an external gateway such as Kong."""
 

@@ -1,9 +1,12 @@
 """APIs: user HTTP routes to functions, registered on the API gateway driver."""
+import asyncio
 from functools import partial
+
+import structlog
 
 from dispatch.bus.ports import MessageBus
 from dispatch.drivers.paths import BadPath, PathTemplate
-from dispatch.drivers.ports import APIGateway, Route
+from dispatch.drivers.ports import APIGateway, Route, RoutingFailed
 from dispatch.drivers.router import BuiltinRouter
 from dispatch.errors import Conflict, Rejected
 from dispatch.schemas import commands as c
@@ -13,6 +16,7 @@ from dispatch.store.ports import EventLog, Views
 
 from .lifecycle import append, changed, create, delete, load, update
 
+log = structlog.get_logger("dispatch.apis")
 ENFORCED_AUTHENTICATION = ("public", "basic", "bearer")
 
 
@@ -106,10 +110,14 @@ async def route_api(cmd: c.RouteAPI, events: EventLog, gateway: APIGateway) -> N
     if loaded.status not in (Status.CREATING.value, Status.UPDATING.value):
         return
     api = loaded.existing()
-    if api.get("enabled", True):
-        await gateway.register(route_of(cmd.organization, api))
-    else:
-        await gateway.unregister(cmd.organization, cmd.name)
+    try:
+        if api.get("enabled", True):
+            await gateway.register(route_of(cmd.organization, api))
+        else:
+            await gateway.unregister(cmd.organization, cmd.name)
+    except RoutingFailed as failed:
+        await append(events, loaded, cmd, changed(e.APIRoutingFailed, cmd, Status.ERROR, str(failed)))
+        return
     await append(events, loaded, cmd, changed(e.APIRouted, cmd, Status.READY))
 
 
@@ -118,7 +126,10 @@ async def remove_api(cmd: c.RemoveAPI, events: EventLog, gateway: APIGateway) ->
     loaded = await load(events, "API", cmd.organization, cmd.name)
     if loaded.status != Status.DELETING.value:
         return
-    await gateway.unregister(cmd.organization, cmd.name)
+    try:
+        await gateway.unregister(cmd.organization, cmd.name)
+    except RoutingFailed as failed:  # the API goes all the same; reconciliation removes what is left
+        log.warning("gateway kept a deleted api", organization=cmd.organization, api=cmd.name, reason=str(failed))
     await append(events, loaded, cmd, e.APIDeleted(organization=cmd.organization, name=cmd.name))
 
 
@@ -154,3 +165,20 @@ def follow_routes(bus: MessageBus, views: Views, router: BuiltinRouter) -> None:
     """Every process serving user APIs follows API events on a subscription of its own."""
     for event_type in (e.APIRouted, e.APIDeletionRequested, e.APIDeleted):
         bus.subscribe(event_type, "routes", partial(update_route, views=views, router=router), per_process=True)
+
+
+async def wanted_routes(views: Views) -> list[Route]:
+    """What an external gateway should serve: every enabled API not failed or being deleted
+    (one still CREATING is included, so a reconciliation never undoes a registration in flight)."""
+    return [route_of(organization, api) for organization, api in await views.list_all("API")
+            if api.get("enabled", True) and api.get("status") not in (Status.ERROR.value, Status.DELETING.value)]
+
+
+async def reconcile_forever(views: Views, gateway: APIGateway, period: float) -> None:
+    """Keeps an external gateway in step with the APIs: at start, then every `period` seconds."""
+    while True:
+        try:
+            await gateway.sync(await wanted_routes(views))
+        except Exception as error:  # noqa: BLE001 - the gateway may be down; the next round retries
+            log.warning("api gateway reconciliation failed", reason=str(error))
+        await asyncio.sleep(period)

@@ -7,7 +7,7 @@ from dispatch.settings import Settings
 from dispatch.store.projector import Projector
 
 from . import apis, base_images, functions, images, runs, secrets
-from .adapters import bus_from, handler_groups, runtime_from, secret_box_from, store_from
+from .adapters import bus_from, gateway_from, handler_groups, runtime_from, secret_box_from, store_from
 from .deployments import Deployments
 from .execution import Executor, Secrets
 from .platform import Platform
@@ -21,6 +21,7 @@ def bootstrap(settings: Settings, bus: MessageBus | None = None,
     store, views = store_from(settings)
     runtime = runtime or runtime_from(settings)
     router = BuiltinRouter(settings.default_organization)
+    gateway = gateway_from(settings, router)
     box = secret_box_from(settings)
     deployments = Deployments(store, views, store, runtime)
     ready = ReadyFunctions(views)
@@ -34,11 +35,11 @@ def bootstrap(settings: Settings, bus: MessageBus | None = None,
     if "secrets" in groups:
         secrets.register(bus, store)
     if "apis" in groups:
-        apis.register(bus, store, views, router)
+        apis.register(bus, store, views, gateway)
     if "runs" in groups:
         runs.register(bus, store, executor)
         follow_functions(bus, ready)
     if settings.role in ("all", "gateway"):
         apis.follow_routes(bus, views, router)
     return Platform(settings, bus, store, views, runtime, router, box, Projector(store, views),
-                    executor, deployments, groups)
+                    executor, deployments, groups, gateway=gateway)

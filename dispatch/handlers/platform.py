@@ -37,6 +37,8 @@ class Platform:
     executor: Executor
     deployments: Deployments
     groups: set[str]
+    gateway: Any = None
+    """Where the apis handlers register routes: the router itself, or an external gateway."""
     tasks: list[asyncio.Task] = field(default_factory=list)
 
     @property
@@ -56,6 +58,9 @@ class Platform:
             relay = Relay(self.store, self.views, self.bus, self.projector.wait_for)
             self.tasks += [asyncio.ensure_future(coro) for coro in (
                 relay.run(), self._recover(), resync_forever(self.bus, self.views, self.settings.resync_seconds))]
+        if "apis" in self.groups and self.gateway not in (None, self.router):
+            self.tasks.append(asyncio.ensure_future(
+                apis.reconcile_forever(self.views, self.gateway, self.settings.kong_sync_seconds)))
 
     async def _load_routes(self) -> None:
         for organization, api in await self.views.list_all("API"):
@@ -88,5 +93,7 @@ class Platform:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.bus.close()
+        if self.gateway not in (None, self.router):
+            await self.gateway.close()
         await self.runtime.close()
         await self.store.close()
