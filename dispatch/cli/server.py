@@ -45,6 +45,16 @@ def server(
         help="Prefix of exchanges and queues, and the PostgreSQL schema.", show_default="dispatch")] = None,
     runtime: Annotated[Optional[str], typer.Option(
         help="Where functions run: local, docker or kubernetes.", show_default="local")] = None,
+    tls_cert: Annotated[Optional[Path], typer.Option(
+        help="PEM certificate: with --tls-key, user APIs are also served over HTTPS on --api-https-port.")] = None,
+    tls_key: Annotated[Optional[Path], typer.Option(help="PEM private key of --tls-cert.")] = None,
+    api_https_port: Annotated[Optional[int], typer.Option(help="HTTPS port of user APIs.", show_default="8443")] = None,
+    api_gateway: Annotated[Optional[str], typer.Option(
+        help="builtin, or kong: APIs are also registered in Kong, which proxies to the user-API port.",
+        show_default="builtin")] = None,
+    kong_admin_url: Annotated[Optional[str], typer.Option(help="Kong's Admin API, e.g. http://127.0.0.1:8001.")] = None,
+    kong_upstream_url: Annotated[Optional[str], typer.Option(
+        help="The user-API port as Kong reaches it.", show_default="http://<host>:<api-port>")] = None,
     config_file: Annotated[Optional[Path], typer.Option(
         "--config-file", help="YAML file of settings (keys as the long options, with _), below "
                               "flags and DISPATCH_* environment variables.")] = None,
@@ -61,7 +71,9 @@ def server(
 
     given = {"host": host, "port": port, "api_port": api_port, "data_dir": data_dir,
              "default_organization": organization, "role": role, "handlers": handlers, "bus": bus,
-             "store": store, "namespace": namespace, "runtime": runtime}
+             "store": store, "namespace": namespace, "runtime": runtime,
+             "tls_cert": tls_cert, "tls_key": tls_key, "api_https_port": api_https_port, "api_gateway": api_gateway,
+             "kong_admin_url": kong_admin_url, "kong_upstream_url": kong_upstream_url}
     try:
         settings = load_settings(config_file, **given)
     except (pydantic.ValidationError, OSError, ValueError) as error:
