@@ -1,9 +1,12 @@
 """Prints `export` lines for the local services the suite can use: `make test` evaluates them.
 
 A variable already set is kept; a service that does not answer is left out, and the tests that
-need it start one with testcontainers or skip with the reason."""
+need it start one with testcontainers or skip with the reason. The Docker engine of the Docker
+runtime's tests is started here when needed (tests/docker_engine.py)."""
 import os
 import socket
+
+from tests import docker_engine
 
 SERVICES = {
     "DISPATCH_TEST_AMQP_URL": ("127.0.0.1", 5672, "amqp://guest:guest@127.0.0.1:5672/"),
@@ -25,3 +28,4 @@ if __name__ == "__main__":
             print(f"export {variable}={os.environ[variable]}")
         elif answers(host, port):
             print(f"export {variable}={url}")
+    print(docker_engine.export_line())

@@ -17,8 +17,11 @@ import pytest
 from dispatch.drivers.local import LocalRuntime
 from dispatch.drivers.ports import BuildFailed, DeploymentSpec, FunctionRuntime, ImageSpec, NotDeployed
 from dispatch.schemas import source
+from tests import docker_engine
 
-ADAPTERS: dict[str, Callable[[Path], FunctionRuntime]] = {"local": lambda data_dir: LocalRuntime(data_dir)}
+ADAPTERS: dict[str, Callable[[Path], FunctionRuntime]] = {"local": lambda data_dir: LocalRuntime(data_dir),
+                                                          "docker": docker_engine.runtime_for_tests}
+MARKS = {"docker": [pytest.mark.docker]}
 JON = {"name": "Jon", "place": "Winterfell"}
 HELLO_PY = """
 def handle(context, payload):
@@ -31,8 +34,10 @@ module.exports = async function (context, payload) {
 """
 
 
-@pytest.fixture(params=list(ADAPTERS))
+@pytest.fixture(params=[pytest.param(name, marks=MARKS.get(name, [])) for name in ADAPTERS])
 async def function_runtime(request, tmp_path) -> AsyncIterator[FunctionRuntime]:
+    if request.param == "docker" and request.function.__name__ in docker_engine.CONTRACT_EXCEPTIONS:
+        pytest.skip(docker_engine.CONTRACT_EXCEPTIONS[request.function.__name__])
     runtime = ADAPTERS[request.param](tmp_path / "runtime-data")
     yield runtime
     await runtime.close()

@@ -114,11 +114,12 @@ async def build(docker: aiodocker.Docker, build_context: bytes, tag: str, builda
 
 
 async def _remove_layers(docker: aiodocker.Docker, layers: list[str]) -> None:
-    """A failed build's steps stay behind as untagged images: remove them, newest first. A layer
-    that another image builds on answers 409 and stays."""
+    """A failed build's new steps stay behind as untagged images: remove them, newest first. One
+    that another image builds on answers 409 and stays; one that got a tag meanwhile is not touched."""
     for layer in reversed(layers):
         try:
-            await docker.images.delete(layer, noprune=True)
+            if not (await docker.images.inspect(layer)).get("RepoTags"):
+                await docker.images.delete(layer, noprune=True)
         except aiodocker.DockerError:
             pass
 
@@ -131,11 +132,16 @@ class _BuildOutput:
         self.problem: str | None = None
         self.error: str | None = None
         self.layers: list[str] = []
+        self._made_here = False
 
     async def line(self, line: str) -> None:
         self.problem = self.problem or _handler_problem(line)
-        step = _LAYER.fullmatch(line)
-        if step:
+        # The FROM step names the base image and a cached step an older build's layer: neither is this build's.
+        if line.startswith("Step "):
+            self._made_here = " : FROM " not in line
+        elif line == " ---> Using cache":
+            self._made_here = False
+        elif (step := _LAYER.fullmatch(line)) and self._made_here:
             self.layers.append(step.group(1))
         self.log.write(line + "\n")
         self.tail.append(line)
