@@ -3,6 +3,7 @@ values of the secret the API names in `authSecret`."""
 import base64
 import binascii
 import hmac
+import time
 
 from aiohttp import web
 
@@ -23,25 +24,28 @@ class Unauthorized(Exception):
 
 
 class Credentials:
-    """Opens each secret once per sealed version: a request pays a read of the secret's view,
-    not a decryption per value."""
+    """Keeps each secret's opened values for a second: a request pays neither a read of the
+    secret's view nor a decryption, and a changed secret is in force within a second."""
+
+    ttl = 1.0
 
     def __init__(self, views, box) -> None:
         self.views = views
         self.box = box
-        self._opened: dict[tuple[str, str], tuple[dict, dict[str, str]]] = {}
+        self._opened: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
 
     async def values(self, organization: str, name: str) -> dict[str, str]:
-        secret = await self.views.get_resource(organization, "Secret", name)
-        sealed = (secret or {}).get("secrets") or {}
+        now = time.monotonic()
         cached = self._opened.get((organization, name))
-        if cached is None or cached[0] != sealed:
-            try:
-                cached = (sealed, self.box.open(sealed))
-            except ValueError:
-                cached = (sealed, {})
-            self._opened[(organization, name)] = cached
-        return cached[1]
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        secret = await self.views.get_resource(organization, "Secret", name)
+        try:
+            values = self.box.open((secret or {}).get("secrets") or {})
+        except ValueError:
+            values = {}
+        self._opened[(organization, name)] = (now, values)
+        return values
 
     async def caller(self, request: web.Request, route: Route) -> str | None:
         """The authenticated caller's name (the user, or the name of the token's key); None for a
