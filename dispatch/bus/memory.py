@@ -57,6 +57,9 @@ class InMemoryBus:
         name = event_type.type_name()
         self._groups.setdefault(name, {})[group] = _Consumer(f"{group}.{name}", handler, self.prefetch)
 
+    def ingest(self, command) -> None:
+        """Nothing outside this process can publish to it: events arrive as EmitEvent commands."""
+
     async def start(self) -> None:
         self._closed = False
 

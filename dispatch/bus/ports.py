@@ -42,6 +42,12 @@ class MessageBus(Protocol):
         group is this process's alone: each process subscribing gets its own copy (e.g. to keep
         an in-memory route table current in every gateway)."""
 
+    def ingest(self, command: Callable[[str, dict[str, Any]], Command]) -> None:
+        """Take CloudEvents from producers outside Dispatch, published on the bus's own ingress
+        (on RabbitMQ, the `<namespace>.cloudevents` exchange): each valid event is sent on as
+        `command(organization, event)`, the event in its CloudEvents JSON form; an invalid one
+        goes to the dead letters with the reason. The embedded bus has no outside producers."""
+
     async def send(self, command: Command) -> None: ...
 
     async def request(self, command: Command, timeout: float) -> Any:

@@ -20,6 +20,7 @@ from dispatch.schemas.envelope import Command, Event
 from . import rabbitmq_codec as codec
 from . import rabbitmq_dead_letters as letters
 from .ports import DeadLetter, Handler
+from .rabbitmq_cloudevents import IngressConsumer
 from .rabbitmq_consumer import Delivery, QueueConsumer
 from .rabbitmq_publisher import Publisher, Unroutable
 from .rabbitmq_topology import Topology
@@ -48,7 +49,8 @@ class RabbitMQBus:
         self.instance = uuid.uuid4().hex[:12]
         self._commands: dict[str, Handler] = {}
         self._groups: dict[str, _Group] = {}
-        self._consumers: dict[str, QueueConsumer] = {}
+        self._ingress: Callable[[str, dict], Command] | None = None
+        self._consumers: dict[str, QueueConsumer | IngressConsumer] = {}
         self._replies: dict[str, asyncio.Future] = {}
         self._tasks: set[asyncio.Task] = set()
         self._pending: set[asyncio.Task] = set()
@@ -71,6 +73,10 @@ class RabbitMQBus:
         known.handlers[event_type.type_name()] = handler
         self._after_start(lambda: self._consume_group(group))
 
+    def ingest(self, command: Callable[[str, dict], Command]) -> None:
+        self._ingress = command
+        self._after_start(self._consume_ingress)
+
     async def start(self) -> None:
         if self._connection is not None:
             return
@@ -86,6 +92,8 @@ class RabbitMQBus:
                 await self._consume_command(name)
             for group in list(self._groups):
                 await self._consume_group(group)
+            if self._ingress is not None:
+                await self._consume_ingress()
         except BaseException:
             connection, self._connection, self._delivery = self._connection, None, None
             self._consumers.clear()
@@ -195,6 +203,14 @@ class RabbitMQBus:
             queue = await self.topology.declare_group(self._channel, group, list(known.handlers),
                                                       self.instance if known.per_process else None)
             await self._start_consumer(queue, known.handlers, group)
+
+    async def _consume_ingress(self) -> None:
+        async with self._lock:
+            queue = await self.topology.declare_ingress(self._channel)
+            if queue.name not in self._consumers:
+                consumer = IngressConsumer(self._running(), queue, self._ingress, self.send)
+                self._consumers[queue.name] = consumer
+                await consumer.start()
 
     async def _start_consumer(self, queue, handlers: dict[str, Handler], group: str | None) -> None:
         if queue.name not in self._consumers:

@@ -9,6 +9,9 @@ message classes, never typed by hand:
 - `<ns>.retry` (headers) → one classic queue per delay, `<ns>.retry.<ms>ms`, whose TTL expires
   messages into the default exchange under the routing key they were published with: the name of
   the queue they came from. So one queue per delay serves every consumer queue.
+- `<ns>.cloudevents` (topic, routing key = `<organization>.<event type>`) → the quorum queue
+  `<ns>.cloudevents.ingress`, bound with `#`: CloudEvents from producers outside Dispatch (see
+  `rabbitmq_cloudevents`). Declared with the rest, so events wait for an events handler.
 - `<ns>.dead-letters` (fanout) → the classic queue `<ns>.dead-letters`. Classic on purpose: it is
   listed by get-and-requeue, and a quorum queue's delivery limit would drop letters that were
   listed often enough.
@@ -38,6 +41,14 @@ class Topology:
     @property
     def retry(self) -> str:
         return f"{self.namespace}.retry"
+
+    @property
+    def cloudevents(self) -> str:
+        return f"{self.namespace}.cloudevents"
+
+    @property
+    def ingress(self) -> str:
+        return f"{self.namespace}.cloudevents.ingress"
 
     @property
     def dead_letters(self) -> str:
@@ -71,6 +82,13 @@ class Topology:
             queue = await channel.declare_queue(self.retry_queue(ms), durable=True, arguments={
                 "x-message-ttl": ms, "x-dead-letter-exchange": ""})
             await queue.bind(retry, routing_key="", arguments={"x-match": "all", DELAY: str(ms)})
+        await self.declare_ingress(channel)
+
+    async def declare_ingress(self, channel: AbstractChannel) -> AbstractQueue:
+        exchange = await channel.declare_exchange(self.cloudevents, aio_pika.ExchangeType.TOPIC, durable=True)
+        queue = await channel.declare_queue(self.ingress, durable=True, arguments=self._quorum())
+        await queue.bind(exchange, routing_key="#")
+        return queue
 
     async def declare_command(self, channel: AbstractChannel, type_name: str) -> AbstractQueue:
         queue = await channel.declare_queue(self.command_queue(type_name), durable=True,
@@ -96,8 +114,8 @@ class Topology:
         return {"x-queue-type": "quorum", "x-dead-letter-exchange": self.dead_letters}
 
     async def destroy(self, channel: AbstractChannel, queues: Iterable[str]) -> None:
-        names = [*queues, self.dead_letters, *(self.retry_queue(ms) for ms in self.delays_ms())]
+        names = [*queues, self.ingress, self.dead_letters, *(self.retry_queue(ms) for ms in self.delays_ms())]
         for name in dict.fromkeys(names):
             await channel.queue_delete(name)
-        for exchange in (self.commands, self.events, self.retry, self.dead_letters):
+        for exchange in (self.commands, self.events, self.cloudevents, self.retry, self.dead_letters):
             await channel.exchange_delete(exchange)

@@ -1,4 +1,4 @@
-"""`dispatch create`: base images, images, functions, secrets and APIs, one by one or from a YAML file."""
+"""`dispatch create`: base images, images, functions, secrets, APIs and subscriptions, one by one or from a YAML file."""
 import json
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -8,6 +8,7 @@ import typer
 from dispatch.cli.client import DispatchClientError
 from dispatch.cli.config import Application, CliState, File, Wait, WorkDir, application_tags, state_of
 from dispatch.cli.manifest import KINDS, Kind, encode_source, load, process
+from dispatch.cli.names import random_name
 from dispatch.cli.output import render, spinner
 
 app = typer.Typer(no_args_is_help=False)
@@ -152,6 +153,27 @@ def api(
     }
     body.update({key: value for key, value in (("authSecret", auth_secret), ("tls", tls)) if value})
     _create(ctx, KINDS["API"], body, False)
+
+
+@app.command()
+def subscription(
+    ctx: typer.Context,
+    function: Annotated[str, typer.Argument(help="Function to run for every event of the type.")],
+    event_type: Annotated[str, typer.Option("--event-type", help="Type of the events, e.g. user.created.")],
+    name: Annotated[Optional[str], typer.Option(help="Name of the subscription (default: a random one).")] = None,
+    secret: Annotated[Optional[list[str]], typer.Option(help="Secret added to every run it starts (repeatable).")] = None,
+    application: Application = None,
+) -> None:
+    """Run FUNCTION for every event of a type, with the event's data as input."""
+    name = name or random_name()
+    body = {"name": name, "eventType": event_type, "function": function, "secrets": secret or [],
+            "tags": application_tags(application)}
+    state = state_of(ctx)
+    created = state.client().post(KINDS["Subscription"].path, body)
+    if state.output is not None:
+        render(created, state.output)
+    else:
+        typer.echo(f"created subscription: {name}")
 
 
 def wait_until_ready(state: CliState, kind: Kind, name: str, quiet: bool = False) -> dict:

@@ -1,4 +1,4 @@
-"""`dispatch get`: tables (or -o json|yaml) of base images, images, functions, secrets, APIs and runs."""
+"""`dispatch get`: tables (or -o json|yaml) of base images, images, functions, secrets, APIs, subscriptions and runs."""
 from typing import Annotated, Any, Callable, Optional
 
 import typer
@@ -91,6 +91,13 @@ def apis(
           {"function": func})
 
 
+def subscriptions(ctx: typer.Context, name: Name = None, application: Application = None) -> None:
+    """Show event subscriptions: all, or the one named NAME."""
+    _show(ctx, KINDS["Subscription"], name, application, ("Name", "Event type", "Function name", "Status", "Created date"),
+          lambda s: (s.get("name"), s.get("eventType"), s.get("function"), s.get("status"),
+                     local_time(s.get("createdTime"))))
+
+
 def run_list(
     ctx: typer.Context,
     function: Annotated[Optional[str], typer.Argument(help="Only the runs of this function.")] = None,
@@ -108,4 +115,5 @@ _register(images, KINDS["Image"].aliases)
 _register(functions, KINDS["Function"].aliases)
 _register(secrets, KINDS["Secret"].aliases)
 _register(apis, KINDS["API"].aliases)
+_register(subscriptions, KINDS["Subscription"].aliases)
 _register(run_list, ("run", "runs"))

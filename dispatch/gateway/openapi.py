@@ -4,6 +4,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
+from dispatch.schemas import cloudevents as ce
 from dispatch.schemas import resources as r
 
 from .resources import KINDS, Kind
@@ -50,7 +51,7 @@ def _collection(kind: Kind) -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def openapi_document(release: str) -> dict[str, Any]:
-    models = [kind.model for kind in KINDS] + [r.Run]
+    models = [kind.model for kind in KINDS] + [r.Run, ce.LegacyEvent, ce.CloudEvent]
     _, schemas = models_json_schema([(m, "serialization") for m in models], by_alias=True,
                                     ref_template="#/components/schemas/{model}")
     paths: dict[str, Any] = {}
@@ -69,6 +70,12 @@ def openapi_document(release: str) -> dict[str, Any]:
     paths["/v1/runs/{name}"] = {"get": {"parameters": [ORG, fn, {"name": "name", "in": "path", "required": True,
                                                                    "schema": {"type": "string"}}],
                                         "responses": {"200": _answer(_ref(r.Run)), **_errors(404)}}}
+    event = {"oneOf": [_ref(ce.LegacyEvent), _ref(ce.CloudEvent)]}
+    paths["/v1/event/"] = {"post": {
+        "parameters": [ORG], "description": "Emit an event: CloudEvents 0.1, or 1.0 structured, batched or binary.",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": event},
+                                                      ce.STRUCTURED: {"schema": _ref(ce.CloudEvent)}}},
+        "responses": {"200": _answer(event, "emitted"), **_errors(400, 500, 503)}}}
     paths["/v1/version"] = {"get": {"responses": {"200": _answer({"type": "object"})}}}
     paths["/healthz"] = {"get": {"responses": {"200": _answer({"type": "object"}), **_errors(500)}}}
     return {"openapi": "3.1.0", "info": {"title": "Dispatch", "version": release},

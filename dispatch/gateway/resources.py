@@ -43,6 +43,7 @@ KINDS = [
     Kind("function", r.Function, c.CreateFunction, c.UpdateFunction, c.DeleteFunction),
     Kind("secret", r.Secret, c.CreateSecret, c.UpdateSecret, c.DeleteSecret, updated=201, deleted=204),
     Kind("api", r.API, c.CreateAPI, c.UpdateAPI, c.DeleteAPI, created=200),
+    Kind("event/subscriptions", r.Subscription, c.CreateSubscription, c.UpdateSubscription, c.DeleteSubscription),
 ]
 
 

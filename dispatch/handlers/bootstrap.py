@@ -6,7 +6,7 @@ from dispatch.drivers.router import BuiltinRouter
 from dispatch.settings import Settings
 from dispatch.store.projector import Projector
 
-from . import apis, base_images, functions, images, runs, secrets
+from . import apis, base_images, events, functions, images, runs, secrets, subscriptions
 from .adapters import bus_from, gateway_from, handler_groups, runtime_from, secret_box_from, store_from
 from .deployments import Deployments
 from .execution import Executor, Secrets
@@ -36,6 +36,9 @@ def bootstrap(settings: Settings, bus: MessageBus | None = None,
         secrets.register(bus, store)
     if "apis" in groups:
         apis.register(bus, store, views, gateway)
+    if "events" in groups:
+        subscriptions.register(bus, store)
+        events.register(bus, views)
     if "runs" in groups:
         runs.register(bus, store, executor)
         follow_functions(bus, ready)

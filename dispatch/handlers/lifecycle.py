@@ -9,7 +9,8 @@ from dispatch.schemas.events import ResourceDeletionRequested, ResourceEvent, ev
 from dispatch.schemas.resources import Status
 from dispatch.store.ports import ConcurrencyConflict, EventLog, Recorded
 
-LABELS = {"BaseImage": "base image", "Image": "image", "Function": "function", "Secret": "secret", "API": "api"}
+LABELS = {"BaseImage": "base image", "Image": "image", "Function": "function", "Secret": "secret", "API": "api",
+          "Subscription": "subscription"}
 
 
 class Loaded:

@@ -18,8 +18,16 @@ KEEP_FOR_SECONDS = 1.0
 MOST = 10_000
 
 
+class NotReady(Conflict):
+    """The function exists but cannot run now; `function_status` tells whether a deploy is under way."""
+
+    def __init__(self, message: str, function_status: str = ""):
+        super().__init__(message)
+        self.function_status = function_status
+
+
 async def read_ready(views: Views, organization: str, name: str) -> dict:
-    """The function as the read model has it; NotFound, or Conflict when it is not READY."""
+    """The function as the read model has it; NotFound, or NotReady (a Conflict)."""
     function = await views.get_resource(organization, "Function", name)
     if function is None:
         raise NotFound(f"function {name} not found")
@@ -27,7 +35,7 @@ async def read_ready(views: Views, organization: str, name: str) -> dict:
         why = function["status"]
         if function.get("reason"):
             why += ": " + "; ".join(function["reason"])
-        raise Conflict(f"function {name} is not READY (status {why})")
+        raise NotReady(f"function {name} is not READY (status {why})", function["status"])
     return function
 
 

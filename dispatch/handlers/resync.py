@@ -22,11 +22,13 @@ NEXT_STEP = {
     ("Function", S.INITIALIZED): c.DeployFunction, ("Function", S.CREATING): c.DeployFunction,
     ("Function", S.UPDATING): c.DeployFunction, ("Function", S.DELETING): c.RemoveFunction,
     ("API", S.CREATING): c.RouteAPI, ("API", S.UPDATING): c.RouteAPI, ("API", S.DELETING): c.RemoveAPI,
+    ("Subscription", S.CREATING): c.ActivateSubscription, ("Subscription", S.UPDATING): c.ActivateSubscription,
+    ("Subscription", S.DELETING): c.RemoveSubscription,
 }
 async def resync_once(bus: MessageBus, views: Views, older_than: float) -> int:
     cutoff = time.time() - older_than
     sent = 0
-    for kind in ("BaseImage", "Image", "Function", "API"):
+    for kind in ("BaseImage", "Image", "Function", "API", "Subscription"):
         for organization, resource in await views.list_all(kind):
             step = NEXT_STEP.get((kind, Status(resource.get("status") or "READY")))
             if step is None or resource.get("modifiedTime", 0) > cutoff:

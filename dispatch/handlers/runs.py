@@ -13,10 +13,13 @@ from dispatch.schemas.resources import Status
 from dispatch.store.ports import ConcurrencyConflict, EventLog
 
 from .execution import Executor
+from .ready import NotReady
 
 log = structlog.get_logger("dispatch.runs")
 SLOW_RUN_SECONDS = 1.0
 FINISHED = (Status.READY.value, Status.ERROR.value)
+DEPLOYING = (Status.INITIALIZED.value, Status.CREATING.value, Status.UPDATING.value)
+DEPLOY_WAIT_SECONDS = 60.0
 
 
 async def execute_function(cmd: c.ExecuteFunction, events: EventLog, executor: Executor) -> dict | AnswerFirst:
@@ -27,11 +30,14 @@ async def execute_function(cmd: c.ExecuteFunction, events: EventLog, executor: E
     followed while it runs."""
     stream = f"Run:{cmd.organization}:{cmd.run['name']}"
     try:
-        function = await executor.ready_function(cmd.organization, cmd.run["functionName"])
+        function = await (_deployed(executor, cmd) if cmd.once else
+                          executor.ready_function(cmd.organization, cmd.run["functionName"]))
     except DispatchError as refusal:
-        if cmd.run.get("blocking") or cmd.record_acceptance:
+        if cmd.run.get("blocking") or (cmd.record_acceptance and not cmd.once):
             raise  # the caller is waiting and gets the refusal
-        return await _record(events, stream, 0, _refused(cmd, refusal))  # already answered 202
+        if cmd.once and (recorded := await events.read_stream(stream)):
+            return {"run": recorded[-1].event.run, "position": recorded[-1].position}  # another delivery has it
+        return await _record(events, stream, 0, _refused(cmd, refusal))  # answered 202, or nobody waits
     stamp = int(time.time())
     run = {**cmd.run, "functionId": function["id"], "faasId": function["faasId"],
            "status": Status.INITIALIZED.value, "executedTime": stamp, "modifiedTime": stamp}
@@ -39,6 +45,8 @@ async def execute_function(cmd: c.ExecuteFunction, events: EventLog, executor: E
         accepted = await _record(events, stream, 0, e.RunAccepted(organization=cmd.organization, run=run).caused_by(cmd))
         if accepted["run"]["status"] in FINISHED:
             return accepted  # a redelivery of a run already finished
+        if cmd.once and accepted.get("by", cmd.message_id) != cmd.message_id:
+            return accepted  # another command for the same run (an event delivered twice) runs it
         return AnswerFirst(accepted, _finish(cmd, events, executor, stream, accepted["run"], function))
     work = asyncio.ensure_future(executor.run(cmd.organization, function, run))
     version = 0
@@ -62,6 +70,19 @@ async def _finish(cmd: c.ExecuteFunction, events: EventLog, executor: Executor, 
     _log_run(answer["run"], cmd)
 
 
+async def _deployed(executor: Executor, cmd: c.ExecuteFunction, wait: float = DEPLOY_WAIT_SECONDS) -> dict:
+    """The function of an event-triggered run; a deploy under way is waited for (bounded): a
+    function and its subscription are often created together, and nobody would retry the event."""
+    deadline = asyncio.get_running_loop().time() + wait
+    while True:
+        try:
+            return await executor.ready_function(cmd.organization, cmd.run["functionName"])
+        except NotReady as refusal:
+            if refusal.function_status not in DEPLOYING or asyncio.get_running_loop().time() > deadline:
+                raise
+        await asyncio.sleep(0.25)
+
+
 def _refused(cmd: c.ExecuteFunction, refusal: DispatchError) -> e.RunFinished:
     """An accepted run whose function was deleted or stopped being READY before it ran."""
     stamp = int(time.time())
@@ -82,7 +103,7 @@ async def _record(events: EventLog, stream: str, version: int, event: e.RunEvent
             recorded = await events.read_stream(stream)
             last = recorded[-1]
             if last.event.run["status"] in FINISHED or isinstance(event, e.RunAccepted):
-                return {"run": last.event.run, "position": last.position}
+                return {"run": last.event.run, "position": last.position, "by": recorded[0].event.causation_id}
             version = len(recorded)
 
 

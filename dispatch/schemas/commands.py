@@ -14,7 +14,7 @@ class ResourceCommand(Command):
     @property
     def kind(self) -> str:
         name = type(self).__name__
-        for verb in ("Create", "Update", "Delete", "Check", "Build", "Deploy", "Remove", "Route"):
+        for verb in ("Create", "Update", "Delete", "Check", "Build", "Deploy", "Remove", "Route", "Activate"):
             if name.startswith(verb):
                 return _kind_of(name[len(verb):])
         return ""
@@ -73,6 +73,22 @@ class RouteAPI(ResourceCommand): pass
 class RemoveAPI(ResourceCommand): pass
 
 
+class CreateSubscription(CreateResource): pass
+class UpdateSubscription(UpdateResource): pass
+class DeleteSubscription(DeleteResource): pass
+class ActivateSubscription(ResourceCommand): pass
+class RemoveSubscription(ResourceCommand): pass
+
+
+class EmitEvent(Command):
+    """Run the functions subscribed to a CloudEvent's type in an organization. Every event enters
+    Dispatch this way (HTTP, the CLI, the bus's CloudEvents ingress, event drivers); `event` is
+    the validated event in its JSON form (see schemas.cloudevents)."""
+
+    organization: str
+    event: dict[str, Any]
+
+
 class ExecuteFunction(Command):
     """Run a function. Blocking: answered with the finished run. Asynchronous with
     `record_acceptance`: answered once the run is recorded as accepted; the same handler then runs
@@ -82,3 +98,7 @@ class ExecuteFunction(Command):
     organization: str
     run: dict[str, Any]
     record_acceptance: bool = True
+    once: bool = False
+    """The run's name is an idempotency key (an event-triggered run is named after its
+    subscription and event): a command for a run that another command already accepted is
+    answered with that run instead of running it again."""

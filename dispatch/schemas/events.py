@@ -98,6 +98,13 @@ class APIDeletionRequested(ResourceDeletionRequested): pass
 class APIDeleted(ResourceDeleted): pass
 
 
+class SubscriptionCreated(ResourceCreated): pass
+class SubscriptionUpdated(ResourceUpdated): pass
+class SubscriptionActivated(ResourceChanged): pass
+class SubscriptionDeletionRequested(ResourceDeletionRequested): pass
+class SubscriptionDeleted(ResourceDeleted): pass
+
+
 class RunEvent(Event):
     # Runs are read from the read models and no reaction consumes their events; relaying them
     # would double the broker's work on the hot path.

@@ -7,6 +7,7 @@ from pydantic.alias_generators import to_camel
 
 NAME_PATTERN = r"^[\w\d][\w\d\-]*$"
 PATH_NAME_PATTERN = r"^[\w\d\-]+$"
+EVENT_TYPE_PATTERN = r"^[\w\d\-\.]+$"
 
 
 class Status(str, Enum):
@@ -175,4 +176,13 @@ class API(Resource):
     tls: str = ""
 
 
-KINDS: dict[str, type[Resource]] = {cls.__name__: cls for cls in (BaseImage, Image, Function, Secret, API)}
+class Subscription(Resource):
+    """Runs `function` for every event of `eventType` emitted in its organization."""
+
+    event_type: str = Field(pattern=EVENT_TYPE_PATTERN, max_length=128)
+    function: str = Field(pattern=PATH_NAME_PATTERN)
+    secrets: list[str] = Field(default_factory=list)
+    """Added to the secrets of the runs it starts, after the function's own."""
+
+
+KINDS: dict[str, type[Resource]] = {cls.__name__: cls for cls in (BaseImage, Image, Function, Secret, API, Subscription)}
