@@ -52,7 +52,7 @@ class KongGateway:
                 "path": up.path.rstrip("/") or None, "tags": [self.tag]}
 
     def route_of(self, route: Route, service_id: str) -> dict[str, Any]:
-        templates = [PathTemplate.parse(uri) for uri in route.uris]
+        templates = [PathTemplate.of_stored(uri) for uri in route.uris]
         methods = list(route.methods)
         if route.cors and methods and "OPTIONS" not in methods:
             methods.append("OPTIONS")

@@ -42,6 +42,15 @@ class PathTemplate:
                 segments.append(segment)
         return cls(uri, tuple(segments), tuple(names))
 
+    @classmethod
+    def of_stored(cls, uri: str) -> "PathTemplate":
+        """A stored path: one saved before templates existed (`/a{b}` was a plain path then)
+        stays the exact path it was."""
+        try:
+            return cls.parse(uri)
+        except BadPath:
+            return cls(uri, tuple(uri.split("/")[1:]), ())
+
     @property
     def literal(self) -> bool:
         return not self.names

@@ -57,7 +57,7 @@ class BuiltinRouter:
         templates: dict[int, list[tuple[PathTemplate, Route]]] = {}
         for route in self._routes.values():
             for uri in route.uris:
-                template = PathTemplate.parse(uri)
+                template = PathTemplate.of_stored(uri)
                 if template.literal:
                     exact.setdefault(uri, []).append(route)
                 else:

@@ -56,8 +56,8 @@ async def check_secrets(views: Views, organization: str, body: dict) -> None:
 def _overlaps(a: dict, b: dict) -> bool:
     """Two APIs would answer the same request: a path of the same shape (`/u/{id}` and `/u/{name}`
     answer the same paths) and a shared method, on a shared host (no hosts means every host)."""
-    shapes_a = {PathTemplate.parse(u).shape for u in a["uris"]}
-    shapes_b = {PathTemplate.parse(u).shape for u in b.get("uris") or []}
+    shapes_a = {PathTemplate.of_stored(u).shape for u in a["uris"]}
+    shapes_b = {PathTemplate.of_stored(u).shape for u in b.get("uris") or []}
     hosts_a, hosts_b = {h.lower() for h in a.get("hosts") or []}, {h.lower() for h in b.get("hosts") or []}
     return (bool(shapes_a & shapes_b) and bool(set(a["methods"]) & set(b.get("methods") or []))
             and (not hosts_a or not hosts_b or bool(hosts_a & hosts_b)))
