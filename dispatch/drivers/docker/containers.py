@@ -3,9 +3,13 @@ server answers `/healthz`, tell why one ended, remove it.
 
 Network modes: `bridge` publishes the server's port 8080 on a free port of 127.0.0.1; `host` (for
 an engine without a bridge network, e.g. dockerd --bridge=none) shares the host's network, so each
-container's server listens on a free port of its own, on 127.0.0.1 only.
+container's server listens on a free port of its own, on 127.0.0.1 only. With an engine on another
+host (DOCKER_HOST=tcp://…) the port is published, or the server listens, on every address of that
+host, and the platform calls it there.
 """
 import asyncio
+import re
+import secrets
 import socket
 import time
 from dataclasses import dataclass
@@ -35,14 +39,34 @@ class Limits:
     """Per stream and call, as the function server caps what it captures."""
 
 
+async def run_once(docker: aiodocker.Docker, image: str, command: tuple[str, ...],
+                   labels: dict[str, str]) -> tuple[int, str]:
+    """Run `command` in a throwaway container without network; its exit code and output (-1 and a
+    note when it ran over a minute)."""
+    config = {"Image": image, "Cmd": list(command), "Entrypoint": [], "Labels": labels,
+              "HostConfig": {"NetworkMode": "none"}}
+    container = await docker.containers.create(config)
+    try:
+        await container.start()
+        try:
+            async with asyncio.timeout(60):
+                code = (await container.wait()).get("StatusCode")
+        except TimeoutError:
+            return -1, "it did not finish within 60 s"
+        return code, "".join(await container.log(stdout=True, stderr=True)).strip()
+    finally:
+        await container.delete(force=True)
+
+
 class Launcher:
     """Starts the containers of one deployment."""
 
     def __init__(self, docker: aiodocker.Docker, http: aiohttp.ClientSession, image: str, name: str,
                  labels: dict[str, str], limits: Limits, network_mode: str, address: str,
-                 ports_in_use: set[int], ready_timeout: float):
+                 ports_in_use: set[int], ready_timeout: float, repository: str = "dispatch"):
         self.docker, self.http = docker, http
         self.image, self.name, self.labels, self.limits = image, name, labels, limits
+        self.repository = repository
         self.network_mode, self.address = network_mode, address
         self.ports_in_use = ports_in_use
         self.ready_timeout = ready_timeout
@@ -87,7 +111,7 @@ class Launcher:
 
     async def _start_once(self) -> Container:
         port = self._free_port() if self.network_mode == "host" else CONTAINER_PORT
-        handle = await self.docker.containers.create(self._config(port))
+        handle = await self.docker.containers.create(self._config(port), name=self._container_name())
         try:
             await handle.start()
             if self.network_mode != "host":
@@ -103,10 +127,12 @@ class Launcher:
     def _config(self, port: int) -> dict:
         host_config: dict = {"Init": True, "NetworkMode": self.network_mode}
         env = [f"PORT={port}", f"MAX_LOG_BYTES={self.limits.log_bytes}"]
+        on_this_host = self.address == "127.0.0.1"
         if self.network_mode == "host":
-            env.append("HOST=127.0.0.1")
+            env.append(f"HOST={'127.0.0.1' if on_this_host else ''}")
         else:
-            host_config["PortBindings"] = {f"{CONTAINER_PORT}/tcp": [{"HostIp": self.address, "HostPort": ""}]}
+            published = {"HostIp": "127.0.0.1" if on_this_host else "", "HostPort": ""}
+            host_config["PortBindings"] = {f"{CONTAINER_PORT}/tcp": [published]}
         if self.limits.memory_mb:
             # Swap as large as the memory: no swap at all, so the limit is the limit.
             host_config["Memory"] = host_config["MemorySwap"] = self.limits.memory_mb * 1024 * 1024
@@ -116,6 +142,11 @@ class Launcher:
         if self.network_mode != "host":
             config["ExposedPorts"] = {f"{CONTAINER_PORT}/tcp": {}}
         return config
+
+    def _container_name(self) -> str:
+        """Readable in `docker ps`: installation, function, and a suffix of its own."""
+        readable = re.sub(r"[^a-zA-Z0-9_.-]+", "-", f"{self.repository}-{self.name}").strip("-.")[:80]
+        return f"{readable}-{secrets.token_hex(3)}"
 
     def _free_port(self) -> int:
         while True:
@@ -151,6 +182,9 @@ class Launcher:
                 lines = await self._log_tail(handle)
                 if any(marker in line for line in lines for marker in _PORT_IN_USE):
                     raise _PortTaken()
+                if state.get("OOMKilled"):
+                    raise ReplicaFailed(f"the function container ran out of memory before serving: its limit of "
+                                        f"{self.limits.memory_mb} MB is too low for the function server")
                 raise ReplicaFailed(f"the function container exited with code {state.get('ExitCode')} "
                                     f"before serving: {' / '.join(lines[-5:])}".rstrip(": "))
             await asyncio.sleep(pause)

@@ -1,6 +1,7 @@
 """`FunctionRuntime` on a Docker engine: base image → image → function image, and functions served
 by pools of containers running the same function servers as the local runtime (§3.2 over HTTP)."""
 import asyncio
+import contextlib
 import json
 import re
 import shutil
@@ -14,12 +15,12 @@ import aiodocker
 import aiohttp
 import structlog
 
-from dispatch.drivers.docker import images, installation
+from dispatch.drivers.docker import containers, images, installation
 from dispatch.drivers.docker.calls import call, failed
 from dispatch.drivers.docker.containers import Launcher, Limits
 from dispatch.drivers.docker.installation import FAAS_ID, FUNCTION, IMAGE_ID, KIND, NAMESPACE, OWNER
 from dispatch.drivers.docker.languages import Language, language_named, system_packages_text
-from dispatch.drivers.docker.pool import Pool
+from dispatch.drivers.docker.pool import Pool, ReplicaFailed
 from dispatch.drivers.ports import BuildFailed, DeploymentSpec, ImageSpec, Invocation, NotDeployed, Progress
 from dispatch.errors import Rejected
 from dispatch.schemas import source
@@ -86,19 +87,10 @@ class DockerRuntime:
         """Pull when missing, then run the language's `--version` in it."""
         command = language_named(language).version_command
         docker = await self._engine()
-        await images.ensure_pulled(docker, docker_url)
-        labels = {NAMESPACE: self.namespace, OWNER: self.owner, KIND: "check"}
-        config = {"Image": docker_url, "Cmd": list(command), "Entrypoint": [], "Labels": labels,
-                  "HostConfig": {"NetworkMode": "none"}}
-        container = await docker.containers.create(config)
-        try:
-            await container.start()
-            code = (await container.wait(timeout=60)).get("StatusCode")
-            output = "".join(await container.log(stdout=True, stderr=True)).strip()
-        except (aiodocker.DockerError, asyncio.TimeoutError) as exc:
-            raise BuildFailed(f"cannot run {' '.join(command)} in {docker_url}: {exc}") from None
-        finally:
-            await container.delete(force=True)
+        with engine_trouble():
+            await images.ensure_pulled(docker, docker_url)
+            labels = {NAMESPACE: self.namespace, OWNER: self.owner, KIND: "check"}
+            code, output = await containers.run_once(docker, docker_url, command, labels)
         if code != 0:
             raise BuildFailed(f"{' '.join(command)} failed in {docker_url} (exit code {code}): {output}".rstrip(": "))
 
@@ -106,15 +98,15 @@ class DockerRuntime:
         _check_id(spec.id, "image")
         language = language_named(spec.language)
         language.check_manifest(spec.manifest)
-        packages = system_packages_text(spec.system_packages)
-        docker = await self._engine()
-        await images.ensure_pulled(docker, spec.base_url, progress)
+        files = language.image_files(spec.manifest, system_packages_text(spec.system_packages))
+        files["Dockerfile"] = images.with_labels(files["Dockerfile"],
+                                                 {NAMESPACE: self.namespace, KIND: "image", IMAGE_ID: spec.id})
         tag = f"{self._repository}/image-{spec.id.lower()}:latest"
-        files = language.image_files(spec.manifest, packages)
-        labels = {NAMESPACE: self.namespace, KIND: "image", IMAGE_ID: spec.id}
-        files["Dockerfile"] = images.with_labels(files["Dockerfile"], labels)
-        await images.build(docker, images.context(files), tag, {"BASE_IMAGE": spec.base_url},
-                           self._logs_dir / f"image-{spec.id}.log", self._build_network(), progress)
+        docker = await self._engine()
+        with engine_trouble():
+            await images.ensure_pulled(docker, spec.base_url, progress)
+            await images.build(docker, images.context(files), tag, {"BASE_IMAGE": spec.base_url},
+                               self._logs_dir / f"image-{spec.id}.log", self._build_network(), progress)
         return tag
 
     async def remove_image(self, location: str) -> None:
@@ -126,22 +118,24 @@ class DockerRuntime:
         docker = await self._engine()
         async with self._deploying.setdefault(spec.faas_id, asyncio.Lock()):
             await self._stop(spec.faas_id)
-            if not spec.image_location or not await images.exists(docker, spec.image_location):
-                raise BuildFailed(f"image {spec.image_location or '(none)'} is missing from the Docker engine; "
-                                  "rebuild the image")
-            tag = f"{self._repository}/function-{spec.faas_id.lower()}:{installation.tag_of(self.owner)}"
-            labels = {NAMESPACE: self.namespace, OWNER: self.owner, FAAS_ID: spec.faas_id,
-                      FUNCTION: f"{spec.organization}/{spec.name}"}
-            context = await asyncio.to_thread(_function_context, language, spec.source, {**labels, KIND: "function"})
-            await images.build(docker, context, tag, {"IMAGE": spec.image_location, "HANDLER": spec.handler},
-                               self._logs_dir / f"function-{spec.faas_id}.log", self._build_network())
-            deployment = self._deployment(spec, tag, labels)
-            try:
-                await deployment.pool.warm()
-            except Exception as exc:
-                await deployment.pool.close()
-                await images.remove(docker, tag)
-                raise BuildFailed(getattr(exc, "reason", str(exc))) from None
+            with engine_trouble():
+                if not spec.image_location or not await images.exists(docker, spec.image_location):
+                    raise BuildFailed(f"image {spec.image_location or '(none)'} is missing from the Docker engine; "
+                                      "rebuild the image")
+                tag = f"{self._repository}/function-{spec.faas_id.lower()}:{installation.tag_of(self.owner)}"
+                labels = {NAMESPACE: self.namespace, OWNER: self.owner, FAAS_ID: spec.faas_id,
+                          FUNCTION: f"{spec.organization}/{spec.name}"}
+                context = await asyncio.to_thread(_function_context, language, spec.source,
+                                                  {**labels, KIND: "function"})
+                await images.build(docker, context, tag, {"IMAGE": spec.image_location, "HANDLER": spec.handler},
+                                   self._logs_dir / f"function-{spec.faas_id}.log", self._build_network())
+                deployment = self._deployment(spec, tag, labels)
+                try:
+                    await deployment.pool.warm()
+                except ReplicaFailed as exc:
+                    await deployment.pool.close()
+                    await images.remove(docker, tag)
+                    raise BuildFailed(exc.reason) from None
             self._deployments[spec.faas_id] = deployment
 
     async def undeploy(self, faas_id: str) -> None:
@@ -169,7 +163,8 @@ class DockerRuntime:
 
     async def _engine(self) -> aiodocker.Docker:
         if self._docker is None:
-            await self.start()
+            with engine_trouble():
+                await self.start()
         return self._docker
 
     def _build_network(self) -> str | None:
@@ -179,7 +174,7 @@ class DockerRuntime:
         minimum, maximum, idle = self._defaults
         launcher = Launcher(self._docker, self._http, tag, spec.name or spec.faas_id, {**labels, KIND: "replica"},
                             Limits(spec.memory_mb, spec.cpus, self._max_log_bytes), self._network_mode,
-                            self._address, self._ports, READY_TIMEOUT_SECONDS)
+                            self._address, self._ports, READY_TIMEOUT_SECONDS, self._repository)
         pool = Pool(launcher.start, launcher.stop,
                     minimum if spec.min_replicas is None else spec.min_replicas,
                     maximum if spec.max_replicas is None else spec.max_replicas,
@@ -191,6 +186,15 @@ class DockerRuntime:
         if deployment is not None:
             await deployment.pool.close()
             await images.remove(self._docker, deployment.image)
+
+
+@contextlib.contextmanager
+def engine_trouble():
+    """The engine failing us fails the build or deploy with its word, as the user should see it."""
+    try:
+        yield
+    except aiodocker.DockerError as exc:
+        raise BuildFailed(f"the Docker engine failed: {exc.message}") from None
 
 
 def _function_context(language: Language, archive: bytes, labels: dict[str, str]) -> bytes:
