@@ -1,0 +1,138 @@
+"""Events in distributed mode: a gateway and two handler processes on RabbitMQ and PostgreSQL.
+CloudEvents published straight to RabbitMQ (and emitted over HTTP) run each subscribed function
+once per event, duplicates included, and events published while no handler runs are run once
+the handlers are back."""
+import asyncio
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+import aio_pika
+import pytest
+from cloudevents.core.bindings import amqp as ce_amqp
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+
+from .conftest import PYTHON_IMAGE
+from .test_distributed import Cluster
+
+pytestmark = [pytest.mark.e2e, pytest.mark.rabbitmq, pytest.mark.postgres]
+
+AMQP = os.environ.get("DISPATCH_TEST_AMQP_URL")
+DATABASE = os.environ.get("DISPATCH_TEST_DATABASE_URL")
+ORG = "dispatch"  # the server's default organization, which the seed's resources are created in
+COUNT = """def handle(context, payload):
+    with open(payload["calls"], "a") as calls:
+        calls.write(context["event"]["id"] + "\\n")
+    return payload["n"]
+"""
+SEED = PYTHON_IMAGE + """---
+kind: Function
+name: count
+image: py
+sourcePath: count.py
+---
+kind: Subscription
+name: first
+eventType: order.placed
+function: count
+---
+kind: Subscription
+name: second
+eventType: order.placed
+function: count
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    if not (AMQP and DATABASE):
+        pytest.skip("distributed mode needs DISPATCH_TEST_AMQP_URL and DISPATCH_TEST_DATABASE_URL")
+    work = tmp_path_factory.mktemp("events-cluster")
+    (work / "count.py").write_text(COUNT)
+    (work / "seed.yaml").write_text(SEED)
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    running = Cluster(work, namespace).start()
+    running.namespace = namespace
+    try:
+        created = running.gateway.cli("create", "-f", "seed.yaml", "-w", str(work))
+        assert created.returncode == 0, created.stderr
+        running.gateway.wait_status("/v1/function/count")
+        for name in ("first", "second"):
+            running.gateway.wait_status(f"/v1/event/subscriptions/{name}")
+        yield running
+    finally:
+        running.stop()
+        dropped = running.gateway.cli("admin", "drop", "--bus", AMQP, "--store", DATABASE,
+                                      "--namespace", namespace, "--yes")
+        assert dropped.returncode == 0, dropped.stderr
+
+
+async def publish(namespace: str, events: list[CloudEvent], binary: bool) -> None:
+    """What an outside producer does: the SDK's AMQP binding, aio-pika, the documented exchange."""
+    connection = await aio_pika.connect(AMQP)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(f"{namespace}.cloudevents", aio_pika.ExchangeType.TOPIC,
+                                                  durable=True)
+        for event in events:
+            message = (ce_amqp.to_binary if binary else ce_amqp.to_structured)(event, JSONFormat())
+            await exchange.publish(aio_pika.Message(message.application_data, headers=message.application_properties,
+                                                    content_type=message.properties["content-type"]),
+                                   f"{ORG}.{event.get_type()}")
+
+
+def orders(calls: Path, prefix: str, count: int) -> list[CloudEvent]:
+    return [CloudEvent(attributes={"type": "order.placed", "source": "/shop", "id": f"{prefix}-{n}",
+                                   "datacontenttype": "application/json"}, data={"calls": str(calls), "n": n})
+            for n in range(count)]
+
+
+def calls_per_event(calls: Path, expected: set[str], timeout: float = 60) -> dict[str, int]:
+    """How many times the function ran for each event, once every expected event ran twice (one
+    per subscription) and a moment passed for any extra run to show."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = calls.read_text().split() if calls.exists() else []
+        counts = {event_id: lines.count(event_id) for event_id in set(lines)}
+        if all(counts.get(event_id, 0) >= 2 for event_id in expected):
+            time.sleep(1.5)
+            lines = calls.read_text().split()
+            return {event_id: lines.count(event_id) for event_id in set(lines)}
+        time.sleep(0.2)
+    raise AssertionError(f"{sum(counts.get(e, 0) >= 2 for e in expected)} of {len(expected)} events ran twice")
+
+
+def test_each_event_runs_each_subscribed_function_once_across_two_handler_processes(cluster, tmp_path):
+    calls = tmp_path / "calls"
+    structured, binary = orders(calls, "s", 15), orders(calls, "b", 15)
+    asyncio.run(publish(cluster.namespace, structured + structured[:5], binary=False))  # 5 published twice
+    asyncio.run(publish(cluster.namespace, binary, binary=True))
+    for n in range(3):
+        emitted = cluster.gateway.http("POST", "/v1/event/", {
+            "specversion": "1.0", "id": f"h-{n}", "source": "/shop", "type": "order.placed",
+            "data": {"calls": str(calls), "n": n}}, headers={"X-Dispatch-Org": ORG})
+        assert emitted.status == 200, emitted.body
+    expected = {f"s-{n}" for n in range(15)} | {f"b-{n}" for n in range(15)} | {f"h-{n}" for n in range(3)}
+    assert calls_per_event(calls, expected) == {event_id: 2 for event_id in expected}
+    runs = cluster.gateway.http("GET", "/v1/runs?functionName=count", headers={"X-Dispatch-Org": ORG}).json()
+    assert len(runs) == 2 * len(expected) and all(r["status"] == "READY" for r in runs)
+
+
+def test_events_published_while_no_handler_runs_are_run_once_the_handlers_are_back(cluster, tmp_path):
+    calls = tmp_path / "calls"
+    for handler in cluster.handlers:
+        handler.stop()
+    try:
+        asyncio.run(publish(cluster.namespace, orders(calls, "late", 10), binary=True))
+        time.sleep(0.5)
+        assert not calls.exists()
+    finally:
+        for handler in cluster.handlers:
+            handler.start()
+    expected = {f"late-{n}" for n in range(10)}
+    assert calls_per_event(calls, expected) == {event_id: 2 for event_id in expected}
+    shown = cluster.gateway.cli("get", "subscriptions", "-o", "json")
+    assert sorted(s["name"] for s in json.loads(shown.stdout)) == ["first", "second"]
