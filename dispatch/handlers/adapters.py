@@ -65,8 +65,12 @@ def runtime_from(settings: Settings) -> FunctionRuntime:
     root = settings.data_dir / "runtime"
     # Embedded, one process owns the data directory; distributed, several may share a host.
     own = None if settings.store == "sqlite" else root / f"functions-{socket.gethostname()}-{os.getpid()}"
+    # Function processes must not read the data directory (the log, the secret key): its owner's alone.
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.chmod(0o700)
     return LocalRuntime(root, max_workers=settings.max_workers_per_function,
-                        max_log_bytes=settings.max_log_bytes, functions_dir=own)
+                        max_log_bytes=settings.max_log_bytes, functions_dir=own,
+                        idle_seconds=settings.idle_seconds, max_queued_runs=settings.max_queued_runs)
 
 
 def gateway_from(settings: Settings, router: BuiltinRouter) -> APIGateway:

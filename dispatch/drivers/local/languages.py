@@ -1,8 +1,10 @@
-"""What the local runtime knows per language: its interpreter, its package manager, its worker command."""
+"""What the local runtime knows per language: its interpreter, its package manager, and how the zygote
+starts its workers (a fork running the Python function server, or node exec'd from a fork)."""
 import json
 import os
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -12,6 +14,22 @@ from dispatch.drivers.ports import BuildFailed
 # Workers see this and nothing else of the server's environment.
 _PASSED_THROUGH = ("PATH", "HOME", "TMPDIR", "TZ")
 _RUNTIMES = Path(dispatch.__file__).resolve().parent / "runtimes"
+PACKAGE_PARENT = Path(dispatch.__file__).resolve().parent.parent
+# A worker reaches its source through its working directory and its image through the first
+# descriptor the zygote opened for it, both valid whatever the folders above them allow.
+SOURCE = "/proc/self/cwd"
+IMAGE = "/proc/self/fd/5"
+_PIPES = ["--request-fd", "3", "--response-fd", "4"]
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    handler: str
+    image_dir: Path | None
+    max_log_bytes: int
+    concurrency: int = 1
+    memory_mb: int | None = None
+    isolated: bool = False
 
 
 class Language(Protocol):
@@ -23,12 +41,8 @@ class Language(Protocol):
     def install_command(self, manifest: str, image_dir: Path) -> list[str] | None:
         """Write the manifest into `image_dir`; the command installing it there, None when nothing to install."""
 
-    def worker_command(
-        self, source: Path, handler: str, image_dir: Path | None, fds: tuple[int, int], max_log_bytes: int
-    ) -> list[str]:
-        """The worker's argv; `fds` are the request and response pipe ends it inherits."""
-
-    def worker_env(self, image_dir: Path | None) -> dict[str, str]: ...
+    def worker_request(self, spec: WorkerSpec) -> dict:
+        """What the zygote needs to start a worker: `open`, `env`, and `python` or `exec` (see forkserver)."""
 
 
 class Python3:
@@ -49,21 +63,15 @@ class Python3:
                 "--no-compile", "--no-warn-script-location", "--progress-bar", "off",
                 "--target", str(image_dir / "site-packages"), "-r", str(requirements)]
 
-    def worker_command(self, source, handler, image_dir, fds, max_log_bytes):
-        # -P: the worker's own cwd must not shadow the dispatch package; it puts the source first itself.
-        command = [sys.executable, "-P", "-m", "dispatch.runtimes.python3", "--source", str(source),
-                   "--handler", handler, "--request-fd", str(fds[0]), "--response-fd", str(fds[1]),
-                   "--max-log-bytes", str(max_log_bytes)]
-        if image_dir is not None:
-            command += ["--library", str(image_dir / "site-packages")]
-        return command
-
-    def worker_env(self, image_dir):
-        paths = [str(Path(dispatch.__file__).resolve().parent.parent)]
-        if image_dir is not None:
-            paths.append(str(image_dir / "site-packages"))
-        return _base_env() | {"PYTHONPATH": os.pathsep.join(paths), "PYTHONUNBUFFERED": "1",
-                              "PYTHONIOENCODING": "utf-8"}
+    def worker_request(self, spec: WorkerSpec) -> dict:
+        args = ["--source", SOURCE, "--handler", spec.handler, *_PIPES, "--max-log-bytes", str(spec.max_log_bytes),
+                "--concurrency", str(spec.concurrency)]
+        if spec.image_dir is not None:
+            args += ["--library", f"{IMAGE}/site-packages"]
+        if spec.memory_mb:
+            args += ["--memory-mb", str(spec.memory_mb)]
+        return {"open": [str(spec.image_dir)] if spec.image_dir is not None else [], "python": args,
+                "env": _base_env(spec.isolated) | {"PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}}
 
 
 class NodeJS:
@@ -83,18 +91,22 @@ class NodeJS:
         if not isinstance(package, dict):
             raise BuildFailed("the nodejs manifest must be a package.json document (a JSON object)")
         (image_dir / "package.json").write_text(json.dumps(package, indent=2))
-        return [_find("npm"), "install", "--no-audit", "--no-fund", "--no-update-notifier"]
+        # --install-links: a file: dependency is copied in, not linked to a folder function users may not see.
+        return [_find("npm"), "install", "--no-audit", "--no-fund", "--no-update-notifier", "--install-links"]
 
-    def worker_command(self, source, handler, image_dir, fds, max_log_bytes):
-        return [_find("node"), str(_RUNTIMES / "nodejs" / "server.js"), "--source", str(source),
-                "--handler", handler, "--request-fd", str(fds[0]), "--response-fd", str(fds[1]),
-                "--max-log-bytes", str(max_log_bytes)]
-
-    def worker_env(self, image_dir):
-        env = _base_env()
-        if image_dir is not None:
-            env["NODE_PATH"] = str(image_dir / "node_modules")
-        return env
+    def worker_request(self, spec: WorkerSpec) -> dict:
+        opened = [str(spec.image_dir)] if spec.image_dir is not None else []
+        opened.append(str(_RUNTIMES / "nodejs" / "server.js"))  # read as the server: the worker may not see it
+        # Without --preserve-symlinks node would resolve /proc/self/cwd to a path the worker cannot open.
+        argv = [_find("node"), "--preserve-symlinks", "--preserve-symlinks-main"]
+        if spec.memory_mb:
+            argv.append(f"--max-old-space-size={spec.memory_mb}")
+        argv += [f"/proc/self/fd/{4 + len(opened)}", "--source", SOURCE, "--handler", spec.handler, *_PIPES,
+                 "--max-log-bytes", str(spec.max_log_bytes), "--concurrency", str(spec.concurrency)]
+        env = _base_env(spec.isolated)
+        if spec.image_dir is not None:
+            env["NODE_PATH"] = f"{IMAGE}/node_modules"
+        return {"open": opened, "exec": argv, "env": env}
 
 
 LANGUAGES: dict[str, Language] = {language.name: language for language in (Python3(), NodeJS())}
@@ -115,7 +127,13 @@ def _find(program: str) -> str:
     return found
 
 
-def _base_env() -> dict[str, str]:
+def _base_env(isolated: bool = False) -> dict[str, str]:
     env = {key: os.environ[key] for key in _PASSED_THROUGH if key in os.environ}
     env.setdefault("PATH", os.defpath)
+    if isolated:
+        env["HOME"] = env["TMPDIR"] = "/tmp"  # the server's home is not theirs to read or write
     return env | {"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+
+
+def zygote_env() -> dict[str, str]:
+    return _base_env() | {"PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}

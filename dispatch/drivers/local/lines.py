@@ -1,17 +1,20 @@
 """Reading what a worker writes: protocol lines on the response pipe, and the tail of stdout/stderr."""
 import asyncio
 from collections import deque
+from typing import Callable
 
 _TAIL_BYTES = 64 * 1024
 
 
 class LineReader(asyncio.Protocol):
-    """Splits the response pipe into lines and hands each to the caller waiting for it."""
+    """Splits the response pipe into lines: the first goes to whoever awaits `next_line()` (the
+    ready line), the rest to the listener given to `listen()` (answers, matched by id)."""
 
     def __init__(self):
         self._partial = bytearray()
         self._lines: deque[bytes] = deque()
         self._waiting: asyncio.Future | None = None
+        self._listener: Callable[[bytes], None] | None = None
         self._closed = False
         self._transport: asyncio.ReadTransport | None = None
 
@@ -50,6 +53,12 @@ class LineReader(asyncio.Protocol):
             self._waiting = answer
         return answer
 
+    def listen(self, listener: Callable[[bytes], None]) -> None:
+        """From now on, hand every line to `listener`, starting with those already read."""
+        self._listener = listener
+        while self._lines:
+            listener(self._lines.popleft())
+
     @property
     def closed(self) -> bool:
         return self._closed
@@ -65,6 +74,9 @@ class LineReader(asyncio.Protocol):
             self._transport.close()
 
     def _deliver(self, line: bytes) -> None:
+        if self._listener is not None:
+            self._listener(line)
+            return
         waiting, self._waiting = self._waiting, None
         if waiting is not None and not waiting.done():
             waiting.set_result(line)

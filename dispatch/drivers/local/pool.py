@@ -1,6 +1,15 @@
-"""The warm workers of one deployed function: grow on demand up to a cap, queue callers beyond it."""
+"""The workers of one deployed function: started when runs queue, stopped after an idle keep-alive.
+
+Each worker takes up to `concurrency` runs at once. A run that finds no free slot waits in a queue
+(bounded: past `max_queued` it fails fast with AtCapacity) while the pool starts workers up to
+`max_replicas`, and takes whichever slot frees first: a new worker's, or a busy one's. A worker idle
+for `idle_seconds` stops unless that would leave fewer than `min_replicas`; with `min_replicas` 0 the
+function scales to zero and its next run costs a fork and an import (see the zygote).
+"""
 import asyncio
+import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 import structlog
@@ -12,118 +21,204 @@ log = structlog.get_logger(__name__)
 STOP_GRACE_SECONDS = 1.0
 
 
+@dataclass(frozen=True)
+class Scale:
+    min_replicas: int = 0
+    max_replicas: int = 4
+    concurrency: int = 1
+    idle_seconds: float = 300.0
+    max_queued: int = 1000
+
+
+class AtCapacity(Exception):
+    def __init__(self, queued: int):
+        super().__init__(f"{queued} runs queued")
+        self.queued = queued
+
+
 class WorkerPool:
-    def __init__(self, name: str, start: Callable[[], Awaitable[Worker]], max_workers: int):
-        self._name = name
+    def __init__(self, name: str, start: Callable[[], Awaitable[Worker]], scale: Scale):
+        self.name = name
         self._start = start
-        self._max = max(1, max_workers)
-        self._idle: list[Worker] = []
-        self._all: set[Worker] = set()
-        self._size = 0  # workers alive or starting, so concurrent callers never overshoot the cap
+        self.scale = scale
+        self._workers: list[Worker] = []  # ready ones, least recently used first
+        self._runs: dict[Worker, int] = {}  # runs each ready worker was given and has not finished
+        self._idle_since: dict[Worker, float] = {}
+        self._starting = 0
         self._waiters: deque[asyncio.Future] = deque()
-        self._replacing: set[asyncio.Task] = set()
-        self._stopping: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task] = set()
+        self._first_idle = asyncio.Event()  # wakes the reaper when it has no idle worker to watch
         self._closed = False
 
+    @property
+    def size(self) -> int:
+        return len(self._workers) + self._starting
+
     async def warm(self) -> None:
-        """Start the first worker; raise WorkerNotReady when the function cannot be served."""
-        self.release(await self._grow())
+        """Start `min_replicas` workers (one at least, to check the function loads); raise WorkerNotReady
+        when the function cannot be served."""
+        started = await asyncio.gather(*(self._grow() for _ in range(max(1, self.scale.min_replicas))),
+                                       return_exceptions=True)
+        for outcome in started:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        for worker in started:
+            self._add(worker)
+        self._spawn(self._reap_idle())
 
     async def acquire(self) -> Worker:
-        while True:
-            if self._closed:
-                raise NotDeployed(self._name)
-            if self._idle:
-                worker = self._idle.pop()
-                if worker.alive:
-                    return worker
-                self.discard(worker)  # died while idle (killed from outside): not this caller's failure
-                continue
-            if self._size < self._max:
-                return await self._grow()
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                worker = await waiter
-            except asyncio.CancelledError:
-                self._pass_on(waiter)
-                raise
-            if worker is not None:
-                return worker
+        """A worker with a slot reserved for one run; give it back with release() or discard()."""
+        if self._closed:
+            raise NotDeployed(self.name)
+        worker = self._free_worker()
+        if worker is not None:
+            return self._reserve(worker)
+        if len(self._waiters) >= self.scale.max_queued:
+            raise AtCapacity(len(self._waiters))
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._scale_up()
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self.release(waiter.result())  # handed a slot as it gave up: pass it on
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
+            raise
 
     def release(self, worker: Worker) -> None:
-        """Give a worker that finished its call back: to the longest-waiting caller, else to the idle list."""
-        if self._closed:
-            self._spawn(self._stopping, worker.stop(0))
+        """A run on `worker` finished: its slot goes to the longest-waiting run, else it may idle."""
+        if self._closed or worker not in self._runs:
             return
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(worker)
-                return
-        self._idle.append(worker)
+        self._runs[worker] -= 1
+        if worker.retiring or not worker.alive:
+            self.discard(worker)
+            return
+        if self._hand_over(worker):
+            return
+        if self._runs[worker] == 0:
+            self._idle(worker)
+        self._workers.remove(worker)
+        self._workers.append(worker)
 
     def discard(self, worker: Worker) -> None:
-        """Drop a worker that timed out, died or broke the protocol, and start its replacement."""
-        self._spawn(self._stopping, worker.stop(0))
-        if worker not in self._all:
-            return
-        self._all.discard(worker)
-        self._size -= 1
+        """Drop a worker that timed out, died or broke the protocol; start another if runs wait."""
+        self._spawn(worker.stop(0))
+        if worker in self._runs:
+            self._workers.remove(worker)
+            del self._runs[worker]
+            self._idle_since.pop(worker, None)
         if not self._closed:
-            self._spawn(self._replacing, self._replace())
+            self._scale_up()
 
     async def close(self) -> None:
         self._closed = True
         for waiter in self._waiters:
             if not waiter.done():
-                waiter.set_exception(NotDeployed(self._name))
-        for task in self._replacing:
+                waiter.set_exception(NotDeployed(self.name))
+        for task in list(self._tasks):
             task.cancel()  # a worker still starting is killed by Worker.start
-        workers, self._idle = list(self._all), []
+        workers, self._workers = self._workers, []
+        self._runs.clear()
         await asyncio.gather(*(worker.stop(STOP_GRACE_SECONDS) for worker in workers), return_exceptions=True)
-        await asyncio.gather(*self._replacing, *self._stopping, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _grow(self) -> Worker:
-        self._size += 1
-        try:
-            worker = await self._start()
-        except BaseException:
-            self._size -= 1
-            self._wake_one()
-            raise
-        if self._closed:
-            await worker.stop(0)
-            raise NotDeployed(self._name)
-        self._all.add(worker)
+    def _free_worker(self) -> Worker | None:
+        for worker in reversed(self._workers):  # most recently used first, so the others can idle out
+            if self._runs[worker] < self.scale.concurrency and not worker.retiring:
+                if worker.alive:
+                    return worker
+                self.discard(worker)  # died while idle (killed from outside): not this run's failure
+                return self._free_worker()
+        return None
+
+    def _reserve(self, worker: Worker) -> Worker:
+        self._runs[worker] += 1
+        self._idle_since.pop(worker, None)
         return worker
 
-    async def _replace(self) -> None:
-        try:
-            self.release(await self._grow())
-        except (WorkerNotReady, NotDeployed, OSError) as exc:
-            log.warning("function worker replacement failed", function=self._name, reason=str(exc))
-
-    def _pass_on(self, waiter: asyncio.Future) -> None:
-        """A caller gave up after being handed a worker or a free slot: hand it to the next one."""
-        if not waiter.done() or waiter.cancelled() or waiter.exception() is not None:
-            return
-        worker = waiter.result()
-        if worker is None:
-            self._wake_one()
-        else:
-            self.release(worker)
-
-    def _wake_one(self) -> None:
-        """A slot freed up: let the longest-waiting caller try to start a worker itself."""
+    def _hand_over(self, worker: Worker) -> bool:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
-                waiter.set_result(None)
-                return
+                waiter.set_result(self._reserve(worker))
+                return True
+        return False
 
-    @staticmethod
-    def _spawn(tasks: set[asyncio.Task], work: Awaitable) -> None:
+    def _scale_up(self) -> None:
+        """Start workers while queued runs outnumber the slots of those already starting."""
+        wanted = max(self.scale.min_replicas - len(self._workers), 0)
+        waiting = len(self._waiters)
+        while self.size < self.scale.max_replicas and (
+                self._starting * self.scale.concurrency < waiting or self._starting < wanted):
+            self._starting += 1
+            self._spawn(self._start_one())
+
+    async def _start_one(self) -> None:
+        try:
+            worker = await self._grow(counted=True)
+        except (WorkerNotReady, OSError) as exc:
+            log.warning("function worker did not start", function=self.name, reason=str(exc))
+            if not self._workers and not self._starting:
+                self._fail_waiters(exc)
+            return
+        except NotDeployed:
+            return
+        self._add(worker)
+
+    def _add(self, worker: Worker) -> None:
+        self._runs[worker] = 0
+        self._workers.append(worker)
+        while self._runs[worker] < self.scale.concurrency and self._hand_over(worker):
+            pass
+        if self._runs[worker] == 0:
+            self._idle(worker)
+
+    def _idle(self, worker: Worker) -> None:
+        self._idle_since[worker] = time.monotonic()
+        self._first_idle.set()
+
+    async def _grow(self, counted: bool = False) -> Worker:
+        if not counted:
+            self._starting += 1
+        try:
+            worker = await self._start()
+        finally:
+            self._starting -= 1
+        if self._closed:
+            await worker.stop(0)
+            raise NotDeployed(self.name)
+        return worker
+
+    def _fail_waiters(self, exc: Exception) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(exc)
+
+    async def _reap_idle(self) -> None:
+        """Stop workers idle for `idle_seconds`, longest idle first, down to `min_replicas`. Later idle
+        times expire later, so it sleeps until the oldest one expires and only needs waking when
+        there was none."""
+        while not self._closed:
+            now = time.monotonic()
+            spare = max(len(self._workers) - self.scale.min_replicas, 0)
+            idle = sorted(self._idle_since.items(), key=lambda item: item[1])[:spare]
+            for worker, since in idle:
+                if now - since < self.scale.idle_seconds:
+                    break
+                del self._idle_since[worker], self._runs[worker]
+                self._workers.remove(worker)
+                self._spawn(worker.stop(STOP_GRACE_SECONDS))
+            spare = max(len(self._workers) - self.scale.min_replicas, 0)
+            if spare and self._idle_since:
+                await asyncio.sleep(max(min(self._idle_since.values()) + self.scale.idle_seconds - now, 0.01))
+            else:
+                self._first_idle.clear()
+                await self._first_idle.wait()
+
+    def _spawn(self, work: Awaitable) -> None:
         task = asyncio.ensure_future(work)
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

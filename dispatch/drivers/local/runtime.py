@@ -1,15 +1,19 @@
-"""`FunctionRuntime` on this machine: image folders of installed packages, and warm worker processes."""
+"""`FunctionRuntime` on this machine: image folders of installed packages, and pools of worker
+processes forked by a zygote, each function's under its own user and limits (see sandbox.py)."""
 import asyncio
 import json
 import re
 import shutil
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from dispatch.drivers.local import images
-from dispatch.drivers.local.languages import Language, language_named
-from dispatch.drivers.local.pool import WorkerPool
+from dispatch.drivers.local.forkserver import ForkServer
+from dispatch.drivers.local.languages import PACKAGE_PARENT, WorkerSpec, language_named, zygote_env
+from dispatch.drivers.local.pool import AtCapacity, Scale, WorkerPool
+from dispatch.drivers.local.sandbox import Limits, Users
 from dispatch.drivers.local.workers import Worker, WorkerDied, WorkerNotReady, WorkerTimedOut
 from dispatch.drivers.ports import BuildFailed, DeploymentSpec, ImageSpec, Invocation, NotDeployed, Progress
 from dispatch.errors import Rejected
@@ -19,16 +23,29 @@ READY_TIMEOUT_SECONDS = 60.0
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
+@dataclass(frozen=True)
+class Defaults:
+    """What a function gets for the scale fields it leaves unset."""
+
+    max_replicas: int = 4
+    idle_seconds: float = 300.0
+    max_queued_runs: int = 1000
+
+
 class LocalRuntime:
     def __init__(self, data_dir: Path, max_workers: int = 4, max_log_bytes: int = 1 << 20,
-                 functions_dir: Path | None = None):
+                 functions_dir: Path | None = None, idle_seconds: float = 300.0, max_queued_runs: int = 1000,
+                 separate_users: bool | None = None):
         """Images live under `data_dir/images`, shared by the processes of a host; deployed
         functions under `functions_dir` (default `data_dir/functions`), which must be this
-        process's own when several processes share the host."""
+        process's own when several processes share the host. `separate_users`: run each function
+        as a user of its own (default: when this process is root)."""
         self._images_dir = Path(data_dir) / "images"
         self._functions_dir = Path(functions_dir) if functions_dir else Path(data_dir) / "functions"
-        self._max_workers = max_workers
+        self._defaults = Defaults(max(1, max_workers), idle_seconds, max_queued_runs)
         self._max_log_bytes = max_log_bytes
+        self._users = Users(separate_users)
+        self._zygote = ForkServer(PACKAGE_PARENT, zygote_env())
         self._pools: dict[str, WorkerPool] = {}
         self._deploying: dict[str, asyncio.Lock] = {}
 
@@ -38,6 +55,7 @@ class LocalRuntime:
 
     async def build_image(self, spec: ImageSpec, progress: Progress | None = None) -> str:
         _check_id(spec.id, "image")
+        self._users.keep_private(self._images_dir)
         return str(await images.build(language_named(spec.language), spec, self._images_dir, progress))
 
     async def remove_image(self, location: str) -> None:
@@ -53,12 +71,16 @@ class LocalRuntime:
             await self._stop(spec.faas_id)
             folder = self._functions_dir / spec.faas_id
             try:
-                await asyncio.to_thread(source.extract, spec.source, folder)
+                await asyncio.to_thread(self._unpack, spec, folder, image_dir)
             except Rejected as exc:
                 await asyncio.to_thread(shutil.rmtree, folder, True)
                 raise BuildFailed(exc.message) from None
-            start = partial(self._start_worker, language, folder, spec.handler, image_dir)
-            pool = WorkerPool(spec.name or spec.faas_id, start, self._max_workers)
+            scale = self._scale(spec)
+            worker = WorkerSpec(spec.handler, image_dir, self._max_log_bytes, scale.concurrency, spec.memory_mb,
+                                self._users.separate)
+            request = language.worker_request(worker) | {"cwd": str(folder)}
+            start = partial(self._start_worker, request, spec.faas_id, Limits(spec.memory_mb, spec.cpu_seconds))
+            pool = WorkerPool(spec.name or spec.faas_id, start, scale)
             try:
                 await pool.warm()
             except WorkerNotReady as exc:
@@ -76,33 +98,50 @@ class LocalRuntime:
         if pool is None:
             raise NotDeployed(faas_id)
         try:
-            request = json.dumps({"context": context, "payload": payload}, separators=(",", ":")).encode() + b"\n"
+            request = json.dumps({"context": context, "payload": payload}, separators=(",", ":")).encode()
         except (TypeError, ValueError) as exc:
             return _failed("InputError", f"Invalid Input: {exc}")
         try:
             worker = await pool.acquire()
+        except AtCapacity as full:
+            return _failed("SystemError", f"function {pool.name} is at capacity: {full.queued} runs queued")
         except (WorkerNotReady, OSError) as exc:
             return _failed("SystemError", f"cannot start the function process: {getattr(exc, 'reason', exc)}")
         try:
-            line = await worker.call(request, timeout_ms / 1000 if timeout_ms > 0 else None)
+            message = await worker.call(request, timeout_ms / 1000 if timeout_ms > 0 else None)
         except WorkerTimedOut:
             pool.discard(worker)
             return _failed("FunctionError", "Function execution exceeded the timeout", worker)
         except WorkerDied as exc:
             pool.discard(worker)
-            return _failed("SystemError", exc.reason, worker)
+            return _failed("FunctionError" if exc.limit else "SystemError", exc.reason, worker)
         except BaseException:
-            pool.discard(worker)  # cancelled mid-call: its answer would be read as the next call's
+            pool.discard(worker)  # cancelled mid-call: the process may still be running it
             raise
-        invocation = _read_envelope(line)
+        pool.release(worker)
+        invocation = _read_answer(message)
         if invocation is None:
             pool.discard(worker)
-            return _failed("SystemError", f"unreadable answer from the function process: {line[:200]!r}", worker)
-        pool.release(worker)
+            return _failed("SystemError", f"unreadable answer from the function process: {str(message)[:200]}", worker)
         return invocation
 
     async def close(self) -> None:
         await asyncio.gather(*(self._stop(faas_id) for faas_id in list(self._pools)))
+        await self._zygote.close()
+
+    def _scale(self, spec: DeploymentSpec) -> Scale:
+        maximum = spec.max_replicas or self._defaults.max_replicas
+        return Scale(min_replicas=min(spec.min_replicas or 0, maximum), max_replicas=maximum,
+                     concurrency=spec.concurrency or 1,
+                     idle_seconds=self._defaults.idle_seconds if spec.idle_seconds is None else spec.idle_seconds,
+                     max_queued=self._defaults.max_queued_runs)
+
+    def _unpack(self, spec: DeploymentSpec, folder: Path, image_dir: Path | None) -> None:
+        self._users.keep_private(self._functions_dir)
+        source.extract(spec.source, folder)
+        self._users.hand_over(folder, spec.faas_id)
+        if image_dir is not None and self._users.separate:
+            image_dir.chmod(0o755)  # readable by every function's user; its parent folder is not
 
     async def _stop(self, faas_id: str) -> None:
         pool = self._pools.pop(faas_id, None)
@@ -110,18 +149,16 @@ class LocalRuntime:
             await pool.close()
         await asyncio.to_thread(shutil.rmtree, self._functions_dir / faas_id, True)
 
-    async def _start_worker(self, language: Language, folder: Path, handler: str, image_dir: Path | None) -> Worker:
-        return await Worker.start(
-            lambda *fds: language.worker_command(folder, handler, image_dir, fds, self._max_log_bytes),
-            language.worker_env(image_dir),
-            folder,
-            READY_TIMEOUT_SECONDS,
-        )
+    async def _start_worker(self, request: dict, faas_id: str, limits: Limits) -> Worker:
+        ids = self._users.of(faas_id)
+        request = request | {"uid": ids and ids[0], "gid": ids and ids[1],
+                             "rlimits": limits.rlimits(can_raise=self._users.separate)}
+        return await Worker.start(self._zygote, request, limits, self._users.separate, READY_TIMEOUT_SECONDS)
 
 
-def _read_envelope(line: bytes) -> Invocation | None:
+def _read_answer(message: dict) -> Invocation | None:
     try:
-        envelope = json.loads(line)
+        envelope = message["answer"]
         context = envelope["context"]
         logs = context.get("logs") or {}
         return Invocation(
@@ -130,7 +167,7 @@ def _read_envelope(line: bytes) -> Invocation | None:
             stderr=list(logs.get("stderr") or []),
             error=context.get("error"),
         )
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError, AttributeError):
         return None
 
 

@@ -1,14 +1,16 @@
-"""One warm function process, driven over a pipe pair with newline-delimited JSON (see the runtimes)."""
+"""One warm function process, forked by the zygote and driven over a pipe pair with newline-delimited
+JSON, several calls in flight at once when the function's concurrency allows (see the runtimes' pipe.py)."""
 import asyncio
 import json
 import os
 import signal
-from pathlib import Path
-from typing import Callable
+from typing import Any
 
+from dispatch.drivers.local.forkserver import Exit, ForkFailed, ForkServer, close_all
 from dispatch.drivers.local.lines import LineReader, OutputTail
+from dispatch.drivers.local.sandbox import Limits
 
-# A dead process's last response line may still be in the pipe when its exit is reported.
+# A dead process's last answers may still be in the pipe when its exit is reported.
 _EXIT_SETTLE_SECONDS = 0.05
 _DRAIN_SECONDS = 0.5
 
@@ -26,66 +28,73 @@ class WorkerTimedOut(Exception):
 
 
 class WorkerDied(Exception):
-    """The process ended during a call; `reason` says how (exit code or signal)."""
+    """The process ended during a call; `reason` says how, `limit` whether a limit ended it."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, limit: bool = False):
         super().__init__(reason)
         self.reason = reason
+        self.limit = limit
 
 
 class Worker:
-    def __init__(self, process: asyncio.subprocess.Process, requests: asyncio.WriteTransport, responses: LineReader):
-        self.process = process
-        self._requests = requests
-        self._responses = responses
+    def __init__(self, pid: int, exited: asyncio.Future, requests: asyncio.WriteTransport, responses: LineReader,
+                 outputs: tuple[asyncio.StreamReader, asyncio.StreamReader], limits: Limits, can_raise: bool):
+        self.pid = pid
+        self.limits = limits
         self.stdout = OutputTail()
         self.stderr = OutputTail()
-        self._drains = [
-            asyncio.ensure_future(self.stdout.follow(process.stdout)),
-            asyncio.ensure_future(self.stderr.follow(process.stderr)),
-        ]
-        self._exited = asyncio.ensure_future(process.wait())
-        self._exited.add_done_callback(self._on_exit)
+        self.retiring = False
+        """The worker asked to be replaced (it ran out of memory): give it no more calls."""
+        self._can_raise = can_raise
+        self._cpu_budget: int | None = None
+        self._requests = requests
+        self._responses = responses
+        self._calls: dict[int, asyncio.Future] = {}
+        self._next_id = 0
+        self._killed_because: str | None = None
+        self._drains = [asyncio.ensure_future(self.stdout.follow(outputs[0])),
+                        asyncio.ensure_future(self.stderr.follow(outputs[1]))]
+        self._exited = exited
+        exited.add_done_callback(self._on_exit)
 
     @classmethod
-    async def start(
-        cls, argv_for: Callable[[int, int], list[str]], env: dict[str, str], cwd: Path, ready_timeout: float
-    ) -> "Worker":
-        """Start the process and return once it reported ready; raise WorkerNotReady otherwise."""
+    async def start(cls, zygote: ForkServer, request: dict, limits: Limits, can_raise: bool,
+                    ready_timeout: float) -> "Worker":
+        """Fork the worker and return once it reported ready; raise WorkerNotReady otherwise."""
         loop = asyncio.get_running_loop()
-        request_out, request_in = os.pipe()
-        response_out, response_in = os.pipe()
+        ends = [os.pipe() for _ in range(4)]  # stdout, stderr, request, response: (read, write) each
+        theirs = [ends[0][1], ends[1][1], ends[2][0], ends[3][1]]
         transports: list[asyncio.BaseTransport] = []
         try:
-            # Our ends join the event loop before the spawn, so nothing can interrupt between the spawn
-            # and the Worker that owns (and will stop) the process.
-            requests, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(request_in, "wb", buffering=0))
+            outputs = []
+            for read_end, _ in ends[:2]:
+                reader = asyncio.StreamReader(limit=1 << 20)
+                transport, _ = await loop.connect_read_pipe(lambda r=reader: asyncio.StreamReaderProtocol(r),
+                                                            os.fdopen(read_end, "rb", buffering=0))
+                transports.append(transport)
+                outputs.append(reader)
+            requests, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(ends[2][1], "wb", buffering=0))
             transports.append(requests)
-            reading, responses = await loop.connect_read_pipe(LineReader, os.fdopen(response_out, "rb", buffering=0))
+            reading, responses = await loop.connect_read_pipe(LineReader, os.fdopen(ends[3][0], "rb", buffering=0))
             transports.append(reading)
-            process = await asyncio.create_subprocess_exec(
-                *argv_for(request_out, response_in),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                cwd=cwd,
-                env=env,
-                pass_fds=(request_out, response_in),
-                start_new_session=True,  # its own process group, so a kill also reaches what it started
-            )
+            pid, exited = await zygote.fork(request, theirs)
+        except ForkFailed as failed:
+            for transport in transports:
+                transport.close()
+            raise WorkerNotReady(failed.reason) from None
         except BaseException:
             for transport in transports:
                 transport.close()
             raise
         finally:
-            os.close(request_out)
-            os.close(response_in)
-        worker = cls(process, requests, responses)
+            close_all(theirs)
+        worker = cls(pid, exited, requests, responses, (outputs[0], outputs[1]), limits, can_raise)
         try:
             await worker._wait_ready(ready_timeout)
         except BaseException:
             await worker.stop(grace=0)
             raise
+        responses.listen(worker._on_line)
         return worker
 
     async def _wait_ready(self, timeout: float) -> None:
@@ -93,7 +102,7 @@ class Worker:
             line = await asyncio.wait_for(self._responses.next_line(), timeout)
             status = json.loads(line)
         except EOFError:
-            reason = await self._death_reason("before it was ready")
+            reason, _ = await self._death_reason("before it was ready")
             raise WorkerNotReady(f"{reason}: {self.stderr.text()}".rstrip(": ")) from None
         except asyncio.TimeoutError:
             raise WorkerNotReady(f"function process did not report ready within {timeout:g} s") from None
@@ -105,60 +114,99 @@ class Worker:
 
     @property
     def alive(self) -> bool:
-        return self.process.returncode is None and not self._responses.closed
+        return not self._exited.done() and not self._responses.closed and self._killed_because is None
 
-    async def call(self, request: bytes, timeout: float | None) -> bytes:
-        """Send one request line and return the response line; raise WorkerTimedOut or WorkerDied."""
-        self.stdout.clear()
-        self.stderr.clear()
-        answer = self._responses.next_line()
-        self._requests.write(request)
+    @property
+    def in_flight(self) -> int:
+        return len(self._calls)
+
+    async def call(self, request: bytes, timeout: float | None) -> dict[str, Any]:
+        """Send one request (a JSON object) and return the worker's answer message; raise WorkerTimedOut
+        or WorkerDied."""
+        if not self._calls:
+            self.stdout.clear()
+            self.stderr.clear()
+        self._next_id += 1
+        ident = self._next_id
+        answer = self._calls[ident] = asyncio.get_running_loop().create_future()
+        self._cpu_budget = self.limits.before_run(self.pid, self._can_raise) or self._cpu_budget
+        self._requests.write(b'{"id":%d,' % ident + request[1:] + b"\n")
         timer = asyncio.get_running_loop().call_later(timeout, _expire, answer) if timeout else None
         try:
             return await answer
         except asyncio.TimeoutError:
-            self.kill()
+            self.kill("another run on the same function process exceeded its timeout")
             raise WorkerTimedOut() from None
-        except EOFError:
-            raise WorkerDied(await self._death_reason("while running")) from None
         finally:
+            self._calls.pop(ident, None)
             if timer is not None:
                 timer.cancel()
 
-    def kill(self) -> None:
-        _signal_group(self.process, signal.SIGKILL)
+    def _on_line(self, line: bytes) -> None:
+        try:
+            message = json.loads(line)
+            answer = self._calls.get(message["id"])
+        except (ValueError, KeyError, TypeError):
+            self.kill(f"unreadable answer from the function process: {line[:200]!r}")
+            return
+        if message.get("retire"):
+            self.retiring = True
+        if answer is not None and not answer.done():
+            answer.set_result(message)
+
+    def kill(self, because: str = "the function process was killed") -> None:
+        if self._killed_because is None:
+            self._killed_because = because
+        _signal_group(self.pid, signal.SIGKILL)
         self._requests.close()
 
     async def stop(self, grace: float) -> None:
-        """SIGTERM, then SIGKILL after `grace` seconds; return once the process is gone."""
+        """Close its requests (it exits on its own), SIGKILL after `grace` seconds; return once it is gone."""
         self._requests.close()
-        if self.process.returncode is None:
-            _signal_group(self.process, signal.SIGTERM)
+        if not self._exited.done() and grace > 0:
             try:
                 await asyncio.wait_for(asyncio.shield(self._exited), grace)
             except asyncio.TimeoutError:
                 pass
-        _signal_group(self.process, signal.SIGKILL)  # also whatever the function left running
+        _signal_group(self.pid, signal.SIGKILL)  # also whatever the function left running
         await self._exited
-        # Reading stdout/stderr to their end lets asyncio close the process transport.
+        # Reading stdout/stderr to their end closes their transports.
         _, stuck = await asyncio.wait(self._drains, timeout=_DRAIN_SECONDS)
         for drain in stuck:
             drain.cancel()
         self._responses.close()
 
-    async def _death_reason(self, when: str) -> str:
+    async def _death_reason(self, when: str) -> tuple[str, bool]:
         try:
-            code = await asyncio.wait_for(asyncio.shield(self._exited), _DRAIN_SECONDS)
+            exit: Exit = await asyncio.wait_for(asyncio.shield(self._exited), _DRAIN_SECONDS)
         except asyncio.TimeoutError:
             self.kill()
-            return f"function process closed its response pipe {when}"
+            return f"function process closed its response pipe {when}", False
         await asyncio.wait(self._drains, timeout=_DRAIN_SECONDS)
-        if code < 0:
-            return f"function process was killed by signal {_signal_name(-code)} {when}"
-        return f"function process exited with code {code} {when}"
+        limit = self.limits.exit_reason(exit, self._cpu_budget)
+        if limit is not None:
+            return limit, True
+        if self._killed_because is not None:
+            return f"function process was stopped {when}: {self._killed_because}", False
+        if exit.code is None:
+            return f"function process was lost {when}: the worker zygote ended", False
+        if exit.code < 0:
+            return f"function process was killed by signal {_signal_name(-exit.code)} {when}", False
+        return f"function process exited with code {exit.code} {when}", False
 
     def _on_exit(self, _: asyncio.Future) -> None:
-        asyncio.get_running_loop().call_later(_EXIT_SETTLE_SECONDS, self._responses.fail_pending)
+        asyncio.get_running_loop().call_later(_EXIT_SETTLE_SECONDS, self._fail_calls)
+
+    def _fail_calls(self) -> None:
+        self._responses.fail_pending()
+        if self._calls:
+            asyncio.ensure_future(self._fail_pending_calls())
+
+    async def _fail_pending_calls(self) -> None:
+        reason, limit = await self._death_reason("while running")
+        for answer in list(self._calls.values()):
+            if not answer.done():
+                answer.set_exception(WorkerDied(reason, limit))
 
 
 def _expire(answer: asyncio.Future) -> None:
@@ -173,8 +221,8 @@ def _signal_name(signum: int) -> str:
         return str(signum)
 
 
-def _signal_group(process: asyncio.subprocess.Process, signum: int) -> None:
+def _signal_group(pid: int, signum: int) -> None:
     try:
-        os.killpg(process.pid, signum)
+        os.killpg(pid, signum)
     except (ProcessLookupError, PermissionError):
         pass

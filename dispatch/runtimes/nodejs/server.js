@@ -2,10 +2,13 @@
 // Serve one Node.js function (no npm packages needed).
 //
 //   node server.js --source DIR [--handler ./hello.js] [--max-log-bytes N]
-//       [--request-fd 3 --response-fd 4 | --http [--port 8080] | --check]
+//       [--request-fd 3 --response-fd 4 [--concurrency N] | --http [--port 8080] | --check]
 //
-// Pipe mode (default) is how the local runtime drives warm workers: newline-delimited JSON requests on
-// the request fd, `{"ready": …}` then one envelope line per request on the response fd. `--http` serves
+// Pipe mode (default) is how the local runtime drives warm workers: newline-delimited JSON requests
+// `{"id": 7, "context": …, "payload": …}` on the request fd; `{"ready": …}` then one
+// `{"id": 7, "answer": <envelope>}` per request on the response fd, in completion order: up to
+// --concurrency calls run at once (the platform never sends more), each with its own log capture.
+// `--http` serves
 // the §3.2 protocol on --port or $PORT (8080) for containers, on the address $HOST (default: every
 // address). `--check` only validates the handler.
 const fs = require('fs');
@@ -13,12 +16,14 @@ const http = require('http');
 const net = require('net');
 const path = require('path');
 const readline = require('readline');
+const { AsyncLocalStorage } = require('async_hooks');
 
 const EXIT_AFTER_TIMEOUT = 70;
 
 function parseArgs(argv) {
   const args = {
     source: '.', handler: '', maxLogBytes: 1 << 20, requestFd: 3, responseFd: 4, http: false, port: 0, check: false,
+    concurrency: 1,
   };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
@@ -28,6 +33,7 @@ function parseArgs(argv) {
     else if (flag === '--max-log-bytes') args.maxLogBytes = Number(value());
     else if (flag === '--request-fd') args.requestFd = Number(value());
     else if (flag === '--response-fd') args.responseFd = Number(value());
+    else if (flag === '--concurrency') args.concurrency = Number(value());
     else if (flag === '--port') { args.port = Number(value()); args.http = true; }
     else if (flag === '--http') args.http = true;
     else if (flag === '--check') args.check = true;
@@ -36,7 +42,9 @@ function parseArgs(argv) {
   return args;
 }
 
-// ---- log capture: process.stdout/stderr.write (and so console.*) go to the running call's buffers.
+// ---- log capture: process.stdout/stderr.write (and so console.*) go to the running call's buffers:
+// those of the call whose async context the write happens in (several calls may run at once), else of
+// the one call running. Writes after a call ended go to the real streams.
 
 class CapturedLines {
   constructor(limit) { this.limit = limit; this.room = limit; this.parts = []; this.dropped = 0; }
@@ -66,25 +74,34 @@ class CapturedLines {
   }
 }
 
-let activeLogs = null;
+let activeLogs = null; // the one call running, when calls run one at a time
+let sharedCalls = false;
+const callLogs = new AsyncLocalStorage();
+
+function currentLogs() {
+  const logs = callLogs.getStore() || activeLogs;
+  return logs && !logs.done ? logs : null;
+}
 
 function installRouters() {
   for (const name of ['stdout', 'stderr']) {
     const stream = process[name];
     const realWrite = stream.write.bind(stream);
     stream.write = (chunk, encoding, callback) => {
-      if (activeLogs === null) return realWrite(chunk, encoding, callback);
+      const logs = currentLogs();
+      if (logs === null) return realWrite(chunk, encoding, callback);
       const done = typeof encoding === 'function' ? encoding : callback;
-      activeLogs[name].write(chunk, typeof encoding === 'string' ? encoding : undefined);
+      logs[name].write(chunk, typeof encoding === 'string' ? encoding : undefined);
       if (typeof done === 'function') process.nextTick(done);
       return true;
     };
   }
   // process.exit() inside a call ends the worker: hand the call's output to the real streams first.
   process.on('exit', () => {
-    if (activeLogs === null) return;
-    fs.writeSync(1, activeLogs.stdout.text());
-    fs.writeSync(2, activeLogs.stderr.text());
+    const logs = currentLogs();
+    if (logs === null) return;
+    fs.writeSync(1, logs.stdout.text());
+    fs.writeSync(2, logs.stderr.text());
   });
 }
 
@@ -158,6 +175,7 @@ function parseRequest(body) {
   const context = request.context && typeof request.context === 'object' ? request.context : {};
   const deadline = typeof context.deadline === 'string' ? Date.parse(context.deadline) : NaN;
   return {
+    id: request.id === undefined ? null : request.id,
     context,
     payload: request.payload === undefined ? null : request.payload,
     deadline: Number.isNaN(deadline) ? null : deadline,
@@ -168,16 +186,17 @@ async function call(fn, request, limit) {
   if (request.deadline !== null && request.deadline <= Date.now()) {
     return failure('FunctionError', 'Did not invoke, already exceeded timeout');
   }
-  const logs = { stdout: new CapturedLines(limit), stderr: new CapturedLines(limit) };
-  activeLogs = logs;
+  const logs = { stdout: new CapturedLines(limit), stderr: new CapturedLines(limit), done: false };
+  if (!sharedCalls) activeLogs = logs;
   let result;
   let error = null;
   try {
-    result = await fn(request.context, request.payload);
+    result = await callLogs.run(logs, () => fn(request.context, request.payload));
   } catch (err) {
     error = describe(err);
   } finally {
-    activeLogs = null;
+    logs.done = true;
+    if (activeLogs === logs) activeLogs = null;
   }
   let payloadJson = 'null';
   if (error === null) {
@@ -204,11 +223,25 @@ async function servePipe(fn, problem, args) {
   }
   writeAll(args.responseFd, '{"ready":true}\n');
   const input = new net.Socket({ fd: args.requestFd, readable: true, writable: false });
+  const answer = (id, envelope) => writeAll(args.responseFd, `{"id":${JSON.stringify(id)},"answer":${envelope}}\n`);
+  const running = new Set();
+  sharedCalls = args.concurrency > 1;
   for await (const line of readline.createInterface({ input, crlfDelay: Infinity })) {
     if (!line.trim()) continue;
     const request = parseRequest(line);
-    writeAll(args.responseFd, (request.error || await call(fn, request, args.maxLogBytes)) + '\n');
+    if (request.error) {
+      answer(null, request.error);
+      continue;
+    }
+    const calling = call(fn, request, args.maxLogBytes).then((envelope) => answer(request.id, envelope));
+    if (args.concurrency <= 1) {
+      await calling;
+    } else {
+      running.add(calling);
+      calling.finally(() => running.delete(calling));
+    }
   }
+  await Promise.all(running);
   process.exit(0);
 }
 

@@ -1,9 +1,11 @@
 """Serve one Python function.
 
     python -P -m dispatch.runtimes.python3 --source DIR [--handler mod.func] [--library DIR]...
-        [--request-fd 3 --response-fd 4 | --http [--port 8080] | --check] [--max-log-bytes N]
+        [--request-fd 3 --response-fd 4 [--concurrency N] [--memory-mb M] | --http [--port 8080] | --check]
+        [--max-log-bytes N]
 
-Pipe mode (the default) is how the local runtime drives warm workers; `--http` serves §3.2 on
+Pipe mode (the default) is how the local runtime drives warm workers (see pipe.py; the local runtime
+forks them from a zygote, see forkserver.py, rather than running this command); `--http` serves §3.2 on
 `--port` or `$PORT` (8080) for containers, on the address `$HOST` (default: every address);
 `--check` only validates the handler (exit 1 with the reason on stderr), as an image build step.
 """
@@ -20,8 +22,9 @@ from dispatch.runtimes.python3 import capture, loader, pipe
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     routers = capture.install()
-    source = Path(args.source).resolve()
-    _put_first_on_path(source, [Path(p).resolve() for p in args.library])
+    # abspath, not resolve: a worker reaches its folder through /proc/self/cwd, whose target it may not see.
+    source = Path(os.path.abspath(args.source))
+    _put_first_on_path(source, [Path(os.path.abspath(p)) for p in args.library])
     os.chdir(source)
     function, problem = None, None
     try:
@@ -37,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
 
         port = args.port or int(os.environ.get("PORT") or 8080)
         return http_mode.serve(function, problem, routers, port, args.max_log_bytes, os.environ.get("HOST", ""))
-    return pipe.serve(function, problem, routers, args.request_fd, args.response_fd, args.max_log_bytes)
+    return pipe.serve(function, problem, routers, args.request_fd, args.response_fd, args.max_log_bytes,
+                      args.concurrency, args.memory_mb)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -48,6 +52,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-log-bytes", type=int, default=1 << 20, help="cap per stream and call")
     parser.add_argument("--request-fd", type=int, default=3)
     parser.add_argument("--response-fd", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, default=1, help="pipe mode: calls in flight at once")
+    parser.add_argument("--memory-mb", type=int, default=None,
+                        help="pipe mode: the worker's memory limit, named when a call runs out of memory")
     parser.add_argument("--http", action="store_true", help="serve HTTP instead of the pipe protocol")
     parser.add_argument("--port", type=int, default=0, help="HTTP port (implies --http; default $PORT or 8080)")
     parser.add_argument("--check", action="store_true", help="validate the handler and exit")

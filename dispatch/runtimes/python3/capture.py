@@ -4,10 +4,17 @@
 that send writes to the running call's buffers and to the real streams between calls. Handles taken at
 import time (a `logging.StreamHandler()`, `print(file=sys.stderr)` bound early) are therefore captured
 too, and a thread that prints after the call returned cannot leak lines into the next call's logs.
+
+When several calls run at once (a worker with concurrency above 1), each call's buffers live in a
+context variable instead: an asyncio task or a thread serving one call sees only its own. Output of
+threads the function starts itself then goes to the real streams, as they do not inherit the context.
 """
 import io
 import sys
 import threading
+from contextvars import ContextVar
+
+_CALL: ContextVar[tuple["CapturedLines", "CapturedLines"] | None] = ContextVar("dispatch_call_logs", default=None)
 
 
 class CapturedLines:
@@ -49,13 +56,15 @@ class CapturedLines:
 class StreamRouter(io.TextIOBase):
     """Stands in for sys.stdout or sys.stderr: writes go to the running call's buffer, else to `real`."""
 
-    def __init__(self, real):
+    def __init__(self, real, index: int = 0):
         super().__init__()
         self.real = real
+        self.index = index
         self.target: CapturedLines | None = None
 
     def write(self, text: str) -> int:
-        target = self.target
+        call = _CALL.get()
+        target = self.target if call is None else call[self.index]
         if target is not None:
             return target.write(text)
         written = self.real.write(text)
@@ -63,7 +72,7 @@ class StreamRouter(io.TextIOBase):
         return written
 
     def flush(self) -> None:
-        if self.target is None:
+        if self.target is None and _CALL.get() is None:
             self.real.flush()
 
     def writable(self) -> bool:
@@ -106,19 +115,28 @@ class _BytesToRouter(io.RawIOBase):
 class Capture:
     """Routes both streams into fresh buffers for the duration of a `with` block."""
 
-    def __init__(self, stdout: StreamRouter, stderr: StreamRouter, limit: int):
+    def __init__(self, stdout: StreamRouter, stderr: StreamRouter, limit: int, shared: bool = False):
+        """`shared`: other calls run at the same time, so the buffers go in the call's context."""
         self._routers = (stdout, stderr)
         self.stdout = CapturedLines(limit)
         self.stderr = CapturedLines(limit)
+        self._shared = shared
+        self._token = None
 
     def __enter__(self) -> "Capture":
-        self._routers[0].target = self.stdout
-        self._routers[1].target = self.stderr
+        if self._shared:
+            self._token = _CALL.set((self.stdout, self.stderr))
+        else:
+            self._routers[0].target = self.stdout
+            self._routers[1].target = self.stderr
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        for router in self._routers:
-            router.target = None
+        if self._shared:
+            _CALL.reset(self._token)
+        else:
+            for router in self._routers:
+                router.target = None
         if exc_type is not None:
             # The worker is going down (sys.exit, KeyboardInterrupt): hand the call's output to the real
             # streams so whoever supervises the process can still show it.
@@ -128,6 +146,6 @@ class Capture:
 
 def install() -> tuple[StreamRouter, StreamRouter]:
     """Replace sys.stdout/sys.stderr by routers; call once, before importing the function."""
-    stdout, stderr = StreamRouter(sys.stdout), StreamRouter(sys.stderr)
+    stdout, stderr = StreamRouter(sys.stdout, 0), StreamRouter(sys.stderr, 1)
     sys.stdout, sys.stderr = stdout, stderr
     return stdout, stderr

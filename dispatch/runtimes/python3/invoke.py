@@ -1,4 +1,9 @@
-"""One call of a Python function, from the request body to the §3.2 response envelope."""
+"""One call of a Python function, from the request body to the §3.2 response envelope.
+
+A function may be `async def` (or return an awaitable): the call awaits it, on the worker's event
+loop when calls run concurrently, else on a loop of its own.
+"""
+import inspect
 import json
 import traceback
 from datetime import datetime, timezone
@@ -12,12 +17,26 @@ INPUT_ERRORS = (ValueError, TypeError)
 NO_LOGS = '{"stdout":[],"stderr":[]}'
 
 
+class OutOfMemory(Exception):
+    """The function hit the worker's memory limit; `envelope` answers the call, then the worker ends."""
+
+    def __init__(self, envelope: bytes):
+        super().__init__("out of memory")
+        self.envelope = envelope
+
+
+def memory_message(memory_mb: int) -> str:
+    return f"Function exceeded its memory limit of {memory_mb} MB"
+
+
 class Request:
     """A decoded request body: the context given to the function, its payload, and the deadline if any."""
 
-    def __init__(self, context: dict, payload: Any):
+    def __init__(self, context: dict, payload: Any, ident: Any = None):
         self.context = context
         self.payload = payload
+        self.ident = ident
+        """The call's id in pipe mode, where several calls may be in flight."""
         self.deadline = _deadline(context.get("deadline"))
 
     @classmethod
@@ -29,7 +48,7 @@ class Request:
         context = request.get("context") or {}
         if not isinstance(context, dict):
             raise ValueError("context must be a JSON object")
-        return cls(context, request.get("payload"))
+        return cls(context, request.get("payload"), request.get("id"))
 
     def seconds_left(self) -> float | None:
         if self.deadline is None:
@@ -46,16 +65,48 @@ def respond(function: Function, body: bytes, routers: tuple[StreamRouter, Stream
     return call(function, request, routers, limit)
 
 
-def call(function: Function, request: Request, routers: tuple[StreamRouter, StreamRouter], limit: int) -> bytes:
+def call(function: Function, request: Request, routers: tuple[StreamRouter, StreamRouter], limit: int,
+         shared: bool = False, memory_mb: int | None = None) -> bytes:
+    """Run one call in this thread; `shared`: other calls run at the same time (see capture).
+    With `memory_mb`, a MemoryError raises OutOfMemory instead of being the function's error."""
     left = request.seconds_left()
     if left is not None and left <= 0:
         return failure("FunctionError", "Did not invoke, already exceeded timeout")
-    error = None
-    with Capture(*routers, limit) as logs:
+    error, result = None, None
+    with Capture(*routers, limit, shared) as logs:
         try:
             result = function(request.context, request.payload)
+            if inspect.isawaitable(result):
+                result = _run_awaitable(result)
+        except MemoryError:
+            if memory_mb is None:
+                raise
+            error = _memory_error(memory_mb)
         except Exception as exc:
             error = _describe(exc, "InputError" if isinstance(exc, INPUT_ERRORS) else "FunctionError")
+    return _finish(logs, error, result)
+
+
+async def call_coroutine(function: Function, request: Request, routers: tuple[StreamRouter, StreamRouter],
+                         limit: int, memory_mb: int | None = None) -> bytes:
+    """Run one call of an `async def` function in the current task, alongside other calls."""
+    left = request.seconds_left()
+    if left is not None and left <= 0:
+        return failure("FunctionError", "Did not invoke, already exceeded timeout")
+    error, result = None, None
+    with Capture(*routers, limit, shared=True) as logs:
+        try:
+            result = await function(request.context, request.payload)
+        except MemoryError:
+            if memory_mb is None:
+                raise
+            error = _memory_error(memory_mb)
+        except Exception as exc:
+            error = _describe(exc, "InputError" if isinstance(exc, INPUT_ERRORS) else "FunctionError")
+    return _finish(logs, error, result)
+
+
+def _finish(logs: Capture, error: dict | None, result: Any) -> bytes:
     output = "null"
     if error is None:
         try:
@@ -63,7 +114,24 @@ def call(function: Function, request: Request, routers: tuple[StreamRouter, Stre
         except (TypeError, ValueError) as exc:
             error = {"type": "FunctionError", "message": f"result is not JSON serialisable: {exc}", "stacktrace": []}
     logs_json = json.dumps({"stdout": logs.stdout.lines(), "stderr": logs.stderr.lines()})
-    return _envelope(logs_json, json.dumps(error), output)
+    out_of_memory = error is not None and error.pop("outOfMemory", False)
+    envelope = _envelope(logs_json, json.dumps(error), output)
+    if out_of_memory:
+        raise OutOfMemory(envelope)
+    return envelope
+
+
+def _memory_error(memory_mb: int) -> dict:
+    return {"type": "FunctionError", "message": memory_message(memory_mb), "stacktrace": [], "outOfMemory": True}
+
+
+def _run_awaitable(awaitable) -> Any:
+    import asyncio  # only functions written `async def` pay for it
+
+    async def wait() -> Any:
+        return await awaitable
+
+    return asyncio.run(wait())
 
 
 def failure(kind: str, message: str, logs_json: str = NO_LOGS) -> bytes:

@@ -1,16 +1,26 @@
-"""Pipe mode: newline-delimited JSON on two inherited file descriptors, one request at a time.
+"""Pipe mode: newline-delimited JSON on two inherited file descriptors, how the local runtime drives
+its workers. Descriptors other than 0-2 keep what the function writes to fds 1 and 2 out of the protocol.
 
-The platform writes `{"context": …, "payload": …}` lines on the request descriptor; the worker first
-writes `{"ready": true}` (or `{"ready": false, "error": …}` and exits), then one envelope line per
-request. Using descriptors other than 0-2 keeps whatever the function writes to fds 1 and 2 directly
-out of the protocol.
+    platform -> worker   {"id": 7, "context": {...}, "payload": ...}
+    worker -> platform   {"ready": true}   (or {"ready": false, "error": {...}}, then exit 1), then
+                         {"id": 7, "answer": <the §3.2 response envelope>}   per request
+
+With concurrency 1, requests are served one at a time on this thread, answers in request order. Above
+1, up to `concurrency` calls run at once (the platform never sends more): `async def` functions as
+tasks of one event loop, other functions on a pool of as many threads; answers come in completion
+order, matched by id. Under a memory limit, a call that runs out of memory is answered with
+`"retire": "memory"` and the process then exits with EXIT_OUT_OF_MEMORY, so the platform replaces it.
 """
 import json
 import os
+import sys
+from functools import partial
 
 from dispatch.runtimes.python3 import invoke
 from dispatch.runtimes.python3.capture import StreamRouter
 from dispatch.runtimes.python3.loader import Function, HandlerError
+
+EXIT_OUT_OF_MEMORY = 86
 
 
 def serve(
@@ -20,6 +30,8 @@ def serve(
     request_fd: int,
     response_fd: int,
     limit: int,
+    concurrency: int = 1,
+    memory_mb: int | None = None,
 ) -> int:
     """Answer requests until the request pipe closes; return the process exit code."""
     for fd in (request_fd, response_fd):
@@ -29,10 +41,99 @@ def serve(
             _send(responses, json.dumps({"ready": False, "error": problem.error}).encode())
             return 1
         _send(responses, b'{"ready":true}')
-        for line in requests:
-            if line.strip():
-                _send(responses, invoke.respond(function, line, routers, limit))
+        try:
+            if concurrency > 1:
+                import asyncio  # the zygote has it imported already: a forked worker pays nothing
+
+                return asyncio.run(_serve_concurrently(function, routers, requests, responses, limit,
+                                                       concurrency, memory_mb))
+            for line in requests:
+                if line.strip():
+                    _send(responses, _answer(line, partial(invoke.call, function), routers, limit, memory_mb))
+        except _Retire as retiring:
+            _send(responses, retiring.line)
+            return EXIT_OUT_OF_MEMORY
+        except MemoryError:
+            return EXIT_OUT_OF_MEMORY
     return 0
+
+
+def _answer(line: bytes, call, routers, limit: int, memory_mb: int | None) -> bytes:
+    try:
+        request = invoke.Request.parse(line)
+    except ValueError as exc:
+        return _line(None, invoke.failure("InputError", f"Invalid Input: {exc}"))
+    try:
+        return _line(request.ident, call(request, routers, limit, memory_mb=memory_mb))
+    except invoke.OutOfMemory as exhausted:
+        raise _Retire(_line(request.ident, exhausted.envelope, "memory")) from None
+
+
+class _Retire(BaseException):
+    """Answer this line, then end the process: its memory can no longer be trusted."""
+
+    def __init__(self, line: bytes):
+        super().__init__("retire")
+        self.line = line
+
+
+def _line(ident, envelope: bytes, retire: str | None = None) -> bytes:
+    extra = f',"retire":"{retire}"' if retire else ""
+    return f'{{"id":{json.dumps(ident)}{extra},"answer":'.encode() + envelope + b"}"
+
+
+async def _serve_concurrently(function, routers, requests, responses, limit, concurrency, memory_mb) -> int:
+    import asyncio
+    import inspect
+    from concurrent.futures import ThreadPoolExecutor
+
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 30)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), requests)
+    if inspect.iscoroutinefunction(function):
+        async def call(request, *args, **kwargs):
+            return await invoke.call_coroutine(function, request, *args, **kwargs)
+    else:
+        threads = ThreadPoolExecutor(concurrency, thread_name_prefix="call")
+
+        async def call(request, routers, limit, memory_mb):
+            return await loop.run_in_executor(threads, partial(invoke.call, function, request, routers, limit,
+                                                               True, memory_mb))
+    running: set[asyncio.Task] = set()
+    outcome = loop.create_future()
+
+    async def one(line: bytes) -> None:
+        try:
+            request = invoke.Request.parse(line)
+        except ValueError as exc:
+            _send(responses, _line(None, invoke.failure("InputError", f"Invalid Input: {exc}")))
+            return
+        try:
+            _send(responses, _line(request.ident, await call(request, routers, limit, memory_mb)))
+        except invoke.OutOfMemory as exhausted:
+            _send(responses, _line(request.ident, exhausted.envelope, "memory"))
+            outcome.done() or outcome.set_result(EXIT_OUT_OF_MEMORY)
+        except SystemExit as leaving:  # sys.exit() in the function ends the worker, as with one call at a time
+            outcome.done() or outcome.set_result(leaving.code if isinstance(leaving.code, int) else 1)
+        except MemoryError:
+            outcome.done() or outcome.set_result(EXIT_OUT_OF_MEMORY)
+
+    async def read() -> None:
+        while line := await reader.readline():
+            if line.strip():
+                task = asyncio.ensure_future(one(line))
+                running.add(task)
+                task.add_done_callback(running.discard)
+        outcome.done() or outcome.set_result(0)
+
+    reading = asyncio.ensure_future(read())
+    code = await outcome
+    if code != 0:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(code)  # calls still running in threads cannot be stopped otherwise
+    reading.cancel()
+    return code
 
 
 def _send(stream, data: bytes) -> None:

@@ -1,0 +1,116 @@
+"""What a function's workers may reach and use, enforced by the OS.
+
+Users: when the server runs as root, each function's workers run as a user of their own (a uid
+derived from the function's id, outside the range of accounts), without supplementary groups. The
+runtime's folders are root's alone (0700), so a worker sees neither the data directory nor another
+function; it reaches its own source through its working directory (/proc/self/cwd) and its image
+through a descriptor opened before the uid changed (/proc/self/fd/5). A server not running as root
+cannot change users: its workers then run as itself, and only the environment is kept from them.
+
+Limits: memory is RLIMIT_DATA (heap and other private writable memory, the runtime's own included;
+Node.js also gets --max-old-space-size); CPU time is RLIMIT_CPU, reset before each run to what the
+worker used so far plus the function's allowance, so it bounds each run (SIGXCPU at the allowance, a
+SIGKILL a second later).
+"""
+import hashlib
+import math
+import os
+import resource
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from dispatch.drivers.local.forkserver import Exit
+
+EXIT_OUT_OF_MEMORY = 86  # dispatch.runtimes.python3.pipe.EXIT_OUT_OF_MEMORY
+_FIRST_UID = 1_900_000_000
+_UIDS = 200_000_000
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def memory_message(memory_mb: int) -> str:
+    return f"Function exceeded its memory limit of {memory_mb} MB"
+
+
+def cpu_message(cpu_seconds: int) -> str:
+    return f"Function exceeded its CPU time limit of {cpu_seconds} s"
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_mb: int | None = None
+    cpu_seconds: int | None = None
+
+    def rlimits(self, can_raise: bool) -> dict[str, list[int]]:
+        """The zygote's `rlimits` for a new worker; `can_raise`: we may raise its hard limits later."""
+        limits: dict[str, list[int]] = {"CORE": [0, 0]}
+        if self.memory_mb:
+            limits["DATA"] = [self.memory_mb << 20] * 2
+        if self.cpu_seconds:
+            limits["CPU"] = self._cpu(self.cpu_seconds, can_raise)
+        return limits
+
+    def before_run(self, pid: int, can_raise: bool) -> int | None:
+        """Give the worker `cpu_seconds` more CPU time from now; return the new soft limit (seconds)."""
+        if not self.cpu_seconds:
+            return None
+        soft, hard = self._cpu(math.ceil(_cpu_used(pid)) + self.cpu_seconds, can_raise)
+        try:
+            resource.prlimit(pid, resource.RLIMIT_CPU, (soft, hard))
+        except (ProcessLookupError, PermissionError, ValueError):
+            pass  # gone already, or the OS refuses: the limit set at the fork still holds
+        return soft
+
+    def exit_reason(self, exit: Exit, cpu_budget: int | None) -> str | None:
+        """The limit a worker's end points to, if any."""
+        if self.cpu_seconds and (exit.code == -signal.SIGXCPU or (
+                exit.code == -signal.SIGKILL and cpu_budget is not None and exit.cpu_seconds >= cpu_budget)):
+            return cpu_message(self.cpu_seconds)
+        if self.memory_mb and exit.code in (EXIT_OUT_OF_MEMORY, -signal.SIGABRT, -signal.SIGSEGV):
+            return memory_message(self.memory_mb)
+        return None
+
+    @staticmethod
+    def _cpu(soft: int, can_raise: bool) -> list[int]:
+        return [soft, soft + 1 if can_raise else resource.RLIM_INFINITY]
+
+
+class Users:
+    """Which user a function's workers run as, and the folder permissions that go with it."""
+
+    def __init__(self, separate: bool | None = None):
+        """`separate`: a user per function; default: when this process is root."""
+        self.separate = os.geteuid() == 0 if separate is None else separate
+
+    def of(self, faas_id: str) -> tuple[int, int] | None:
+        if not self.separate:
+            return None
+        digest = int.from_bytes(hashlib.sha256(faas_id.encode()).digest()[:8], "big")
+        uid = _FIRST_UID + digest % _UIDS
+        return uid, uid
+
+    @staticmethod
+    def keep_private(folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o700)
+
+    def hand_over(self, folder: Path, faas_id: str) -> None:
+        """Let the function's own user read (not write) its source folder, and nobody else."""
+        ids = self.of(faas_id)
+        if ids is None:
+            return
+        for path in [folder, *folder.rglob("*")]:
+            if path.is_symlink():
+                continue
+            os.chown(path, 0, ids[1])
+            mode = path.stat().st_mode
+            executable = path.is_dir() or mode & 0o100
+            path.chmod(0o750 if executable else 0o640)
+
+
+def _cpu_used(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS
