@@ -17,6 +17,7 @@ from dispatch.drivers.ports import BuildFailed, Progress
 _LOG_TAIL_LINES = 20
 _HANDLER_PROBLEM = "Invalid function file or handler"
 _LAYER = re.compile(r" ---> ([0-9a-f]{12,64})")
+_COLOUR = re.compile(r"\x1b\[[0-9;]*m")  # the engine colours a step's stderr
 
 
 async def ensure_pulled(docker: aiodocker.Docker, reference: str, progress: Progress | None = None) -> None:
@@ -135,6 +136,7 @@ class _BuildOutput:
         self._made_here = False
 
     async def line(self, line: str) -> None:
+        line = _COLOUR.sub("", line)
         self.problem = self.problem or _handler_problem(line)
         # The FROM step names the base image and a cached step an older build's layer: neither is this build's.
         if line.startswith("Step "):
