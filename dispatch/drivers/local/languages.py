@@ -29,12 +29,15 @@ class WorkerSpec:
     max_log_bytes: int
     concurrency: int = 1
     memory_mb: int | None = None
+    cpu_seconds: int | None = None
     isolated: bool = False
 
 
 class Language(Protocol):
     name: str
     package_manager: str
+    limits_own_cpu: bool
+    """Its workers hold each run to the CPU allowance themselves (see sandbox)."""
 
     def version_command(self) -> list[str]: ...
 
@@ -48,6 +51,7 @@ class Language(Protocol):
 class Python3:
     name = "python3"
     package_manager = "pip"
+    limits_own_cpu = True
 
     def version_command(self) -> list[str]:
         return [sys.executable, "--version"]
@@ -70,6 +74,8 @@ class Python3:
             args += ["--library", f"{IMAGE}/site-packages"]
         if spec.memory_mb:
             args += ["--memory-mb", str(spec.memory_mb)]
+        if spec.cpu_seconds:
+            args += ["--cpu-seconds", str(spec.cpu_seconds)]
         return {"open": [str(spec.image_dir)] if spec.image_dir is not None else [], "python": args,
                 "env": _base_env(spec.isolated) | {"PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}}
 
@@ -77,6 +83,7 @@ class Python3:
 class NodeJS:
     name = "nodejs"
     package_manager = "npm"
+    limits_own_cpu = False
 
     def version_command(self) -> list[str]:
         return [_find("node"), "--version"]

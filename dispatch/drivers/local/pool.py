@@ -89,11 +89,16 @@ class WorkerPool:
 
     def release(self, worker: Worker) -> None:
         """A run on `worker` finished: its slot goes to the longest-waiting run, else it may idle."""
-        if self._closed or worker not in self._runs:
+        if worker not in self._runs:  # the pool closed, or dropped or retired the worker meanwhile
+            if worker.retiring and worker.in_flight == 0:
+                self._spawn(worker.stop(STOP_GRACE_SECONDS))
             return
         self._runs[worker] -= 1
-        if worker.retiring or not worker.alive:
+        if not worker.alive:
             self.discard(worker)
+            return
+        if worker.retiring or worker.worn_out:
+            self._retire(worker)
             return
         if self._hand_over(worker):
             return
@@ -112,6 +117,16 @@ class WorkerPool:
         if not self._closed:
             self._scale_up()
 
+    def _retire(self, worker: Worker) -> None:
+        """No more runs for `worker`; it stops once those it has finish, and another may start."""
+        worker.retiring = True
+        self._workers.remove(worker)
+        del self._runs[worker]
+        self._idle_since.pop(worker, None)
+        if worker.in_flight == 0:
+            self._spawn(worker.stop(STOP_GRACE_SECONDS))
+        self._scale_up()
+
     async def close(self) -> None:
         self._closed = True
         for waiter in self._waiters:
@@ -126,10 +141,13 @@ class WorkerPool:
 
     def _free_worker(self) -> Worker | None:
         for worker in reversed(self._workers):  # most recently used first, so the others can idle out
-            if self._runs[worker] < self.scale.concurrency and not worker.retiring:
-                if worker.alive:
+            if self._runs[worker] < self.scale.concurrency:
+                if not worker.alive:
+                    self.discard(worker)  # died while idle (killed from outside): not this run's failure
+                elif worker.worn_out:
+                    self._retire(worker)
+                else:
                     return worker
-                self.discard(worker)  # died while idle (killed from outside): not this run's failure
                 return self._free_worker()
         return None
 

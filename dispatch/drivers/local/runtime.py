@@ -11,7 +11,7 @@ from typing import Any
 
 from dispatch.drivers.local import images
 from dispatch.drivers.local.forkserver import ForkServer
-from dispatch.drivers.local.languages import PACKAGE_PARENT, WorkerSpec, language_named, zygote_env
+from dispatch.drivers.local.languages import PACKAGE_PARENT, Language, WorkerSpec, language_named, zygote_env
 from dispatch.drivers.local.pool import AtCapacity, Scale, WorkerPool
 from dispatch.drivers.local.sandbox import Limits, Users
 from dispatch.drivers.local.workers import Worker, WorkerDied, WorkerNotReady, WorkerTimedOut
@@ -77,9 +77,10 @@ class LocalRuntime:
                 raise BuildFailed(exc.message) from None
             scale = self._scale(spec)
             worker = WorkerSpec(spec.handler, image_dir, self._max_log_bytes, scale.concurrency, spec.memory_mb,
-                                self._users.separate)
+                                spec.cpu_seconds, self._users.separate)
             request = language.worker_request(worker) | {"cwd": str(folder)}
-            start = partial(self._start_worker, request, spec.faas_id, Limits(spec.memory_mb, spec.cpu_seconds))
+            limits = Limits(spec.memory_mb, spec.cpu_seconds)
+            start = partial(self._start_worker, language, request, spec.faas_id, limits)
             pool = WorkerPool(spec.name or spec.faas_id, start, scale)
             try:
                 await pool.warm()
@@ -149,11 +150,10 @@ class LocalRuntime:
             await pool.close()
         await asyncio.to_thread(shutil.rmtree, self._functions_dir / faas_id, True)
 
-    async def _start_worker(self, request: dict, faas_id: str, limits: Limits) -> Worker:
+    async def _start_worker(self, language: Language, request: dict, faas_id: str, limits: Limits) -> Worker:
         ids = self._users.of(faas_id)
-        request = request | {"uid": ids and ids[0], "gid": ids and ids[1],
-                             "rlimits": limits.rlimits(can_raise=self._users.separate)}
-        return await Worker.start(self._zygote, request, limits, self._users.separate, READY_TIMEOUT_SECONDS)
+        request = request | {"uid": ids and ids[0], "gid": ids and ids[1], "rlimits": limits.rlimits()}
+        return await Worker.start(self._zygote, request, limits, not language.limits_own_cpu, READY_TIMEOUT_SECONDS)
 
 
 def _read_answer(message: dict) -> Invocation | None:

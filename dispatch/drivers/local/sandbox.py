@@ -8,14 +8,17 @@ through a descriptor opened before the uid changed (/proc/self/fd/5). A server n
 cannot change users: its workers then run as itself, and only the environment is kept from them.
 
 Limits: memory is RLIMIT_DATA (heap and other private writable memory, the runtime's own included;
-Node.js also gets --max-old-space-size); CPU time is RLIMIT_CPU, reset before each run to what the
-worker used so far plus the function's allowance, so it bounds each run (SIGXCPU at the allowance, a
-SIGKILL a second later).
+Node.js also gets --max-old-space-size). CPU time is RLIMIT_CPU, in two layers, because raising a
+hard limit needs CAP_SYS_RESOURCE, which a root server in a container often lacks: each worker gets a
+hard ceiling of CPU_CEILING_RUNS times the function's allowance for its whole life (SIGXCPU, then
+SIGKILL a second later; the function cannot lift it), and the pool replaces a worker before a run
+whose allowance would cross that ceiling. Within it, each run gets its allowance: a Python worker
+lowers its own soft limit to "used so far + allowance" before each run (SIGXCPU from the kernel);
+for Node.js, which cannot set its own limits, the runtime reads the worker's CPU time while runs are
+in flight and kills it at the allowance.
 """
 import hashlib
-import math
 import os
-import resource
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +29,7 @@ EXIT_OUT_OF_MEMORY = 86  # dispatch.runtimes.python3.pipe.EXIT_OUT_OF_MEMORY
 _FIRST_UID = 1_900_000_000
 _UIDS = 200_000_000
 _TICKS = os.sysconf("SC_CLK_TCK")
+CPU_CEILING_RUNS = 10
 
 
 def memory_message(memory_mb: int) -> str:
@@ -41,38 +45,31 @@ class Limits:
     memory_mb: int | None = None
     cpu_seconds: int | None = None
 
-    def rlimits(self, can_raise: bool) -> dict[str, list[int]]:
-        """The zygote's `rlimits` for a new worker; `can_raise`: we may raise its hard limits later."""
+    @property
+    def cpu_ceiling(self) -> int | None:
+        return self.cpu_seconds * CPU_CEILING_RUNS if self.cpu_seconds else None
+
+    def rlimits(self) -> dict[str, list[int]]:
+        """The zygote's `rlimits` for a new worker."""
         limits: dict[str, list[int]] = {"CORE": [0, 0]}
         if self.memory_mb:
             limits["DATA"] = [self.memory_mb << 20] * 2
         if self.cpu_seconds:
-            limits["CPU"] = self._cpu(self.cpu_seconds, can_raise)
+            limits["CPU"] = [self.cpu_ceiling, self.cpu_ceiling + 1]
         return limits
 
-    def before_run(self, pid: int, can_raise: bool) -> int | None:
-        """Give the worker `cpu_seconds` more CPU time from now; return the new soft limit (seconds)."""
-        if not self.cpu_seconds:
-            return None
-        soft, hard = self._cpu(math.ceil(_cpu_used(pid)) + self.cpu_seconds, can_raise)
-        try:
-            resource.prlimit(pid, resource.RLIMIT_CPU, (soft, hard))
-        except (ProcessLookupError, PermissionError, ValueError):
-            pass  # gone already, or the OS refuses: the limit set at the fork still holds
-        return soft
+    def worn_out(self, pid: int) -> bool:
+        """Whether a run given to this worker could be cut short by its lifetime CPU ceiling."""
+        return bool(self.cpu_seconds) and cpu_used(pid) + self.cpu_seconds > self.cpu_ceiling
 
-    def exit_reason(self, exit: Exit, cpu_budget: int | None) -> str | None:
+    def exit_reason(self, exit: Exit) -> str | None:
         """The limit a worker's end points to, if any."""
         if self.cpu_seconds and (exit.code == -signal.SIGXCPU or (
-                exit.code == -signal.SIGKILL and cpu_budget is not None and exit.cpu_seconds >= cpu_budget)):
+                exit.code == -signal.SIGKILL and exit.cpu_seconds >= self.cpu_ceiling)):
             return cpu_message(self.cpu_seconds)
         if self.memory_mb and exit.code in (EXIT_OUT_OF_MEMORY, -signal.SIGABRT, -signal.SIGSEGV):
             return memory_message(self.memory_mb)
         return None
-
-    @staticmethod
-    def _cpu(soft: int, can_raise: bool) -> list[int]:
-        return [soft, soft + 1 if can_raise else resource.RLIM_INFINITY]
 
 
 class Users:
@@ -108,7 +105,8 @@ class Users:
             path.chmod(0o750 if executable else 0o640)
 
 
-def _cpu_used(pid: int) -> float:
+def cpu_used(pid: int) -> float:
+    """CPU seconds the process used so far (every user may read /proc/PID/stat)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):

@@ -8,10 +8,11 @@ from typing import Any
 
 from dispatch.drivers.local.forkserver import Exit, ForkFailed, ForkServer, close_all
 from dispatch.drivers.local.lines import LineReader, OutputTail
-from dispatch.drivers.local.sandbox import Limits
+from dispatch.drivers.local.sandbox import Limits, cpu_message, cpu_used
 
 # A dead process's last answers may still be in the pipe when its exit is reported.
 _EXIT_SETTLE_SECONDS = 0.05
+_CPU_CHECK_SECONDS = 0.1
 _DRAIN_SECONDS = 0.5
 
 
@@ -38,15 +39,17 @@ class WorkerDied(Exception):
 
 class Worker:
     def __init__(self, pid: int, exited: asyncio.Future, requests: asyncio.WriteTransport, responses: LineReader,
-                 outputs: tuple[asyncio.StreamReader, asyncio.StreamReader], limits: Limits, can_raise: bool):
+                 outputs: tuple[asyncio.StreamReader, asyncio.StreamReader], limits: Limits, watch_cpu: bool):
         self.pid = pid
         self.limits = limits
         self.stdout = OutputTail()
         self.stderr = OutputTail()
         self.retiring = False
         """The worker asked to be replaced (it ran out of memory): give it no more calls."""
-        self._can_raise = can_raise
-        self._cpu_budget: int | None = None
+        self._watch_cpu = bool(watch_cpu and limits.cpu_seconds)
+        self._cpu_at_start: dict[int, float] = {}  # per call in flight, when the runtime watches CPU time
+        self._watching: asyncio.Task | None = None
+        self._limit_hit: str | None = None
         self._requests = requests
         self._responses = responses
         self._calls: dict[int, asyncio.Future] = {}
@@ -58,8 +61,9 @@ class Worker:
         exited.add_done_callback(self._on_exit)
 
     @classmethod
-    async def start(cls, zygote: ForkServer, request: dict, limits: Limits, can_raise: bool,
+    async def start(cls, zygote: ForkServer, request: dict, limits: Limits, watch_cpu: bool,
                     ready_timeout: float) -> "Worker":
+        """`watch_cpu`: the worker cannot hold each run to its CPU allowance itself (see sandbox)."""
         """Fork the worker and return once it reported ready; raise WorkerNotReady otherwise."""
         loop = asyncio.get_running_loop()
         ends = [os.pipe() for _ in range(4)]  # stdout, stderr, request, response: (read, write) each
@@ -88,7 +92,7 @@ class Worker:
             raise
         finally:
             close_all(theirs)
-        worker = cls(pid, exited, requests, responses, (outputs[0], outputs[1]), limits, can_raise)
+        worker = cls(pid, exited, requests, responses, (outputs[0], outputs[1]), limits, watch_cpu)
         try:
             await worker._wait_ready(ready_timeout)
         except BaseException:
@@ -120,6 +124,10 @@ class Worker:
     def in_flight(self) -> int:
         return len(self._calls)
 
+    @property
+    def worn_out(self) -> bool:
+        return self.limits.worn_out(self.pid)
+
     async def call(self, request: bytes, timeout: float | None) -> dict[str, Any]:
         """Send one request (a JSON object) and return the worker's answer message; raise WorkerTimedOut
         or WorkerDied."""
@@ -129,7 +137,10 @@ class Worker:
         self._next_id += 1
         ident = self._next_id
         answer = self._calls[ident] = asyncio.get_running_loop().create_future()
-        self._cpu_budget = self.limits.before_run(self.pid, self._can_raise) or self._cpu_budget
+        if self._watch_cpu:
+            self._cpu_at_start[ident] = cpu_used(self.pid)
+            if self._watching is None:
+                self._watching = asyncio.ensure_future(self._watch())
         self._requests.write(b'{"id":%d,' % ident + request[1:] + b"\n")
         timer = asyncio.get_running_loop().call_later(timeout, _expire, answer) if timeout else None
         try:
@@ -139,6 +150,7 @@ class Worker:
             raise WorkerTimedOut() from None
         finally:
             self._calls.pop(ident, None)
+            self._cpu_at_start.pop(ident, None)
             if timer is not None:
                 timer.cancel()
 
@@ -153,6 +165,15 @@ class Worker:
             self.retiring = True
         if answer is not None and not answer.done():
             answer.set_result(message)
+
+    async def _watch(self) -> None:
+        """Kill the worker when a run in flight used its CPU allowance."""
+        while self._exited.done() is False:
+            await asyncio.sleep(_CPU_CHECK_SECONDS)
+            if self._cpu_at_start and cpu_used(self.pid) - min(self._cpu_at_start.values()) >= self.limits.cpu_seconds:
+                self._limit_hit = cpu_message(self.limits.cpu_seconds)
+                self.kill()
+                return
 
     def kill(self, because: str = "the function process was killed") -> None:
         if self._killed_because is None:
@@ -170,6 +191,8 @@ class Worker:
                 pass
         _signal_group(self.pid, signal.SIGKILL)  # also whatever the function left running
         await self._exited
+        if self._watching is not None:
+            self._watching.cancel()
         # Reading stdout/stderr to their end closes their transports.
         _, stuck = await asyncio.wait(self._drains, timeout=_DRAIN_SECONDS)
         for drain in stuck:
@@ -183,7 +206,7 @@ class Worker:
             self.kill()
             return f"function process closed its response pipe {when}", False
         await asyncio.wait(self._drains, timeout=_DRAIN_SECONDS)
-        limit = self.limits.exit_reason(exit, self._cpu_budget)
+        limit = self._limit_hit or self.limits.exit_reason(exit)
         if limit is not None:
             return limit, True
         if self._killed_because is not None:

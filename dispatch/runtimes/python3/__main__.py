@@ -1,7 +1,7 @@
 """Serve one Python function.
 
     python -P -m dispatch.runtimes.python3 --source DIR [--handler mod.func] [--library DIR]...
-        [--request-fd 3 --response-fd 4 [--concurrency N] [--memory-mb M] | --http [--port 8080] | --check]
+        [--request-fd 3 --response-fd 4 [--concurrency N] [--memory-mb M] [--cpu-seconds S] | --http [--port 8080] | --check]
         [--max-log-bytes N]
 
 Pipe mode (the default) is how the local runtime drives warm workers (see pipe.py; the local runtime
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         port = args.port or int(os.environ.get("PORT") or 8080)
         return http_mode.serve(function, problem, routers, port, args.max_log_bytes, os.environ.get("HOST", ""))
     return pipe.serve(function, problem, routers, args.request_fd, args.response_fd, args.max_log_bytes,
-                      args.concurrency, args.memory_mb)
+                      args.concurrency, args.memory_mb, args.cpu_seconds)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -55,6 +55,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=1, help="pipe mode: calls in flight at once")
     parser.add_argument("--memory-mb", type=int, default=None,
                         help="pipe mode: the worker's memory limit, named when a call runs out of memory")
+    parser.add_argument("--cpu-seconds", type=int, default=None,
+                        help="pipe mode: CPU time each call may use (the soft RLIMIT_CPU, reset per call)")
     parser.add_argument("--http", action="store_true", help="serve HTTP instead of the pipe protocol")
     parser.add_argument("--port", type=int, default=0, help="HTTP port (implies --http; default $PORT or 8080)")
     parser.add_argument("--check", action="store_true", help="validate the handler and exit")

@@ -32,7 +32,8 @@ import traceback
 
 # Everything a Python worker needs, imported once here and shared by every fork (copy on write).
 import asyncio  # noqa: F401  (concurrent pipe mode)
-import concurrent.futures  # noqa: F401
+import concurrent.futures.thread  # noqa: F401
+import math  # noqa: F401
 import ctypes
 import fcntl
 import inspect  # noqa: F401
@@ -115,9 +116,7 @@ def _become_worker(message: dict, fds: list[int], libc, libraries: dict[str, int
         _arrange([os.open(os.devnull, os.O_RDONLY), *fds, *opened, *(fd for _, fd in hidden)])
         if hidden:
             first = _FIRST_OPENED_FD + len(opened)
-            through = {entry: f"/proc/self/fd/{first + i}" for i, (entry, _) in enumerate(hidden)}
-            sys.path[:] = [through.get(entry, entry) for entry in sys.path]
-            sys.path_importer_cache.clear()
+            _import_through({entry: f"/proc/self/fd/{first + i}" for i, (entry, _) in enumerate(hidden)})
         for name, (soft, hard) in (message.get("rlimits") or {}).items():
             resource.setrlimit(getattr(resource, f"RLIMIT_{name}"), (soft, hard))
         if message.get("uid") is not None:
@@ -151,6 +150,25 @@ def _arrange(wanted: list[int]) -> None:
     for number, fd in enumerate(high):
         os.dup2(fd, number, inheritable=True)
     os.closerange(len(wanted), resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+
+
+def _import_through(through: dict[str, str]) -> None:
+    """Import from the folders `through` maps to descriptors: sys.path, and packages already imported
+    (their submodules are found through their own __path__)."""
+    roots = {os.path.abspath(entry): fd_path for entry, fd_path in through.items()}
+
+    def moved(path: str) -> str:
+        for root, fd_path in roots.items():
+            if path == root or path.startswith(root + os.sep):
+                return fd_path + path[len(root):]
+        return path
+
+    sys.path[:] = [through.get(entry) or moved(entry) for entry in sys.path]
+    for module in list(sys.modules.values()):
+        locations = getattr(module, "__path__", None)
+        if isinstance(locations, list):
+            locations[:] = [moved(location) for location in locations]
+    sys.path_importer_cache.clear()
 
 
 def _hidden_libraries() -> list[str]:

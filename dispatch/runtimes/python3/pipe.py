@@ -32,8 +32,10 @@ def serve(
     limit: int,
     concurrency: int = 1,
     memory_mb: int | None = None,
+    cpu_seconds: int | None = None,
 ) -> int:
-    """Answer requests until the request pipe closes; return the process exit code."""
+    """Answer requests until the request pipe closes; return the process exit code. `cpu_seconds`:
+    before each call, the soft RLIMIT_CPU becomes the CPU time used so far plus this allowance."""
     for fd in (request_fd, response_fd):
         os.set_inheritable(fd, False)  # processes the function starts must not hold the protocol open
     with open(request_fd, "rb") as requests, open(response_fd, "wb") as responses:
@@ -46,9 +48,10 @@ def serve(
                 import asyncio  # the zygote has it imported already: a forked worker pays nothing
 
                 return asyncio.run(_serve_concurrently(function, routers, requests, responses, limit,
-                                                       concurrency, memory_mb))
+                                                       concurrency, memory_mb, cpu_seconds))
             for line in requests:
                 if line.strip():
+                    _allow_cpu(cpu_seconds)
                     _send(responses, _answer(line, partial(invoke.call, function), routers, limit, memory_mb))
         except _Retire as retiring:
             _send(responses, retiring.line)
@@ -82,7 +85,8 @@ def _line(ident, envelope: bytes, retire: str | None = None) -> bytes:
     return f'{{"id":{json.dumps(ident)}{extra},"answer":'.encode() + envelope + b"}"
 
 
-async def _serve_concurrently(function, routers, requests, responses, limit, concurrency, memory_mb) -> int:
+async def _serve_concurrently(function, routers, requests, responses, limit, concurrency, memory_mb,
+                              cpu_seconds) -> int:
     import asyncio
     import inspect
     from concurrent.futures import ThreadPoolExecutor
@@ -121,6 +125,7 @@ async def _serve_concurrently(function, routers, requests, responses, limit, con
     async def read() -> None:
         while line := await reader.readline():
             if line.strip():
+                _allow_cpu(cpu_seconds)
                 task = asyncio.ensure_future(one(line))
                 running.add(task)
                 task.add_done_callback(running.discard)
@@ -134,6 +139,18 @@ async def _serve_concurrently(function, routers, requests, responses, limit, con
         os._exit(code)  # calls still running in threads cannot be stopped otherwise
     reading.cancel()
     return code
+
+
+def _allow_cpu(seconds: int | None) -> None:
+    if not seconds:
+        return
+    import math
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    soft = math.ceil(usage.ru_utime + usage.ru_stime) + seconds
+    resource.setrlimit(resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
 
 
 def _send(stream, data: bytes) -> None:

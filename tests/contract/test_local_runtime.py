@@ -1,0 +1,367 @@
+"""The local runtime beyond the port's contract: zygote-forked workers, pools (replicas, concurrency,
+idle keep-alive, a bounded queue), limits enforced by the OS, and the isolation of function processes."""
+import asyncio
+import os
+import shutil
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from dispatch.drivers.local import LocalRuntime
+from dispatch.drivers.ports import DeploymentSpec, ImageSpec
+from dispatch.handlers.adapters import runtime_from
+from dispatch.schemas import source
+from dispatch.settings import Settings
+
+ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not ROOT, reason="workers change user only when the server runs as root")
+
+
+async def deploy(runtime: LocalRuntime, tmp_path: Path, language: str, name: str, code: str, **fields) -> str:
+    """Deploy the one-file function `name` with the DeploymentSpec `fields` (scale, limits); return its id."""
+    folder = tmp_path / f"src-{name}"
+    folder.mkdir()
+    (folder / name).write_text(textwrap.dedent(code))
+    image = await runtime.build_image(ImageSpec(id=f"image-{name}", name="img", language=language, base_url=""))
+    faas_id = f"fn-{name.replace('.', '-')}"
+    await runtime.deploy(DeploymentSpec(faas_id=faas_id, name=faas_id, organization="dispatch", language=language,
+                                        image_location=image, source=source.pack(folder / name), **fields))
+    return faas_id
+
+
+@pytest.fixture
+async def runtime(tmp_path):
+    runtime = LocalRuntime(tmp_path / "runtime-data", max_workers=4, idle_seconds=300, max_queued_runs=1000)
+    yield runtime
+    await runtime.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+PID_PY = "import os\ndef handle(context, payload):\n    return [os.getpid(), os.getppid()]\n"
+
+
+# ---- cold start and scaling
+
+
+async def test_workers_are_forked_by_a_zygote_not_started_by_the_server(runtime, tmp_path):
+    faas_id = await deploy(runtime, tmp_path, "python3", "pid.py", PID_PY)
+
+    result = await runtime.invoke(faas_id, {}, None, 0)
+
+    pid, parent = result.output
+    assert parent != os.getpid()
+    assert b"dispatch.runtimes.python3.forkserver" in Path(f"/proc/{parent}/cmdline").read_bytes()
+
+
+@pytest.mark.parametrize("language, name, code", [
+    ("python3", "pid.py", PID_PY),
+    ("nodejs", "pid.js", "module.exports = () => [process.pid, process.ppid];\n"),
+])
+async def test_an_idle_function_scales_to_zero_and_its_next_run_starts_a_worker(runtime, tmp_path, language, name,
+                                                                                 code):
+    faas_id = await deploy(runtime, tmp_path, language, name, code, min_replicas=0, idle_seconds=0)
+    first = await runtime.invoke(faas_id, {}, None, 0)
+    for _ in range(100):
+        if not _alive(first.output[0]):
+            break
+        await asyncio.sleep(0.05)
+    assert not _alive(first.output[0])
+
+    second = await runtime.invoke(faas_id, {}, None, 0)
+
+    assert second.error is None
+    assert second.output[0] != first.output[0]
+
+
+async def test_min_replicas_stay_warm_past_the_idle_time(runtime, tmp_path):
+    faas_id = await deploy(runtime, tmp_path, "python3", "slow.py", """
+        import os, time
+        def handle(context, payload):
+            time.sleep(0.3)
+            return os.getpid()
+        """, min_replicas=2, idle_seconds=0)
+    await asyncio.sleep(0.3)
+
+    results = await asyncio.gather(*(runtime.invoke(faas_id, {}, None, 0) for _ in range(2)))
+    await asyncio.sleep(0.3)
+
+    assert len({result.output for result in results}) == 2
+    assert all(_alive(result.output) for result in results)
+
+
+async def test_runs_queue_while_workers_start_and_beyond_max_replicas(runtime, tmp_path):
+    faas_id = await deploy(runtime, tmp_path, "python3", "slow.py", """
+        import os, time
+        def handle(context, payload):
+            time.sleep(0.2)
+            return os.getpid()
+        """, max_replicas=2)
+
+    results = await asyncio.gather(*(runtime.invoke(faas_id, {}, None, 0) for _ in range(6)))
+
+    assert [result.error for result in results] == [None] * 6
+    assert len({result.output for result in results}) == 2
+
+
+async def test_a_full_queue_fails_new_runs_at_once_with_a_clear_error(tmp_path):
+    runtime = LocalRuntime(tmp_path / "runtime-data", max_queued_runs=2)
+    try:
+        faas_id = await deploy(runtime, tmp_path, "python3", "slow.py", """
+            import time
+            def handle(context, payload):
+                time.sleep(0.5)
+                return "done"
+            """, max_replicas=1)
+        running = [asyncio.ensure_future(runtime.invoke(faas_id, {}, None, 0)) for _ in range(3)]
+        await asyncio.sleep(0.1)
+
+        started = time.monotonic()
+        refused = await runtime.invoke(faas_id, {}, None, 0)
+        waited = time.monotonic() - started
+        finished = await asyncio.gather(*running)
+    finally:
+        await runtime.close()
+
+    assert refused.error == {"type": "SystemError", "message": f"function {faas_id} is at capacity: 2 runs queued",
+                             "stacktrace": []}
+    assert waited < 0.4
+    assert [result.output for result in finished] == ["done"] * 3
+
+
+# ---- several runs per worker
+
+
+@pytest.mark.parametrize("language, name, code", [
+    ("python3", "a.py", """
+        import asyncio, os
+        async def handle(context, payload):
+            print(f"start {payload}")
+            await asyncio.sleep(0.4)
+            print(f"end {payload}")
+            return os.getpid()
+        """),
+    ("python3", "s.py", """
+        import os, time
+        def handle(context, payload):
+            print(f"start {payload}")
+            time.sleep(0.4)
+            print(f"end {payload}")
+            return os.getpid()
+        """),
+    ("nodejs", "a.js", """
+        module.exports = async (context, payload) => {
+          console.log(`start ${payload}`);
+          await new Promise((resolve) => setTimeout(resolve, 400));
+          console.log(`end ${payload}`);
+          return process.pid;
+        };
+        """),
+])
+async def test_one_worker_serves_concurrent_runs_each_with_its_own_logs(runtime, tmp_path, language, name, code):
+    faas_id = await deploy(runtime, tmp_path, language, name, code, max_replicas=1, concurrency=4)
+
+    started = time.monotonic()
+    results = await asyncio.gather(*(runtime.invoke(faas_id, {}, who, 0) for who in "abcd"))
+    elapsed = time.monotonic() - started
+
+    assert [result.error for result in results] == [None] * 4
+    assert len({result.output for result in results}) == 1
+    assert [result.stdout for result in results] == [[f"start {who}", f"end {who}"] for who in "abcd"]
+    assert elapsed < 1.2  # one after the other would take 1.6 s
+
+
+async def test_a_python_async_function_runs_with_concurrency_one(runtime, tmp_path):
+    faas_id = await deploy(runtime, tmp_path, "python3", "a.py", """
+        import asyncio
+        async def handle(context, payload):
+            await asyncio.sleep(0)
+            return {"hello": payload}
+        """)
+
+    result = await runtime.invoke(faas_id, {}, "Jon", 0)
+
+    assert (result.output, result.error) == ({"hello": "Jon"}, None)
+
+
+# ---- limits
+
+
+@pytest.mark.parametrize("language, name, code", [
+    ("python3", "hog.py", """
+        import os
+        def handle(context, payload):
+            if payload == "hog":
+                hoard = [bytearray(1 << 20) for _ in range(512)]
+            return os.getpid()
+        """),
+    ("nodejs", "hog.js", """
+        module.exports = (context, payload) => {
+          const hoard = [];
+          if (payload === 'hog') for (let i = 0; i < 512; i++) hoard.push(new Array(1 << 17).fill(i));
+          return process.pid;
+        };
+        """),
+])
+async def test_a_run_over_the_memory_limit_fails_naming_it_and_the_worker_is_replaced(runtime, tmp_path, language,
+                                                                                      name, code):
+    faas_id = await deploy(runtime, tmp_path, language, name, code, memory_mb=160)
+    before = await runtime.invoke(faas_id, {}, None, 0)
+
+    hog = await runtime.invoke(faas_id, {}, "hog", 0)
+    after = await runtime.invoke(faas_id, {}, None, 0)
+
+    assert hog.error["type"] == "FunctionError"
+    assert hog.error["message"] == "Function exceeded its memory limit of 160 MB"
+    assert after.error is None
+    assert after.output != before.output
+
+
+@pytest.mark.parametrize("language, name, code", [
+    ("python3", "spin.py", """
+        import os
+        def handle(context, payload):
+            while payload == "spin":
+                pass
+            return os.getpid()
+        """),
+    ("nodejs", "spin.js", """
+        module.exports = (context, payload) => {
+          while (payload === 'spin');
+          return process.pid;
+        };
+        """),
+])
+async def test_a_run_over_the_cpu_limit_fails_naming_it_and_the_worker_is_replaced(runtime, tmp_path, language,
+                                                                                   name, code):
+    faas_id = await deploy(runtime, tmp_path, language, name, code, cpu_seconds=1)
+    before = await runtime.invoke(faas_id, {}, None, 0)
+
+    spin = await runtime.invoke(faas_id, {}, "spin", 0)
+    after = await runtime.invoke(faas_id, {}, None, 0)
+
+    assert spin.error == {"type": "FunctionError", "message": "Function exceeded its CPU time limit of 1 s",
+                          "stacktrace": []}
+    assert after.error is None
+    assert after.output != before.output
+
+
+async def test_the_cpu_limit_bounds_each_run_not_the_life_of_the_worker(runtime, tmp_path):
+    faas_id = await deploy(runtime, tmp_path, "python3", "busy.py", """
+        import os, time
+        def handle(context, payload):
+            end = time.process_time() + 0.6
+            while time.process_time() < end:
+                pass
+            return os.getpid()
+        """, cpu_seconds=1)
+
+    results = [await runtime.invoke(faas_id, {}, None, 0) for _ in range(3)]
+
+    assert [result.error for result in results] == [None] * 3
+    assert len({result.output for result in results}) == 1
+
+
+# ---- isolation
+
+
+@pytest.fixture
+def platform_dir():
+    """A data directory another user could reach, were it not for the runtime: under /tmp, not tmp_path."""
+    folder = Path(tempfile.mkdtemp(prefix="dispatch-isolation-"))
+    folder.chmod(0o755)
+    (folder / "dispatch.db").write_text("the event log")
+    fd = os.open(folder / "secret.key", os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, b"the key")
+    os.close(fd)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+PROBE = """
+import os
+
+def attempt(action):
+    try:
+        action()
+        return "allowed"
+    except PermissionError:
+        return "denied"
+
+def handle(context, payload):
+    return {
+        "uid": os.getuid(),
+        "list data dir": attempt(lambda: os.listdir(payload["data"])),
+        "read event log": attempt(lambda: open(os.path.join(payload["data"], "dispatch.db")).read()),
+        "read secret key": attempt(lambda: open(os.path.join(payload["data"], "secret.key")).read()),
+        "list runtime": attempt(lambda: os.listdir(os.path.join(payload["data"], "runtime"))),
+        "read other function": attempt(lambda: os.listdir(f"/proc/{payload['other']}/cwd")),
+        "signal other function": attempt(lambda: os.kill(payload["other"], 0)),
+        "server variable": os.environ.get("DISPATCH_TEST_SERVER_SECRET"),
+        "own source": open(__file__).read().startswith("\\nimport os"),
+    }
+"""
+
+
+@needs_root
+async def test_a_function_cannot_read_the_data_dir_other_functions_or_the_servers_environment(
+        platform_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("DISPATCH_TEST_SERVER_SECRET", "hunter2")
+    runtime = runtime_from(Settings(data_dir=platform_dir))
+    try:
+        other = await deploy(runtime, tmp_path, "python3", "other.py", PID_PY)
+        other_pid = (await runtime.invoke(other, {}, None, 0)).output[0]
+        probe = await deploy(runtime, tmp_path, "python3", "probe.py", PROBE)
+
+        result = await runtime.invoke(probe, {"secrets": {}}, {"data": str(platform_dir), "other": other_pid}, 0)
+    finally:
+        await runtime.close()
+
+    assert result.error is None
+    assert result.output.pop("uid") != 0
+    assert result.output == {
+        "list data dir": "denied", "read event log": "denied", "read secret key": "denied", "list runtime": "denied",
+        "read other function": "denied", "signal other function": "denied", "server variable": None,
+        "own source": True,
+    }
+
+
+@needs_root
+async def test_a_nodejs_function_cannot_read_the_data_dir(platform_dir, tmp_path):
+    runtime = runtime_from(Settings(data_dir=platform_dir))
+    try:
+        probe = await deploy(runtime, tmp_path, "nodejs", "probe.js", """
+            const fs = require('fs');
+            const attempt = (action) => { try { action(); return 'allowed'; } catch (err) { return err.code; } };
+            module.exports = (context, data) => [process.getuid(), attempt(() => fs.readdirSync(data)),
+                                                 attempt(() => fs.readFileSync(`${data}/secret.key`))];
+            """)
+
+        result = await runtime.invoke(probe, {}, str(platform_dir), 0)
+    finally:
+        await runtime.close()
+
+    assert result.error is None
+    uid, listing, key = result.output
+    assert uid != 0 and (listing, key) == ("EACCES", "EACCES")
+
+
+@needs_root
+async def test_without_separate_users_workers_run_as_the_server(tmp_path):
+    runtime = LocalRuntime(tmp_path / "runtime-data", separate_users=False)
+    try:
+        faas_id = await deploy(runtime, tmp_path, "python3", "uid.py",
+                               "import os\ndef handle(c, p):\n    return os.getuid()\n")
+        result = await runtime.invoke(faas_id, {}, None, 0)
+    finally:
+        await runtime.close()
+
+    assert result.output == 0
