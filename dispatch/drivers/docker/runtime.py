@@ -72,7 +72,7 @@ class DockerRuntime:
                 if self._network_mode == "auto":
                     names = {network["Name"] for network in await docker.networks.list()}
                     self._network_mode = "bridge" if "bridge" in names else "host"
-                containers, function_images = await installation.reconcile(docker, self.namespace, self.owner)
+                orphans, orphan_images = await installation.reconcile(docker, self.namespace, self.owner)
             except BaseException:
                 await docker.close()
                 raise
@@ -81,7 +81,7 @@ class DockerRuntime:
             self._docker = docker
             self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, limit=0))
             log.info("docker runtime started", engine=docker.docker_host, network=self._network_mode,
-                     orphan_containers_removed=containers, orphan_images_removed=function_images)
+                     orphan_containers_removed=orphans, orphan_images_removed=orphan_images)
 
     async def check_base_image(self, language: str, docker_url: str) -> None:
         """Pull when missing, then run the language's `--version` in it."""
@@ -153,8 +153,13 @@ class DockerRuntime:
         return await call(deployment.pool, deployment.launcher, self._http, body, timeout_ms)
 
     async def close(self) -> None:
-        """Remove every container and function image of this runtime; images stay for the next start."""
-        await asyncio.gather(*(self._stop(faas_id) for faas_id in list(self._deployments)))
+        """Remove every container and function image of this runtime; images stay for the next start.
+        What the engine refuses now, the next start removes."""
+        stopped = await asyncio.gather(*(self._stop(faas_id) for faas_id in list(self._deployments)),
+                                       return_exceptions=True)
+        for problem in stopped:
+            if isinstance(problem, Exception):
+                log.warning("could not remove a function's containers", error=str(problem))
         if self._http is not None:
             await self._http.close()
         if self._docker is not None:
