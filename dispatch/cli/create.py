@@ -13,6 +13,26 @@ from dispatch.cli.output import render, spinner
 
 app = typer.Typer(no_args_is_help=False)
 
+# A function's scale and limits, shared by `create function` and `update function`.
+MinReplicas = Annotated[Optional[int], typer.Option(min=0, help="Workers kept warm even when idle (0: scale to zero).")]
+MaxReplicas = Annotated[Optional[int], typer.Option(min=1, help="Most workers at once; runs queue beyond.")]
+Concurrency = Annotated[Optional[int], typer.Option(min=1, help="Runs in flight per worker at once.")]
+IdleSeconds = Annotated[Optional[int], typer.Option(min=0, help="Idle time after which workers above --min-replicas stop.")]
+MemoryMB = Annotated[Optional[int], typer.Option("--memory-mb", min=16, help="Memory limit of a worker, in MB.")]
+CpuSeconds = Annotated[Optional[int], typer.Option(min=1, help="CPU time a run may use, in seconds.")]
+Cpus = Annotated[Optional[float], typer.Option(min=0, help="Share of CPU cores a worker may use (containers).")]
+
+
+def scale_and_limits(min_replicas: int | None, max_replicas: int | None, concurrency: int | None,
+                     idle_seconds: int | None, memory_mb: int | None, cpu_seconds: int | None,
+                     cpus: float | None) -> dict[str, dict[str, Any]]:
+    """The `scale` and `limits` fields given on the command line, leaving out those not given."""
+    scale = {"minReplicas": min_replicas, "maxReplicas": max_replicas, "concurrency": concurrency,
+             "idleSeconds": idle_seconds}
+    limits = {"memoryMB": memory_mb, "cpuSeconds": cpu_seconds, "cpus": cpus}
+    return {field: {key: value for key, value in values.items() if value is not None}
+            for field, values in (("scale", scale), ("limits", limits))}
+
 
 @app.callback(invoke_without_command=True)
 def create(
@@ -71,22 +91,48 @@ def image(
     _create(ctx, KINDS["Image"], body, wait)
 
 
+SourcePath = Annotated[Path, typer.Argument(help="Source file, or a directory (then --handler is required).")]
+ImageName = Annotated[str, typer.Option(help="Image to run the function on.")]
+Handler = Annotated[str, typer.Option(help="Entry point, e.g. hello.handle (python3) or ./hello.js (nodejs).")]
+SchemaIn = Annotated[Optional[Path], typer.Option(help="JSON Schema file for the input.")]
+SchemaOut = Annotated[Optional[Path], typer.Option(help="JSON Schema file for the output.")]
+Secrets = Annotated[Optional[list[str]], typer.Option("--secret", help="Secret injected on every run (repeatable).")]
+Services = Annotated[Optional[list[str]], typer.Option("--service", help="Service instance bound on every run (repeatable).")]
+Timeout = Annotated[Optional[int], typer.Option(help="Timeout of a run in milliseconds; 0 means none.")]
+
+
 @app.command()
 def function(
     ctx: typer.Context,
     name: str,
-    path: Annotated[Path, typer.Argument(help="Source file, or a directory (then --handler is required).")],
-    image: Annotated[str, typer.Option(help="Image to run the function on.")],
-    handler: Annotated[str, typer.Option(help="Entry point, e.g. hello.handle (python3) or ./hello.js (nodejs).")] = "",
-    schema_in: Annotated[Optional[Path], typer.Option(help="JSON Schema file for the input.")] = None,
-    schema_out: Annotated[Optional[Path], typer.Option(help="JSON Schema file for the output.")] = None,
-    secret: Annotated[Optional[list[str]], typer.Option(help="Secret injected on every run (repeatable).")] = None,
-    service: Annotated[Optional[list[str]], typer.Option(help="Service instance bound on every run (repeatable).")] = None,
-    timeout: Annotated[Optional[int], typer.Option(help="Timeout of a run in milliseconds; 0 means none.")] = None,
+    path: SourcePath,
+    image: ImageName,
+    handler: Handler = "",
+    schema_in: SchemaIn = None,
+    schema_out: SchemaOut = None,
+    secret: Secrets = None,
+    service: Services = None,
+    timeout: Timeout = None,
+    min_replicas: MinReplicas = None,
+    max_replicas: MaxReplicas = None,
+    concurrency: Concurrency = None,
+    idle_seconds: IdleSeconds = None,
+    memory_mb: MemoryMB = None,
+    cpu_seconds: CpuSeconds = None,
+    cpus: Cpus = None,
     application: Application = None,
     wait: Wait = False,
 ) -> None:
     """Create a function from a source file or directory."""
+    body = function_body(name, path, image, handler, schema_in, schema_out, secret, service, timeout, application)
+    body.update(scale_and_limits(min_replicas, max_replicas, concurrency, idle_seconds, memory_mb, cpu_seconds, cpus))
+    _create(ctx, KINDS["Function"], body, wait)
+
+
+def function_body(name: str, path: Path, image: str, handler: str, schema_in: Path | None, schema_out: Path | None,
+                  secret: list[str] | None, service: list[str] | None, timeout: int | None,
+                  application: str | None) -> dict[str, Any]:
+    """A function's body from the options `create function` and `update function` share."""
     if not path.exists():
         raise DispatchClientError(f"source path {path} does not exist")
     if path.is_dir() and not handler:
@@ -108,7 +154,7 @@ def function(
     }
     if timeout is not None:
         body["timeout"] = timeout
-    _create(ctx, KINDS["Function"], body, wait)
+    return body
 
 
 @app.command()

@@ -123,7 +123,7 @@ def main(
 
 app.add_typer(create.app, name="create")
 app.add_typer(get.app, name="get")
-app.command()(update.update)
+app.add_typer(update.app, name="update")
 app.command()(update.apply)
 app.add_typer(delete.app, name="delete")
 app.command("exec")(exec_.execute)
