@@ -5,6 +5,8 @@ the handlers are back."""
 import asyncio
 import json
 import os
+import shutil
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -84,6 +86,16 @@ async def publish(namespace: str, events: list[CloudEvent], binary: bool) -> Non
                                    f"{ORG}.{event.get_type()}")
 
 
+@pytest.fixture
+def calls():
+    """A file the function appends to: in a folder of its own that any user may write, since the
+    local runtime runs each function's workers as a user of their own."""
+    folder = Path(tempfile.mkdtemp(prefix="dispatch-events-"))
+    folder.chmod(0o777)
+    yield folder / "calls"
+    shutil.rmtree(folder)
+
+
 def orders(calls: Path, prefix: str, count: int) -> list[CloudEvent]:
     return [CloudEvent(attributes={"type": "order.placed", "source": "/shop", "id": f"{prefix}-{n}",
                                    "datacontenttype": "application/json"}, data={"calls": str(calls), "n": n})
@@ -105,8 +117,7 @@ def calls_per_event(calls: Path, expected: set[str], timeout: float = 60) -> dic
     raise AssertionError(f"{sum(counts.get(e, 0) >= 2 for e in expected)} of {len(expected)} events ran twice")
 
 
-def test_each_event_runs_each_subscribed_function_once_across_two_handler_processes(cluster, tmp_path):
-    calls = tmp_path / "calls"
+def test_each_event_runs_each_subscribed_function_once_across_two_handler_processes(cluster, calls):
     structured, binary = orders(calls, "s", 15), orders(calls, "b", 15)
     asyncio.run(publish(cluster.namespace, structured + structured[:5], binary=False))  # 5 published twice
     asyncio.run(publish(cluster.namespace, binary, binary=True))
@@ -121,8 +132,7 @@ def test_each_event_runs_each_subscribed_function_once_across_two_handler_proces
     assert len(runs) == 2 * len(expected) and all(r["status"] == "READY" for r in runs)
 
 
-def test_events_published_while_no_handler_runs_are_run_once_the_handlers_are_back(cluster, tmp_path):
-    calls = tmp_path / "calls"
+def test_events_published_while_no_handler_runs_are_run_once_the_handlers_are_back(cluster, calls):
     for handler in cluster.handlers:
         handler.stop()
     try:
