@@ -24,6 +24,9 @@ class InProcessRuntime:
             raise BuildFailed(f"language {language} is not supported by the local runtime (supported: python3)")
 
     async def build_image(self, spec: ImageSpec, progress=None) -> str:
+        for requirement in spec.manifest.split():
+            if progress is not None:
+                progress(f"Collecting {requirement}")
         if spec.system_packages:
             raise BuildFailed("system packages are not supported by the local runtime")
         if "no-such-package" in spec.manifest:

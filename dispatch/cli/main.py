@@ -5,7 +5,7 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperGroup
 
-from dispatch.cli import admin, context, create, delete, emit, exec as exec_, get, server, update, version
+from dispatch.cli import admin, context, create, delete, emit, exec as exec_, get, logs, server, update, version
 from dispatch.cli.client import DispatchClientError
 from dispatch.cli.config import (
     DEFAULT_CONFIG, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_SCHEME, CliState, load_config, resolve_target,
@@ -16,7 +16,7 @@ from dispatch.errors import DispatchError
 _VALUED = {"--config", "--host", "--port", "--scheme", "--organization", "-o", "--output", "--token"}
 _FLAGS = {"--insecure", "--json"}
 _SERVER_OWN = {"--host", "--port", "--organization"}
-_HELP_ORDER = ["create", "get", "update", "apply", "delete", "exec", "emit", "context", "version", "server", "admin"]
+_HELP_ORDER = ["create", "get", "update", "apply", "delete", "exec", "emit", "logs", "context", "version", "server", "admin"]
 
 
 def hoist_global_options(args: list[str]) -> list[str]:
@@ -128,6 +128,7 @@ app.command()(update.apply)
 app.add_typer(delete.app, name="delete")
 app.command("exec")(exec_.execute)
 app.command()(emit.emit)
+app.add_typer(logs.app, name="logs")
 app.add_typer(context.app, name="context")
 app.command()(version.version)
 app.command()(server.server)

@@ -4,7 +4,7 @@ from aiohttp import web
 from dispatch.handlers.platform import Platform
 from dispatch.settings import Settings
 
-from . import events, runs, system, user_api
+from . import build_logs, events, runs, system, user_api
 from .context import SETTINGS
 from .credentials import CREDENTIALS, Credentials
 from .errors import errors_middleware
@@ -26,6 +26,7 @@ def create_app(settings: Settings, platform: Platform, accepted: AcceptedRuns | 
     for kind in KINDS:
         app.add_routes(ResourceEndpoints(kind, **SHAPES.get(kind.name, {})).routes())
     app.add_routes(runs.routes())
+    app.add_routes(build_logs.routes())
     app.add_routes(events.routes())
     app.add_routes(system.routes())
     return app

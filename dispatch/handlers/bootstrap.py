@@ -29,7 +29,7 @@ def bootstrap(settings: Settings, bus: MessageBus | None = None,
 
     if "images" in groups:
         base_images.register(bus, store, views, runtime)
-        images.register(bus, store, views, runtime)
+        images.register(bus, store, views, runtime, store)
     if "functions" in groups:
         functions.register(bus, store, views, store, runtime)
     if "secrets" in groups:

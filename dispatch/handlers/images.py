@@ -1,4 +1,5 @@
 """Images: a base image plus runtime dependencies, built by the runtime driver."""
+from collections import deque
 from functools import partial
 
 import structlog
@@ -9,12 +10,29 @@ from dispatch.errors import Rejected
 from dispatch.schemas import commands as c
 from dispatch.schemas import events as e
 from dispatch.schemas.resources import Status
-from dispatch.store.ports import ConcurrencyConflict, EventLog, Views
+from dispatch.store.ports import BlobStore, ConcurrencyConflict, EventLog, Views
 
 from .lifecycle import append, broken, changed, create, delete, load, unused_by, update
 
 log = structlog.get_logger("dispatch.images")
 WAITING = (Status.INITIALIZED.value, Status.CREATING.value, Status.UPDATING.value)
+KEPT_LOG_LINES = 5000
+
+
+class BuildLog:
+    """What a build printed, logged as it comes and kept with the image (its last lines) for
+    `dispatch logs image NAME`. The resource names the blob (`buildLog`); clients cannot set it."""
+
+    def __init__(self, image: str):
+        self.image = image
+        self.lines: deque[str] = deque(maxlen=KEPT_LOG_LINES)
+
+    def __call__(self, line: str) -> None:
+        self.lines.append(line)
+        log.info("build", image=self.image, line=line)
+
+    async def save(self, blobs: BlobStore) -> str:
+        return await blobs.put_blob("".join(f"{line}\n" for line in self.lines).encode())
 
 
 async def _base_of(views: Views, organization: str, body: dict) -> dict:
@@ -44,7 +62,7 @@ async def delete_image(cmd: c.DeleteImage, events: EventLog, views: Views) -> di
 
 
 async def build_image(cmd: c.BuildImage, events: EventLog, views: Views, runtime: FunctionRuntime,
-                      busy: set) -> None:
+                      blobs: BlobStore, busy: set) -> None:
     """Consumes BuildImage; emits ImageBuildStarted, then ImageBuilt or ImageBuildFailed.
     An image whose base image is not READY yet waits; it is built when the base becomes READY."""
     key = (cmd.organization, cmd.name)
@@ -52,12 +70,12 @@ async def build_image(cmd: c.BuildImage, events: EventLog, views: Views, runtime
         return
     busy.add(key)
     try:
-        await _build(cmd, events, views, runtime)
+        await _build(cmd, events, views, runtime, blobs)
     finally:
         busy.discard(key)
 
 
-async def _build(cmd: c.BuildImage, events: EventLog, views: Views, runtime: FunctionRuntime) -> None:
+async def _build(cmd: c.BuildImage, events: EventLog, views: Views, runtime: FunctionRuntime, blobs: BlobStore) -> None:
     loaded = await load(events, "Image", cmd.organization, cmd.name)
     if loaded.status not in WAITING:
         return
@@ -79,19 +97,17 @@ async def _build(cmd: c.BuildImage, events: EventLog, views: Views, runtime: Fun
     spec = ImageSpec(id=state["id"], name=cmd.name, language=state["language"], base_url=base["dockerUrl"],
                      manifest=(state.get("runtimeDependencies") or {}).get("manifest", ""),
                      system_packages=packages)
+    output = BuildLog(cmd.name)
     try:
-        location = await runtime.build_image(spec, partial(_progress, cmd.name))
-        event = changed(e.ImageBuilt, cmd, Status.READY, dockerUrl=location)
+        location = await runtime.build_image(spec, output)
+        event = changed(e.ImageBuilt, cmd, Status.READY, dockerUrl=location, buildLog=await output.save(blobs))
     except BuildFailed as failure:
-        event = changed(e.ImageBuildFailed, cmd, Status.ERROR, failure.reason)
+        output(failure.reason)
+        event = changed(e.ImageBuildFailed, cmd, Status.ERROR, failure.reason, buildLog=await output.save(blobs))
     try:
         await append(events, loaded, cmd, event)
     except ConcurrencyConflict:
         log.info("image changed during its build; the newer build decides", image=cmd.name)
-
-
-def _progress(image: str, line: str) -> None:
-    log.info("build", image=image, line=line)
 
 
 async def remove_image(cmd: c.RemoveImage, events: EventLog, runtime: FunctionRuntime) -> None:
@@ -118,11 +134,11 @@ async def remove_when_deletion_requested(event: e.ImageDeletionRequested, bus: M
     await bus.send(c.RemoveImage(organization=event.organization, name=event.name).caused_by(event))
 
 
-def register(bus: MessageBus, events: EventLog, views: Views, runtime: FunctionRuntime) -> None:
+def register(bus: MessageBus, events: EventLog, views: Views, runtime: FunctionRuntime, blobs: BlobStore) -> None:
     bus.handle(c.CreateImage, partial(create_image, events=events, views=views))
     bus.handle(c.UpdateImage, partial(update_image, events=events, views=views))
     bus.handle(c.DeleteImage, partial(delete_image, events=events, views=views))
-    bus.handle(c.BuildImage, partial(build_image, events=events, views=views, runtime=runtime, busy=set()))
+    bus.handle(c.BuildImage, partial(build_image, events=events, views=views, runtime=runtime, blobs=blobs, busy=set()))
     bus.handle(c.RemoveImage, partial(remove_image, events=events, runtime=runtime))
     for event_type in (e.ImageCreated, e.ImageUpdated):
         bus.subscribe(event_type, "images", partial(build_when_changed, bus=bus))

@@ -248,3 +248,19 @@ def test_get_runs_follow_polls_with_since_and_prints_new_runs(
     rows = [line.split("|")[0].strip() for line in result.stdout.splitlines()[2:]]
     assert rows == ["r1", "r2"]
     assert fake.sent("GET")[1].query["since"] == ["9"]
+
+
+def test_logs_image_prints_the_build_lines(cli: Cli, fake: FakeDispatch) -> None:
+    fake.overrides[("GET", "/v1/image/py/logs")] = (200, {"name": "py", "status": "ERROR",
+                                                          "lines": ["Collecting nope", "ERROR: no such package"]})
+
+    result = cli("logs", "image", "py")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["Collecting nope", "ERROR: no such package"]
+
+
+def test_logs_of_an_unknown_image_is_one_clear_line(cli: Cli, fake: FakeDispatch) -> None:
+    result = cli("logs", "image", "nope")
+
+    assert result.exit_code == 1 and "no route /v1/image/nope/logs" in result.stderr

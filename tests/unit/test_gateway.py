@@ -63,6 +63,20 @@ async def seed_image(client, org: str = ORG) -> None:
     await reaches(client, "/v1/image/py", org=org)
 
 
+async def test_an_images_build_log_is_kept_and_shown(client):
+    await answer(await call(client, "POST", "/v1/baseimage", json={"name": "py-base", "dockerUrl": "python:3",
+                                                                   "language": "python3"}), 201)
+    manifest = {"runtimeDependencies": {"manifest": "humanize\nno-such-package\n"}}
+    await answer(await call(client, "POST", "/v1/image", json={"name": "py", "baseImageName": "py-base", **manifest}), 201)
+    failed = await reaches(client, "/v1/image/py", status="ERROR")
+    log = await answer(await call(client, "GET", "/v1/image/py/logs"), 200)
+    assert failed["status"] == "ERROR" and log["status"] == "ERROR"
+    assert log["lines"] == ["Collecting humanize", "Collecting no-such-package",
+                            "ERROR: No matching distribution found for no-such-package"]
+    unknown = await answer(await call(client, "GET", "/v1/image/nope/logs"), 404)
+    assert unknown["message"] == "image nope not found"
+
+
 def function_body(name: str = "hello", source: bytes = HELLO, **fields) -> dict:
     return {"name": name, "image": "py", "handler": "", "source": source_of({"hello.py": source}), **fields}
 
