@@ -221,3 +221,30 @@ async def test_an_event_for_a_function_still_deploying_runs_once_it_is_ready(set
             assert run["status"] == "READY" and run["output"]["payload"] == {"name": "Jon"}
     finally:
         await platform.close()
+
+
+async def test_a_fan_out_that_fails_is_retried_and_after_the_last_attempt_dead_lettered(client, echo, platform,
+                                                                                         monkeypatch):
+    await subscribe(client)
+    listing = platform.views.list_resources
+    failures = {"left": 1}
+
+    async def flaky(org, kind):
+        if kind == "Subscription" and failures["left"]:
+            failures["left"] -= 1
+            raise OSError("database gone")
+        return await listing(org, kind)
+
+    monkeypatch.setattr(platform.views, "list_resources", flaky)
+    await answer(await call(client, "POST", "/v1/event/", json=legacy_event(data={"n": 1})), 200)
+    [run] = await runs_of(client, "echo", 1)
+    assert run["input"] == {"n": 1}
+
+    failures["left"] = 1000
+    await answer(await call(client, "POST", "/v1/event/", json=legacy_event(data={"n": 2})), 200)
+    deadline = asyncio.get_running_loop().time() + 10
+    while not (letters := await platform.bus.dead_letters()):
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    assert letters[0].type == "EmitEvent" and "database gone" in letters[0].error
+    assert letters[0].envelope["data"]["event"]["data"] == {"n": 2}
