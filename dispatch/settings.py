@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     role: str = "all"
     """`all`, `gateway` (HTTP only) or `handlers` (consumers only)."""
     handlers: str = "all"
-    """Comma-separated handler groups this process runs: images,functions,runs,apis,secrets,events."""
+    """Comma-separated handler groups this process runs: images,functions,runs,apis,secrets,events,drivers."""
 
     @property
     def database_path(self) -> Path:

@@ -1,4 +1,5 @@
-"""`dispatch create`: base images, images, functions, secrets, APIs and subscriptions, one by one or from a YAML file."""
+"""`dispatch create`: base images, images, functions, secrets, APIs, subscriptions, event driver
+types and event drivers, one by one or from a YAML file."""
 import json
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -220,6 +221,62 @@ def subscription(
         render(created, state.output)
     else:
         typer.echo(f"created subscription: {name}")
+
+
+ConfigSet = Annotated[Optional[list[str]], typer.Option(
+    "-s", "--set", help="Config entry key=value, or key alone (repeatable).")]
+
+
+def config_entries(values: list[str] | None) -> list[dict]:
+    return [{"key": key, "value": value} for key, _, value in (item.partition("=") for item in values or [])]
+
+
+def event_driver_type(
+    ctx: typer.Context,
+    name: str,
+    image: Annotated[str, typer.Argument(help="Container image run for each driver of the type.")],
+    expose: Annotated[bool, typer.Option("--expose", help="Give the type's drivers a push URL.")] = False,
+    set_: ConfigSet = None,
+    application: Application = None,
+) -> None:
+    """Create an event driver type: a container image run for each driver (built in: cron, webhook, amqp)."""
+    body = {"name": name, "image": image, "expose": expose, "config": config_entries(set_),
+            "tags": application_tags(application)}
+    _create(ctx, KINDS["DriverType"], body, False)
+
+
+def event_driver(
+    ctx: typer.Context,
+    driver_type: Annotated[str, typer.Argument(metavar="TYPE", help="cron, webhook, amqp, or a created type.")],
+    name: Annotated[Optional[str], typer.Option(help="Name of the driver (default: a random one).")] = None,
+    set_: ConfigSet = None,
+    secret: Annotated[Optional[list[str]], typer.Option(help="Secret given to the driver (repeatable).")] = None,
+    application: Application = None,
+    wait: Wait = False,
+) -> None:
+    """Create an event driver of TYPE, e.g. `create eventdriver cron -s schedule='*/5 * * * *' -s eventType=tick`."""
+    kind = KINDS["Driver"]
+    name = name or random_name()
+    body = {"name": name, "type": driver_type, "config": config_entries(set_), "secrets": secret or [],
+            "tags": application_tags(application)}
+    state = state_of(ctx)
+    created = state.client().post(kind.path, body)
+    if state.output is None:
+        typer.echo(f"Created {kind.label}: {name}")
+        if created.get("token"):
+            typer.echo(f"Token (shown only now; send it as Authorization: Bearer): {created['token']}")
+        if created.get("url"):
+            typer.echo(f"URL: {created['url']}")
+    if wait:
+        shown = wait_until_ready(state, kind, name, quiet=state.output is not None)
+        created = {**shown, **({"token": created["token"]} if created.get("token") else {})}
+    if state.output is not None:
+        render(created, state.output)
+
+
+for _kind, _command in (("DriverType", event_driver_type), ("Driver", event_driver)):
+    for _number, _alias in enumerate(KINDS[_kind].aliases):
+        app.command(_alias, hidden=_number > 0)(_command)
 
 
 def wait_until_ready(state: CliState, kind: Kind, name: str, quiet: bool = False) -> dict:

@@ -1,4 +1,5 @@
-"""`dispatch get`: tables (or -o json|yaml) of base images, images, functions, secrets, APIs, subscriptions and runs."""
+"""`dispatch get`: tables (or -o json|yaml) of base images, images, functions, secrets, APIs,
+subscriptions, event drivers, event driver types and runs."""
 from typing import Annotated, Any, Callable, Optional
 
 import typer
@@ -98,6 +99,21 @@ def subscriptions(ctx: typer.Context, name: Name = None, application: Applicatio
                      local_time(s.get("createdTime"))))
 
 
+def event_drivers(ctx: typer.Context, name: Name = None, application: Application = None) -> None:
+    """Show event drivers: all, or the one named NAME."""
+    _show(ctx, KINDS["Driver"], name, application, ("Name", "Type", "Status", "Secrets", "Config", "URL", "Reason"),
+          lambda d: (d.get("name"), d.get("type"), d.get("status"), joined(d.get("secrets")),
+                     joined(f"{c.get('key')}={c.get('value', '')}" for c in d.get("config") or []), d.get("url"),
+                     joined(d.get("reason"))))
+
+
+def event_driver_types(ctx: typer.Context, name: Name = None, application: Application = None) -> None:
+    """Show event driver types, the built-in ones first: all, or the one named NAME."""
+    _show(ctx, KINDS["DriverType"], name, application, ("Name", "Image", "Expose"),
+          lambda t: (t.get("name"), "(built in)" if t.get("builtin") else t.get("image"),
+                     "true" if t.get("expose") else "false"))
+
+
 def run_list(
     ctx: typer.Context,
     function: Annotated[Optional[str], typer.Argument(help="Only the runs of this function.")] = None,
@@ -116,4 +132,6 @@ _register(functions, KINDS["Function"].aliases)
 _register(secrets, KINDS["Secret"].aliases)
 _register(apis, KINDS["API"].aliases)
 _register(subscriptions, KINDS["Subscription"].aliases)
+_register(event_drivers, KINDS["Driver"].aliases)
+_register(event_driver_types, KINDS["DriverType"].aliases)
 _register(run_list, ("run", "runs"))

@@ -33,7 +33,7 @@ def server(
              "these). handlers: only the consumers (any number; pick groups with --handlers).",
         show_default="all")] = None,
     handlers: Annotated[Optional[str], typer.Option(
-        help="Handler groups this process runs, comma-separated: images,functions,runs,apis,secrets,events.",
+        help="Handler groups this process runs, comma-separated: images,functions,runs,apis,secrets,events,drivers.",
         show_default="all")] = None,
     bus: Annotated[Optional[str], typer.Option(
         help="memory (one process) or an AMQP URL, e.g. amqp://guest:guest@127.0.0.1:5672/.",

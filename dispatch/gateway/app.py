@@ -4,7 +4,7 @@ from aiohttp import web
 from dispatch.handlers.platform import Platform
 from dispatch.settings import Settings
 
-from . import build_logs, events, runs, system, user_api
+from . import build_logs, drivers, events, runs, system, user_api
 from .context import SETTINGS
 from .credentials import CREDENTIALS, Credentials
 from .errors import errors_middleware
@@ -14,7 +14,9 @@ from .resources import KINDS, PLATFORM, ResourceEndpoints
 from .shapes import function_source, present_secret, sealed_secret
 
 SHAPES = {"Function": {"prepare": function_source},
-          "Secret": {"prepare": sealed_secret, "present": present_secret}}
+          "Secret": {"prepare": sealed_secret, "present": present_secret},
+          "Driver": {"prepare": drivers.prepare_driver, "present": drivers.present_driver}}
+ENDPOINTS = {"DriverType": drivers.DriverTypeEndpoints}
 
 
 def create_app(settings: Settings, platform: Platform, accepted: AcceptedRuns | None = None) -> web.Application:
@@ -24,10 +26,11 @@ def create_app(settings: Settings, platform: Platform, accepted: AcceptedRuns | 
     app[PLATFORM] = platform
     app[ACCEPTED] = accepted or AcceptedRuns()
     for kind in KINDS:
-        app.add_routes(ResourceEndpoints(kind, **SHAPES.get(kind.name, {})).routes())
+        app.add_routes(ENDPOINTS.get(kind.name, ResourceEndpoints)(kind, **SHAPES.get(kind.name, {})).routes())
     app.add_routes(runs.routes())
     app.add_routes(build_logs.routes())
     app.add_routes(events.routes())
+    app.add_routes(drivers.push_routes())
     app.add_routes(system.routes())
     return app
 
@@ -38,5 +41,6 @@ def create_api_app(settings: Settings, platform: Platform, accepted: AcceptedRun
     app[PLATFORM] = platform
     app[ACCEPTED] = accepted or AcceptedRuns()
     app[CREDENTIALS] = Credentials(platform.views, platform.box)
+    app.add_routes(drivers.push_routes())  # before the user APIs' catch-all
     app.router.add_route("*", "/{tail:.*}", user_api.serve)
     return app

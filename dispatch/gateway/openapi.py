@@ -76,6 +76,12 @@ def openapi_document(release: str) -> dict[str, Any]:
         "requestBody": {"required": True, "content": {"application/json": {"schema": event},
                                                       ce.STRUCTURED: {"schema": _ref(ce.CloudEvent)}}},
         "responses": {"200": _answer(event, "emitted"), **_errors(400, 500, 503)}}}
+    where = [{"name": part, "in": "path", "required": True, "schema": {"type": "string"}}
+             for part in ("organization", "driver")]
+    paths["/driver/{organization}/{driver}"] = {"post": {
+        "parameters": where, "description": "A webhook driver's push URL (its token as Authorization: Bearer): "
+                                            "the body becomes an event, or is one (a CloudEvent).",
+        "responses": {"202": _answer({"type": "object"}, "accepted"), **_errors(400, 401, 404, 500)}}}
     paths["/v1/version"] = {"get": {"responses": {"200": _answer({"type": "object"})}}}
     paths["/healthz"] = {"get": {"responses": {"200": _answer({"type": "object"}), **_errors(500)}}}
     return {"openapi": "3.1.0", "info": {"title": "Dispatch", "version": release},

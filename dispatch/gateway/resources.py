@@ -44,6 +44,8 @@ KINDS = [
     Kind("secret", r.Secret, c.CreateSecret, c.UpdateSecret, c.DeleteSecret, updated=201, deleted=204),
     Kind("api", r.API, c.CreateAPI, c.UpdateAPI, c.DeleteAPI, created=200),
     Kind("event/subscriptions", r.Subscription, c.CreateSubscription, c.UpdateSubscription, c.DeleteSubscription),
+    Kind("event/drivertypes", r.DriverType, c.CreateDriverType, c.UpdateDriverType, c.DeleteDriverType),
+    Kind("event/drivers", r.Driver, c.CreateDriver, c.UpdateDriver, c.DeleteDriver),
 ]
 
 

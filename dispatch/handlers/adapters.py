@@ -12,7 +12,7 @@ from dispatch.errors import Rejected
 from dispatch.settings import Settings
 from dispatch.store.sealing import SecretBox
 
-HANDLER_GROUPS = ("images", "functions", "runs", "apis", "secrets", "events")
+HANDLER_GROUPS = ("images", "functions", "runs", "apis", "secrets", "events", "drivers")
 ROLES = ("all", "gateway", "handlers")
 
 
@@ -87,6 +87,18 @@ def gateway_from(settings: Settings, router: BuiltinRouter) -> APIGateway:
     host = "127.0.0.1" if settings.host in ("", "0.0.0.0", "::") else settings.host
     upstream = settings.kong_upstream_url or f"http://{host}:{settings.api_port}"
     return KongGateway(settings.kong_admin_url, upstream, settings.namespace)
+
+
+def event_sources_from(settings: Settings) -> Any:
+    """The sources of event drivers: the built-in types, and custom types on the Docker engine
+    when one is configured (the docker runtime's, or DISPATCH_DOCKER_URL)."""
+    from dispatch.drivers.events.builtin import EventSources
+    from dispatch.drivers.events.docker import DockerDrivers, NoEngine
+
+    if settings.runtime == "docker" or settings.docker_url:
+        return EventSources(DockerDrivers(settings.docker_url, settings.namespace))
+    return EventSources(NoEngine("custom driver types run their image on a Docker engine, and none is configured: "
+                                 "start the server with --runtime docker, or set DISPATCH_DOCKER_URL"))
 
 
 def secret_box_from(settings: Settings) -> SecretBox:

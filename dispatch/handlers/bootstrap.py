@@ -6,8 +6,9 @@ from dispatch.drivers.router import BuiltinRouter
 from dispatch.settings import Settings
 from dispatch.store.projector import Projector
 
-from . import apis, base_images, events, functions, images, runs, secrets, subscriptions
-from .adapters import bus_from, gateway_from, handler_groups, runtime_from, secret_box_from, store_from
+from . import apis, base_images, driver_types, drivers, events, functions, images, runs, secrets, subscriptions
+from .adapters import bus_from, event_sources_from, gateway_from, handler_groups, runtime_from, secret_box_from, store_from
+from .driver_supervisor import DriverSupervisor
 from .deployments import Deployments
 from .execution import Executor, Secrets
 from .platform import Platform
@@ -39,10 +40,16 @@ def bootstrap(settings: Settings, bus: MessageBus | None = None,
     if "events" in groups:
         subscriptions.register(bus, store)
         events.register(bus, views)
+    supervisor = None
+    if "drivers" in groups:
+        driver_types.register(bus, store, views)
+        drivers.register(bus, store, views)
+        supervisor = DriverSupervisor(store, views, bus, event_sources_from(settings), box)
+        supervisor.follow()
     if "runs" in groups:
         runs.register(bus, store, executor)
         follow_functions(bus, ready)
     if settings.role in ("all", "gateway"):
         apis.follow_routes(bus, views, router)
     return Platform(settings, bus, store, views, runtime, router, box, Projector(store, views),
-                    executor, deployments, groups, gateway=gateway)
+                    executor, deployments, groups, gateway=gateway, drivers=supervisor)

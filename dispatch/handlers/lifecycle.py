@@ -10,7 +10,7 @@ from dispatch.schemas.resources import Status
 from dispatch.store.ports import ConcurrencyConflict, EventLog, Recorded
 
 LABELS = {"BaseImage": "base image", "Image": "image", "Function": "function", "Secret": "secret", "API": "api",
-          "Subscription": "subscription"}
+          "Subscription": "subscription", "DriverType": "driver type", "Driver": "driver"}
 
 
 class Loaded:

@@ -39,6 +39,8 @@ class Platform:
     groups: set[str]
     gateway: Any = None
     """Where the apis handlers register routes: the router itself, or an external gateway."""
+    drivers: Any = None
+    """The event drivers this process runs (DriverSupervisor), when it runs the drivers group."""
     tasks: list[asyncio.Task] = field(default_factory=list)
 
     @property
@@ -58,6 +60,8 @@ class Platform:
             relay = Relay(self.store, self.views, self.bus, self.projector.wait_for)
             self.tasks += [asyncio.ensure_future(coro) for coro in (
                 relay.run(), self._recover(), resync_forever(self.bus, self.views, self.settings.resync_seconds))]
+        if self.drivers is not None:
+            self.tasks.append(asyncio.ensure_future(self.drivers.run()))
         if "apis" in self.groups and self.gateway not in (None, self.router):
             self.tasks.append(asyncio.ensure_future(
                 apis.reconcile_forever(self.views, self.gateway, self.settings.kong_sync_seconds)))

@@ -201,6 +201,24 @@ def from_binary(attributes: dict[str, Any], content_type: str | None, body: byte
     return event
 
 
+def from_body(attributes: dict[str, Any], content_type: str | None, body: bytes) -> dict[str, Any]:
+    """The event whose data is a message in no CloudEvents form (a webhook request, a queue's
+    message): as `from_binary`, except that a body without a content type is JSON when it
+    parses, else text, else base64."""
+    if content_type or not body:
+        return from_binary(attributes, content_type, body)
+    try:
+        json.loads(body)
+        guessed = "application/json"
+    except ValueError:
+        try:
+            body.decode()
+            guessed = "text/plain"
+        except UnicodeDecodeError:
+            guessed = "application/octet-stream"
+    return from_binary(attributes, guessed, body)
+
+
 def _attribute(name: str, value: Any) -> Any:
     """A header value as the JSON format writes it: text, with timestamps in RFC 3339."""
     if isinstance(value, (bytes, bytearray)):

@@ -80,6 +80,15 @@ class ActivateSubscription(ResourceCommand): pass
 class RemoveSubscription(ResourceCommand): pass
 
 
+class CreateDriverType(CreateResource): pass
+class UpdateDriverType(UpdateResource): pass
+class DeleteDriverType(DeleteResource): pass
+
+class CreateDriver(CreateResource): pass
+class UpdateDriver(UpdateResource): pass
+class DeleteDriver(DeleteResource): pass
+
+
 class EmitEvent(Command):
     """Run the functions subscribed to a CloudEvent's type in an organization. Every event enters
     Dispatch this way (HTTP, the CLI, the bus's CloudEvents ingress, event drivers); `event` is

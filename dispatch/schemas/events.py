@@ -105,6 +105,21 @@ class SubscriptionDeletionRequested(ResourceDeletionRequested): pass
 class SubscriptionDeleted(ResourceDeleted): pass
 
 
+class DriverTypeCreated(ResourceCreated): pass
+class DriverTypeUpdated(ResourceUpdated): pass
+class DriverTypeDeleted(ResourceDeleted): pass
+
+class DriverCreated(ResourceCreated): pass
+class DriverUpdated(ResourceUpdated): pass
+class DriverStarted(ResourceChanged):
+    """The driver runs as configured (READY), in the process leading it."""
+class DriverFailed(ResourceChanged):
+    """The driver cannot run as configured (ERROR, with the reason); it is retried unless its
+    configuration can never work."""
+class DriverDeletionRequested(ResourceDeletionRequested): pass
+class DriverDeleted(ResourceDeleted): pass
+
+
 class RunEvent(Event):
     # Runs are read from the read models and no reaction consumes their events; relaying them
     # would double the broker's work on the hot path.

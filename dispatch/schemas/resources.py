@@ -8,6 +8,7 @@ from pydantic.alias_generators import to_camel
 NAME_PATTERN = r"^[\w\d][\w\d\-]*$"
 PATH_NAME_PATTERN = r"^[\w\d\-]+$"
 EVENT_TYPE_PATTERN = r"^[\w\d\-\.]+$"
+DRIVER_NAME_PATTERN = r"^[a-z0-9][a-z0-9\-]*$"
 
 
 class Status(str, Enum):
@@ -185,4 +186,41 @@ class Subscription(Resource):
     """Added to the secrets of the runs it starts, after the function's own."""
 
 
-KINDS: dict[str, type[Resource]] = {cls.__name__: cls for cls in (BaseImage, Image, Function, Secret, API, Subscription)}
+class ConfigEntry(Wire):
+    key: str = Field(min_length=1)
+    value: str = ""
+
+
+class DriverType(Resource):
+    """A kind of event driver: a container image run per driver (§2.7). The built-in types
+    (cron, webhook, amqp) exist in every organization without being created."""
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=32)
+    image: str = Field(min_length=1)
+    expose: bool = False
+    """Drivers of this type get a push URL."""
+    config: list[ConfigEntry] = Field(default_factory=list)
+    """Given to every driver of the type, before the driver's own config."""
+    builtin: bool = False
+    created_time: int = Field(default=0, alias="created-time")
+    modified_time: int = Field(default=0, alias="modified-time")
+
+
+class Driver(Resource):
+    """A running source of events for its organization (§2.8): config entries become the
+    driver's settings (`--key=value` arguments of a container), its secrets its environment."""
+
+    name: str = Field(pattern=DRIVER_NAME_PATTERN)
+    type: str = Field(min_length=1, max_length=32)
+    config: list[ConfigEntry] = Field(default_factory=list)
+    secrets: list[str] = Field(default_factory=list)
+    expose: bool = False
+    """Copied from the type."""
+    url: str = ""
+    """The push URL, when the type is exposed."""
+    created_time: int = Field(default=0, alias="created-time")
+    modified_time: int = Field(default=0, alias="modified-time")
+
+
+KINDS: dict[str, type[Resource]] = {cls.__name__: cls for cls in (BaseImage, Image, Function, Secret, API, Subscription,
+                                                                  DriverType, Driver)}

@@ -161,6 +161,9 @@ class PostgresStore:
     def leads(self, name: str) -> bool:
         return self._leadership.leads(name)
 
+    async def resign(self, name: str) -> None:
+        await self._leadership.resign(name)
+
     # -- event log ------------------------------------------------------------------------------
     async def append(self, stream: str, expected_version: int, events: list[Event]) -> int:
         future = asyncio.get_running_loop().create_future()

@@ -120,6 +120,16 @@ class Leadership:
                 log.warning("leader locks lost with their connection", names=sorted(self.held))
             self.held.clear()
 
+    async def resign(self, name: str) -> None:
+        """Stop leading `name`, so that another session may lead it at once."""
+        async with self._lock:
+            if name not in self.held:
+                return
+            self.held.discard(name)
+            if self._conn is not None and not self._conn.is_closed():
+                with suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    await self._conn.fetchval("SELECT pg_advisory_unlock(hashtext($1 || $2))", self.schema, name)
+
     async def wait_to_lead(self, name: str, poll: float = 1.0) -> None:
         while True:
             try:

@@ -1,0 +1,158 @@
+"""Custom driver types on a Docker engine of this host (§4.5): each driver is one container of its
+type's image, sharing the host's network, whose events reach its own ingestion listener.
+
+The container gets every config entry as `--key=value` (`--key` when the value is empty), plus
+`--dispatch-api-endpoint=127.0.0.1:<port>` (the flag Dispatch's driver client reads), every
+secret key as an environment variable (upper-cased, `-` as `_`), and AUTH_TOKEN, the token its
+posts must carry (DISPATCH_API_ENDPOINT repeats the endpoint for drivers that read the
+environment). It is READY once it has run for STARTED_AFTER seconds; a container that exits, or
+an image that cannot be pulled or started, is ERROR with the engine's word or the container's
+last lines, and is started again after a growing pause. Containers are labelled with their
+driver's id: whoever runs a driver first removes what another process may have left of it."""
+import asyncio
+import json
+import re
+import secrets
+from contextlib import suppress
+
+import aiodocker
+import structlog
+
+from dispatch.drivers.docker import images
+from dispatch.drivers.docker.installation import repository
+from dispatch.drivers.ports import BuildFailed
+
+from .ingest import Ingestion
+from .ports import DriverRejected, DriverSpec, Emit, Report
+
+log = structlog.get_logger("dispatch.drivers")
+# Not the function runtime's namespace label: its clean-up at start must leave drivers alone.
+DRIVER_NAMESPACE = "io.dispatchframework.driverNamespace"
+DRIVER_ID = "io.dispatchframework.eventDriver"
+DRIVER = "io.dispatchframework.eventDriverName"
+STARTED_AFTER = 1.0
+MOST_PAUSE = 60.0
+_LOG_LINES = 5
+
+
+def arguments(config: dict[str, str], endpoint: str) -> list[str]:
+    given = [f"--{key}={value}" if value else f"--{key}" for key, value in config.items()]
+    return [*given, f"--dispatch-api-endpoint={endpoint}"]
+
+
+def environment(values: dict[str, str], endpoint: str, token: str) -> list[str]:
+    named = {key.upper().replace("-", "_"): value for key, value in values.items()}
+    return [f"{key}={value}" for key, value in {**named, "DISPATCH_API_ENDPOINT": endpoint,
+                                                 "AUTH_TOKEN": token}.items()]
+
+
+class DockerDrivers:
+    def __init__(self, url: str | None = None, namespace: str = "dispatch"):
+        self.url = url
+        self.namespace = namespace
+        self._docker: aiodocker.Docker | None = None
+
+    async def _engine(self) -> aiodocker.Docker:
+        if self._docker is None:
+            try:
+                docker = aiodocker.Docker(url=self.url)
+            except Exception as error:  # noqa: BLE001 - no socket, a bad URL: the user must know
+                raise BuildFailed(f"no Docker engine to run the driver's image: {error or type(error).__name__}") from None
+            self._docker = docker
+        return self._docker
+
+    async def run(self, spec: DriverSpec, emit: Emit, report: Report) -> None:
+        token = secrets.token_urlsafe(24)
+        ingestion = Ingestion(emit, token, f"{spec.organization}/{spec.name}")
+        await ingestion.start()
+        pause = 1.0
+        try:
+            while True:
+                reason, ran = await self._run_once(spec, ingestion, token, report)
+                log.warning("event driver stopped", driver=spec.name, reason=reason)
+                await report(reason)
+                pause = 1.0 if ran > MOST_PAUSE else min(pause * 2, MOST_PAUSE)
+                await asyncio.sleep(pause)
+        finally:
+            await ingestion.close()
+            with suppress(Exception):
+                await asyncio.shield(self.discard(spec.id))
+
+    async def _run_once(self, spec: DriverSpec, ingestion: Ingestion, token: str,
+                        report: Report) -> tuple[str, float]:
+        """Run the driver's container until it ends: why it ended, and for how long it ran."""
+        try:
+            docker = await self._engine()
+            await self.discard(spec.id)
+            await images.ensure_pulled(docker, spec.image)
+            container = await docker.containers.create(self._config(spec, ingestion.endpoint, token),
+                                                       name=self._name(spec))
+        except BuildFailed as failed:
+            return failed.reason, 0.0
+        except (aiodocker.DockerError, OSError) as error:
+            return f"the Docker engine failed to create the driver's container: {_said(error)}", 0.0
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            await container.start()
+            ended = asyncio.ensure_future(container.wait())
+            try:
+                done, _ = await asyncio.wait({ended}, timeout=STARTED_AFTER)
+                if not done:
+                    await report(None)
+                code = (await ended).get("StatusCode")
+            finally:
+                ended.cancel()
+            lines = "".join(await container.log(stdout=True, stderr=True, tail=_LOG_LINES)).split("\n")
+            said = " / ".join(line.strip() for line in lines if line.strip())
+            return f"the driver's container exited with code {code}{': ' + said if said else ''}", loop.time() - started
+        except (aiodocker.DockerError, OSError) as error:
+            return f"the Docker engine failed to run the driver's container: {_said(error)}", loop.time() - started
+        finally:
+            with suppress(Exception):
+                await asyncio.shield(container.delete(force=True))
+
+    def _config(self, spec: DriverSpec, endpoint: str, token: str) -> dict:
+        labels = {DRIVER_NAMESPACE: self.namespace, DRIVER_ID: spec.id, DRIVER: f"{spec.organization}/{spec.name}"}
+        return {"Image": spec.image, "Cmd": arguments(spec.config, endpoint),
+                "Env": environment(spec.secrets, endpoint, token), "Labels": labels,
+                "HostConfig": {"NetworkMode": "host", "Init": True}}
+
+    def _name(self, spec: DriverSpec) -> str:
+        readable = re.sub(r"[^a-zA-Z0-9_.-]+", "-", f"{repository(self.namespace)}-driver-{spec.name}").strip("-.")
+        return f"{readable[:80]}-{secrets.token_hex(3)}"
+
+    async def discard(self, driver_id: str) -> None:
+        docker = await self._engine()
+        filters = json.dumps({"label": [f"{DRIVER_ID}={driver_id}", f"{DRIVER_NAMESPACE}={self.namespace}"]})
+        for container in await docker.containers.list(all=True, filters=filters):
+            try:
+                await container.delete(force=True)
+            except aiodocker.DockerError as error:
+                if error.status != 404:
+                    raise
+
+    async def close(self) -> None:
+        if self._docker is not None:
+            await self._docker.close()
+            self._docker = None
+
+
+def _said(error: Exception) -> str:
+    return getattr(error, "message", None) or str(error) or type(error).__name__
+
+
+class NoEngine:
+    """Custom driver types where no Docker engine is configured: every such driver is ERROR, saying how to get one."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    async def run(self, spec: DriverSpec, emit: Emit, report: Report) -> None:
+        raise DriverRejected(self.reason)
+
+    async def discard(self, driver_id: str) -> None:
+        """Nothing ran."""
+
+    async def close(self) -> None:
+        """Nothing to release."""

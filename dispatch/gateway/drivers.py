@@ -1,0 +1,164 @@
+"""Event drivers and driver types on the management API, and the push URL of webhook drivers.
+
+`/v1/event/drivertypes` lists the built-in types (`builtin: true`) before the organization's
+own; a built-in type cannot be created, changed or deleted. Drivers and types spell their times
+`created-time` / `modified-time`, as Dispatch's clients expect. An exposed driver's `url` is its
+push URL as the client reached this gateway.
+
+A webhook driver's token is made here, shown once in the answer to its creation, and kept only
+as its SHA-256: neither the bus, the log nor any later answer carries it. `POST /driver/<org>/<driver>`
+(the driver's id, as in its url, or its name; on the management and the user-API ports) with the
+token as `Authorization: Bearer <token>` or `X-Dispatch-Token` turns the request into events:
+a CloudEvent (binary `ce-` headers, structured, batched, or a JSON body that is one) as it is,
+any other body as the data of an event of the driver's eventType. Answers 202 with the events'
+ids, 401 for a missing or wrong token, 404 for an unknown driver, 400 for an invalid event."""
+import hashlib
+import hmac
+import re
+import secrets
+import time
+import urllib.parse
+import uuid
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from dispatch.handlers.driver_types import builtin_type, builtin_types
+from dispatch.handlers.drivers import TOKEN_DIGEST, entries
+from dispatch.drivers.events.builtin import WEBHOOK_EVENT_TYPE
+from dispatch.handlers.events import publish_event
+from dispatch.schemas.cloudevents import BATCH, STRUCTURED, Event, InvalidEvent, from_binary, from_body, is_json, parse_event
+from dispatch.schemas.resources import PATH_NAME_PATTERN, Status
+
+from .context import application_filter, matches_application, organization
+from .errors import error_response, loads
+from .resources import PLATFORM, ResourceEndpoints
+
+log = structlog.get_logger("dispatch.gateway")
+TOKEN = web.RequestKey("driver_token", str)
+TIMES = ("created-time", "modified-time", "createdTime", "modifiedTime")
+LIVE = (Status.CREATING.value, Status.READY.value, Status.UPDATING.value)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _times(resource: dict[str, Any]) -> dict[str, Any]:
+    shown = {k: v for k, v in resource.items() if k not in ("createdTime", "modifiedTime", TOKEN_DIGEST)}
+    return shown | {"created-time": resource.get("createdTime", 0), "modified-time": resource.get("modifiedTime", 0)}
+
+
+def _base_url(request: web.Request) -> str:
+    scheme = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
+    return f"{scheme}://{request.host}"
+
+
+def prepare_driver(request: web.Request, raw: dict, resource: dict) -> tuple[dict, dict]:
+    body = {k: v for k, v in resource.items() if k not in (*TIMES, "expose", "url")}
+    if request.method == "POST" and body["type"] == "webhook":
+        token = secrets.token_urlsafe(32)
+        request[TOKEN] = token
+        body[TOKEN_DIGEST] = _digest(token)
+    return body, {}
+
+
+def present_driver(request: web.Request, resource: dict, single: bool) -> dict:
+    shown = _times(resource)
+    if resource.get("expose") and resource.get("id"):
+        shown["url"] = f"{_base_url(request)}/driver/{organization(request)}/{resource['id']}"
+    if request.method == "POST" and TOKEN in request:
+        shown["token"] = request[TOKEN]  # once: it is kept only as its digest
+    return shown
+
+
+def prepare_driver_type(request: web.Request, raw: dict, resource: dict) -> tuple[dict, dict]:
+    return {k: v for k, v in resource.items() if k not in (*TIMES, "builtin")}, {}
+
+
+def present_driver_type(request: web.Request, resource: dict, single: bool) -> dict:
+    return _times(resource)
+
+
+class DriverTypeEndpoints(ResourceEndpoints):
+    """The CRUD of driver types, with the built-in ones shown (and refused by the handlers)."""
+
+    def __init__(self, kind, **shapes):
+        super().__init__(kind, prepare_driver_type, present_driver_type)
+
+    async def list(self, request: web.Request) -> web.Response:
+        wanted = application_filter(request)
+        items = builtin_types() + await request.app[PLATFORM].views.list_resources(organization(request), "DriverType")
+        return web.json_response([self.present(request, i, False) for i in items if matches_application(i, wanted)])
+
+    async def _existing(self, request: web.Request) -> dict:
+        return builtin_type(request.match_info["name"]) or await super()._existing(request)
+
+
+async def _webhook_driver(request: web.Request, org: str, key: str) -> dict | None:
+    if not re.fullmatch(PATH_NAME_PATTERN, org):
+        return None
+    for driver in await request.app[PLATFORM].views.list_resources(org, "Driver"):
+        if key in (driver.get("id"), driver.get("name")) and driver.get("type") == "webhook":
+            return driver if driver.get("status") in LIVE else None
+    return None
+
+
+def _token(request: web.Request) -> str:
+    authorization = request.headers.get("Authorization", "")
+    if authorization[:7].lower() == "bearer ":
+        return authorization[7:].strip()
+    return request.headers.get("X-Dispatch-Token", "")
+
+
+def _events(request: web.Request, body: bytes, driver: dict) -> list[Event]:
+    """The events a webhook request carries; InvalidEvent says why it carries none."""
+    content_type = request.headers.get("Content-Type")
+    if "ce-specversion" in request.headers:
+        attributes = {name[3:].lower(): urllib.parse.unquote(value) for name, value in request.headers.items()
+                      if name.lower().startswith("ce-")}
+        return [parse_event(from_binary(attributes, content_type, body))]
+    if request.content_type in (STRUCTURED, BATCH) or (body.strip() and is_json(content_type)):
+        try:
+            raw = loads(body)
+        except ValueError as error:
+            raise InvalidEvent(f"the body is not valid JSON: {error}") from None
+        if request.content_type == BATCH:
+            if not isinstance(raw, list):
+                raise InvalidEvent(f"a batch ({BATCH}) is a JSON array of events")
+            return [parse_event(item) for item in raw]
+        if request.content_type == STRUCTURED or (isinstance(raw, dict) and "specversion" in raw):
+            return [parse_event(raw)]
+    event_type = entries(driver.get("config")).get("eventType") or WEBHOOK_EVENT_TYPE
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    attributes = {"specversion": "1.0", "type": event_type, "source": f"/drivers/{driver['name']}",
+                  "id": str(uuid.uuid4()), "time": stamp}
+    return [parse_event(from_body(attributes, content_type, body))]
+
+
+async def push(request: web.Request) -> web.Response:
+    """A webhook driver's push URL: the request becomes events of the driver's organization."""
+    org, key = request.match_info["organization"], request.match_info["driver"]
+    driver = await _webhook_driver(request, org, key)
+    if driver is None:
+        return error_response(404, f"driver {key} not found")
+    digest = driver.get(TOKEN_DIGEST) or ""
+    if not hmac.compare_digest(_digest(_token(request)).encode(), digest.encode()):
+        return error_response(401, "the driver's token is missing or wrong: send it as Authorization: Bearer <token>")
+    try:
+        events = _events(request, await request.read(), driver)
+    except InvalidEvent as invalid:
+        return error_response(400, f"Error validating event: {invalid}")
+    try:
+        for event in events:
+            await publish_event(request.app[PLATFORM].bus, org, event)
+    except Exception:
+        log.exception("webhook event not published", driver=driver["name"])
+        return error_response(500, "internal server error when emitting an event")
+    return web.json_response({"events": [{"id": e.id, "type": e.type, "source": e.source} for e in events]},
+                             status=202)
+
+
+def push_routes() -> list[web.RouteDef]:
+    return [web.post("/driver/{organization}/{driver}", push)]
