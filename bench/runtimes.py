@@ -1,6 +1,10 @@
 """The local runtime: cold starts, warm overhead against Google's functions-framework, memory.
 
-    .venv/bin/python bench/runtimes.py [--cold 20] [--runs 3000]
+    python3 -m venv ~/.cache/dispatch-bench/ff && ~/.cache/dispatch-bench/ff/bin/pip install functions-framework
+    .venv/bin/python bench/runtimes.py [--cold 20] [--runs 3000] [--functions-framework PATH]
+
+functions-framework pins cloudevents<=1.12 while Dispatch's tests need cloudevents>=2.2, so it lives in a
+virtualenv of its own (the first line; --functions-framework names its executable).
 
 - cold start: create a function -> READY -> its first run's result, through the management API;
   and the first run after the function scaled to zero (minReplicas 0, idleSeconds 0: every run
@@ -99,7 +103,7 @@ async def cold_starts(server: DispatchServer, session: aiohttp.ClientSession, la
     return {"deploy": deploys, "zero": after_zero, "warm": warm, "distinct workers": len(pids)}
 
 
-async def warm_overhead(server: DispatchServer, session: aiohttp.ClientSession, runs: int) -> dict:
+async def warm_overhead(server: DispatchServer, session: aiohttp.ClientSession, runs: int, framework_cli: Path) -> dict:
     await server.create(session, "function", {"name": "noop", "image": "python3", "source": source_of("noop.py", NOOP)})
     await wait_ready(server, session, "function", "noop")
     await server.create(session, "api", {"name": "noop", "function": "noop", "methods": ["POST"], "uris": ["/noop"]})
@@ -107,7 +111,7 @@ async def warm_overhead(server: DispatchServer, session: aiohttp.ClientSession, 
     folder = Path(tempfile.mkdtemp(prefix="ff-bench-"))
     (folder / "main.py").write_text(NOOP_FF)
     port = free_port()
-    framework = subprocess.Popen([str(Path(sys.executable).parent / "functions-framework"), "--target", "handle",
+    framework = subprocess.Popen([str(framework_cli), "--target", "handle",
                                   "--source", str(folder / "main.py"), "--host", "127.0.0.1", "--port", str(port)],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -166,14 +170,16 @@ def memory(server: DispatchServer) -> dict:
     return found
 
 
-async def main(cold: int, runs: int) -> None:
+async def main(cold: int, runs: int, framework_cli: Path) -> None:
+    if not framework_cli.exists():
+        sys.exit(f"{framework_cli} not found; install functions-framework as the docstring shows:\n{__doc__}")
     with DispatchServer() as server:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
             await setup_images(server, session)
             await asyncio.sleep(1)
             idle_rss = psutil.Process(server.process.pid).memory_info().rss
             starts = {language: await cold_starts(server, session, language, cold) for language in CODE}
-            overhead = await warm_overhead(server, session, runs)
+            overhead = await warm_overhead(server, session, runs, framework_cli)
             await asyncio.sleep(1)
             recorded = await recorded_runs(server, session, "noop")
             sizes = memory(server)
@@ -206,5 +212,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cold", type=int, default=20)
     parser.add_argument("--runs", type=int, default=3000)
+    parser.add_argument("--functions-framework", type=Path,
+                        default=Path.home() / ".cache" / "dispatch-bench" / "ff" / "bin" / "functions-framework")
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.cold, arguments.runs))
+    asyncio.run(main(arguments.cold, arguments.runs, arguments.functions_framework))
