@@ -184,6 +184,9 @@ def from_binary(attributes: dict[str, Any], content_type: str | None, body: byte
     event = {name: _attribute(name, value) for name, value in attributes.items()}
     if content_type:
         event["datacontenttype"] = content_type
+    content_type = event.get("datacontenttype")
+    if content_type is not None and not isinstance(content_type, str):
+        raise InvalidEvent("datacontenttype should be a string")
     if not body:
         return event
     if is_json(content_type):
