@@ -21,6 +21,7 @@ bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/runs.py
 	$(BIN)/python bench/distributed.py
+	$(BIN)/python bench/events.py
 
 clean:
 	rm -rf $(VENV)
