@@ -59,9 +59,10 @@ class WorkerPool:
         when the function cannot be served."""
         started = await asyncio.gather(*(self._grow() for _ in range(max(1, self.scale.min_replicas))),
                                        return_exceptions=True)
-        for outcome in started:
-            if isinstance(outcome, BaseException):
-                raise outcome
+        failed = [outcome for outcome in started if isinstance(outcome, BaseException)]
+        if failed:
+            await asyncio.gather(*(worker.stop(0) for worker in started if isinstance(worker, Worker)))
+            raise failed[0]
         for worker in started:
             self._add(worker)
         self._spawn(self._reap_idle())

@@ -139,7 +139,7 @@ class Worker:
         answer = self._calls[ident] = asyncio.get_running_loop().create_future()
         if self._watch_cpu:
             self._cpu_at_start[ident] = cpu_used(self.pid)
-            if self._watching is None:
+            if self._watching is None or self._watching.done():
                 self._watching = asyncio.ensure_future(self._watch())
         self._requests.write(b'{"id":%d,' % ident + request[1:] + b"\n")
         timer = asyncio.get_running_loop().call_later(timeout, _expire, answer) if timeout else None
@@ -167,10 +167,11 @@ class Worker:
             answer.set_result(message)
 
     async def _watch(self) -> None:
-        """Kill the worker when a run in flight used its CPU allowance."""
-        while self._exited.done() is False:
+        """Kill the worker when a run in flight used its CPU allowance; stops when none is in flight."""
+        while self._cpu_at_start and not self._exited.done():
             await asyncio.sleep(_CPU_CHECK_SECONDS)
-            if self._cpu_at_start and cpu_used(self.pid) - min(self._cpu_at_start.values()) >= self.limits.cpu_seconds:
+            started = min(self._cpu_at_start.values(), default=None)
+            if started is not None and cpu_used(self.pid) - started >= self.limits.cpu_seconds:
                 self._limit_hit = cpu_message(self.limits.cpu_seconds)
                 self.kill()
                 return
