@@ -248,3 +248,26 @@ async def test_a_fan_out_that_fails_is_retried_and_after_the_last_attempt_dead_l
         await asyncio.sleep(0.05)
     assert letters[0].type == "EmitEvent" and "database gone" in letters[0].error
     assert letters[0].envelope["data"]["event"]["data"] == {"n": 2}
+
+
+async def test_a_second_update_while_updating_or_delete_while_deleting_is_refused_with_400(settings):
+    """Driven through the handlers alone, so that nothing moves the subscription on in between."""
+    from dispatch.errors import Rejected
+    from dispatch.handlers import subscriptions
+
+    store = bootstrap(settings, runtime=InProcessRuntime()).store
+    await store.start()
+    try:
+        body = {"name": "s", "eventType": "user.created", "function": "echo"}
+        await subscriptions.create_subscription(c.CreateSubscription(organization=ORG, name="s", resource=body), store)
+        update = c.UpdateSubscription(organization=ORG, name="s", resource=body)
+        assert (await subscriptions.update_subscription(update, store))["resource"]["status"] == "UPDATING"
+        with pytest.raises(Rejected, match="^subscription s is already being updated$"):
+            await subscriptions.update_subscription(update, store)
+        await subscriptions.activate_subscription(c.ActivateSubscription(organization=ORG, name="s"), store)
+        delete = c.DeleteSubscription(organization=ORG, name="s")
+        assert (await subscriptions.delete_subscription(delete, store))["resource"]["status"] == "DELETING"
+        with pytest.raises(Rejected, match="^subscription s is already being deleted$"):
+            await subscriptions.delete_subscription(delete, store)
+    finally:
+        await store.close()
