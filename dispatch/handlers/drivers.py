@@ -37,7 +37,7 @@ async def _prepared(organization: str, body: dict[str, Any], views: Views) -> di
     builtin = BUILTIN.get(type_name)
     if builtin is not None:
         try:
-            builtin.checked(entries(body.get("config")))
+            builtin.checked(entries(body.get("config")), secrets=bool(body.get("secrets")))
         except DriverRejected as rejected:
             raise Rejected(rejected.reason) from None
     for name in body.get("secrets") or []:

@@ -168,11 +168,14 @@ async def test_an_amqp_driver_runs_the_functions_subscribed_to_its_messages(brok
             await ready_function(client, "echo", b"def handle(context, payload):\n    return payload\n")
             await answer(await call(client, "POST", "/v1/event/subscriptions", json={
                 "name": "on-order", "eventType": "order.placed", "function": "echo"}), 201)
-            driver = {"name": "orders", "type": "amqp",
-                      "config": [{"key": "url", "value": broker.url}, {"key": "queue", "value": broker.queue},
-                                 {"key": "eventType", "value": "order.placed"}]}
+            # the broker's URL, with its password, from a secret: never shown with the driver
+            await answer(await call(client, "POST", "/v1/secret", json={"name": "broker",
+                                                                        "secrets": {"url": broker.url}}), 201)
+            driver = {"name": "orders", "type": "amqp", "secrets": ["broker"],
+                      "config": [{"key": "queue", "value": broker.queue}, {"key": "eventType", "value": "order.placed"}]}
             await answer(await call(client, "POST", "/v1/event/drivers", json=driver), 201)
-            await reaches(client, "/v1/event/drivers/orders")
+            shown = await reaches(client, "/v1/event/drivers/orders")
+            assert broker.url not in json.dumps(shown)
             await broker.publish(b'{"n": 7}', message_id="order-7")
             for _ in range(500):
                 runs = await answer(await call(client, "GET", "/v1/runs?functionName=echo"), 200)

@@ -82,14 +82,18 @@ async def test_a_driver_of_a_type_that_does_not_exist_is_refused_with_400(client
     assert refused == {"code": 400, "message": "driver type ticker does not exist"}
 
 
-@pytest.mark.parametrize("values, reason", [
-    ({}, "config schedule is required"),
-    ({"schedule": "every minute"}, "schedule 'every minute' is not a cron expression"),
-    ({"schedule": "* * * * *", "timezone": "Mars/Olympus"}, "timezone 'Mars/Olympus' is unknown"),
-    ({"schedule": "* * * * *", "shedule": "x"}, "config shedule is not read by cron drivers"),
+@pytest.mark.parametrize("driver_type, values, reason", [
+    ("cron", {}, "config schedule is required"),
+    ("cron", {"schedule": "every minute"}, "schedule 'every minute' is not a cron expression"),
+    ("cron", {"schedule": "* * * * *", "timezone": "Mars/Olympus"}, "timezone 'Mars/Olympus' is unknown"),
+    ("cron", {"schedule": "* * * * *", "shedule": "x"}, "config shedule is not read by cron drivers"),
+    ("amqp", {"queue": "orders"}, "config url is required"),
+    ("amqp", {"url": "http://broker", "queue": "orders"}, "config url is required"),
+    ("amqp", {"url": "amqp://broker"}, "config queue is required"),
+    ("webhook", {"eventType": "no spaces"}, "eventType 'no spaces' should match"),
 ])
-async def test_a_cron_driver_with_a_bad_config_is_refused_with_the_reason(client, values, reason):
-    refused = await create_driver(client, "tick", "cron", status=400, **values)
+async def test_a_built_in_driver_with_a_bad_config_is_refused_with_the_reason(client, driver_type, values, reason):
+    refused = await create_driver(client, "bad", driver_type, status=400, **values)
     assert reason in refused["message"]
 
 
@@ -209,7 +213,7 @@ async def test_a_cloudevent_pushed_to_a_webhook_keeps_its_type_and_id(client, ec
     await subscribe(client, event_type="order.placed")
     created = await create_driver(client, "hook", "webhook")
     event = {"specversion": "1.0", "id": "o-1", "source": "/shop", "type": "order.placed", "data": {"n": 1}}
-    await answer(await client.post(f"/driver/o/hook", json=event,
+    await answer(await client.post("/driver/o/hook", json=event,
                                    headers={"X-Dispatch-Token": created["token"]}), 202)
     [run] = await runs_of(client, "echo", 1)
     assert run["event"]["id"] == "o-1" and run["event"]["source"] == "/shop" and run["input"] == {"n": 1}

@@ -1,7 +1,8 @@
 """The `amqp` driver type: consumes a queue of an outside RabbitMQ (AMQP 0-9-1) broker and turns
 each message into an event.
 
-Config: `url` (amqp:// or amqps://), `queue` (it must exist: the driver never declares it),
+Config: `url` (amqp:// or amqps://; or the key `url` of one of the driver's secrets, which keeps
+its password out of listings), `queue` (it must exist: the driver never declares it),
 `eventType` (the type of plain messages; default: each message's `type` property) and `prefetch`
 (messages in flight, default 10).
 
@@ -19,7 +20,6 @@ import json
 import uuid
 from contextlib import suppress
 from functools import partial
-from typing import Any
 
 import aio_pika
 import structlog
@@ -28,7 +28,7 @@ from aio_pika.exceptions import ChannelNotFoundEntity
 
 from dispatch.schemas.cloudevents import STRUCTURED, Event, InvalidEvent, from_binary, from_body, parse_event
 
-from .ports import DriverSpec, Emit, Report
+from .ports import DriverRejected, DriverSpec, Emit, Report
 
 log = structlog.get_logger("dispatch.drivers")
 PREFIXES = ("cloudEvents:", "cloudEvents_", "ce-")
@@ -72,17 +72,21 @@ class AMQPEvents:
     """Consumes the queues of the amqp drivers this process leads, one connection each."""
 
     async def run(self, spec: DriverSpec, emit: Emit, report: Report) -> None:
+        url = spec.secrets.get("url") or spec.config.get("url") or ""
+        if not url.startswith(("amqp://", "amqps://")):
+            raise DriverRejected("no broker URL: set config url, or name a secret holding the key url "
+                                 "(an amqp:// or amqps:// URL)")
         pause = 1.0
         while True:
-            reason = await self._consume(spec, emit, report)
+            reason = await self._consume(spec, url, emit, report)
             log.warning("amqp driver not consuming", driver=spec.name, reason=reason)
             await report(reason)
             await asyncio.sleep(pause)
             pause = min(pause * 2, MOST_PAUSE)
 
-    async def _consume(self, spec: DriverSpec, emit: Emit, report: Report) -> str:
+    async def _consume(self, spec: DriverSpec, url: str, emit: Emit, report: Report) -> str:
         """Consume until the connection fails; why it did."""
-        url, name = spec.config["url"], spec.config["queue"]
+        name = spec.config["queue"]
         try:
             connection = await aio_pika.connect(url, timeout=10)
         except asyncio.CancelledError:

@@ -21,16 +21,17 @@ from .ports import DriverRejected, DriverSpec, Emit, EventSource, Report
 WEBHOOK_EVENT_TYPE = "webhook.received"
 
 
-def _event_type(config: dict[str, str]) -> None:
+def _event_type(config: dict[str, str], secrets: bool = False) -> None:
     event_type = config.get("eventType")
     if event_type and (not re.match(EVENT_TYPE_PATTERN, event_type) or len(event_type) > 128):
         raise DriverRejected(f"eventType {event_type!r} should match '{EVENT_TYPE_PATTERN}' (at most 128 characters)")
 
 
-def _amqp(config: dict[str, str]) -> None:
+def _amqp(config: dict[str, str], secrets: bool = False) -> None:
     url = config.get("url") or ""
-    if urllib.parse.urlsplit(url).scheme not in ("amqp", "amqps"):
-        raise DriverRejected("config url is required: the broker's amqp:// or amqps:// URL")
+    if (url or not secrets) and urllib.parse.urlsplit(url).scheme not in ("amqp", "amqps"):
+        raise DriverRejected("config url is required: the broker's amqp:// or amqps:// URL (or name a secret "
+                             "holding the key url, to keep its password out of listings)")
     if not config.get("queue"):
         raise DriverRejected("config queue is required: the name of an existing queue of that broker")
     if not (config.get("prefetch") or "10").isdigit() or int(config.get("prefetch") or "10") < 1:
@@ -41,28 +42,26 @@ def _amqp(config: dict[str, str]) -> None:
 @dataclass(frozen=True)
 class BuiltinType:
     name: str
-    description: str
     keys: dict[str, str]
     """Every config key the type reads, with its default ('' for none)."""
-    check: Callable[[dict[str, str]], None]
+    check: Callable[[dict[str, str], bool], object]
+    """Raises DriverRejected; told whether the driver names secrets (which may hold some keys)."""
     expose: bool = False
 
-    def checked(self, config: dict[str, str]) -> dict[str, str]:
+    def checked(self, config: dict[str, str], secrets: bool = False) -> dict[str, str]:
         """The config, or DriverRejected naming the first thing wrong with it."""
         unknown = sorted(set(config) - set(self.keys))
         if unknown:
             raise DriverRejected(f"config {', '.join(unknown)} is not read by {self.name} drivers "
                                  f"(they read {', '.join(self.keys)})")
-        self.check(config)
+        self.check(config, secrets)
         return config
 
 
 BUILTIN = {t.name: t for t in (
-    BuiltinType("cron", "An event at every slot of a cron schedule.", cron.KEYS, cron.parse),
-    BuiltinType("webhook", "POST /driver/<org>/<driver> with the driver's token: each request becomes an event.",
-                {"eventType": WEBHOOK_EVENT_TYPE}, _event_type, expose=True),
-    BuiltinType("amqp", "The messages of a queue of an outside RabbitMQ broker become events.",
-                {"url": "", "queue": "", "eventType": "", "prefetch": "10"}, _amqp),
+    BuiltinType("cron", cron.KEYS, lambda config, _: cron.parse(config)),
+    BuiltinType("webhook", {"eventType": WEBHOOK_EVENT_TYPE}, _event_type, expose=True),
+    BuiltinType("amqp", {"url": "", "queue": "", "eventType": "", "prefetch": "10"}, _amqp),
 )}
 
 
