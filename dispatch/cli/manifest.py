@@ -112,6 +112,8 @@ def process(documents: list[Document], send: Callable[[Document], Any], done: st
         results[document.kind.key].append(answer if answer is not None else document.body)
         if output is None:
             typer.echo(f"{done} {document.kind.name}: {document.name}")
+            if isinstance(answer, dict) and answer.get("token"):  # a webhook driver's, shown this once
+                typer.echo(f"Token of {document.kind.name} {document.name} (shown only now): {answer['token']}")
     if output is not None:
         render(results, output)
 

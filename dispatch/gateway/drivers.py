@@ -6,7 +6,9 @@ own; a built-in type cannot be created, changed or deleted. Drivers and types sp
 push URL as the client reached this gateway.
 
 A webhook driver's token is made here, shown once in the answer to its creation, and kept only
-as its SHA-256: neither the bus, the log nor any later answer carries it. `POST /driver/<org>/<driver>`
+as its SHA-256: neither the bus, the log nor any later answer carries it. A webhook driver naming
+secrets takes its token from the key `token` of one of them instead (chosen by its users, for
+files of resources and for changing it). `POST /driver/<org>/<driver>`
 (the driver's id, as in its url, or its name; on the management and the user-API ports) with the
 token as `Authorization: Bearer <token>` or `X-Dispatch-Token` turns the request into events:
 a CloudEvent (binary `ce-` headers, structured, batched, or a JSON body that is one) as it is,
@@ -57,7 +59,7 @@ def _base_url(request: web.Request) -> str:
 
 def prepare_driver(request: web.Request, raw: dict, resource: dict) -> tuple[dict, dict]:
     body = {k: v for k, v in resource.items() if k not in (*TIMES, "expose", "url")}
-    if request.method == "POST" and body["type"] == "webhook":
+    if request.method == "POST" and body["type"] == "webhook" and not body.get("secrets"):
         token = secrets.token_urlsafe(32)
         request[TOKEN] = token
         body[TOKEN_DIGEST] = _digest(token)
@@ -105,6 +107,19 @@ async def _webhook_driver(request: web.Request, org: str, key: str) -> dict | No
     return None
 
 
+async def _authorized(request: web.Request, org: str, driver: dict) -> bool:
+    """The request carries the driver's token: its secrets' `token`, else the one made for it."""
+    given = _token(request).encode()
+    platform = request.app[PLATFORM]
+    for name in driver.get("secrets") or []:
+        secret = await platform.views.get_resource(org, "Secret", name)
+        chosen = platform.box.open(secret.get("secrets") or {}).get("token") if secret else None
+        if chosen:
+            return hmac.compare_digest(given, chosen.encode())
+    digest = driver.get(TOKEN_DIGEST) or ""
+    return bool(digest) and hmac.compare_digest(hashlib.sha256(given).hexdigest().encode(), digest.encode())
+
+
 def _token(request: web.Request) -> str:
     authorization = request.headers.get("Authorization", "")
     if authorization[:7].lower() == "bearer ":
@@ -143,8 +158,7 @@ async def push(request: web.Request) -> web.Response:
     driver = await _webhook_driver(request, org, key)
     if driver is None:
         return error_response(404, f"driver {key} not found")
-    digest = driver.get(TOKEN_DIGEST) or ""
-    if not hmac.compare_digest(_digest(_token(request)).encode(), digest.encode()):
+    if not await _authorized(request, org, driver):
         return error_response(401, "the driver's token is missing or wrong: send it as Authorization: Bearer <token>")
     try:
         events = _events(request, await request.read(), driver)

@@ -4,7 +4,8 @@ leading a driver (driver_supervisor.py) moves it on to READY or ERROR, and remov
 A driver's type must exist when it is created (400 `driver type <t> does not exist`, as in
 Dispatch), and so must its secrets; a built-in type's config is checked then too, so that a
 typo is a 400 rather than an ERROR later. A webhook driver is created with the SHA-256 digest of
-its token (the gateway makes the token and shows it once); an update keeps it."""
+its token (the gateway makes the token and shows it once; an update keeps it), unless one of its
+secrets holds the token under the key `token` (chosen by its users, changed by updating the secret)."""
 from functools import partial
 from typing import Any
 
@@ -40,11 +41,15 @@ async def _prepared(organization: str, body: dict[str, Any], views: Views) -> di
             builtin.checked(entries(body.get("config")), secrets=bool(body.get("secrets")))
         except DriverRejected as rejected:
             raise Rejected(rejected.reason) from None
+    keys: set[str] = set()
     for name in body.get("secrets") or []:
-        if await views.get_resource(organization, "Secret", name) is None:
+        secret = await views.get_resource(organization, "Secret", name)
+        if secret is None:
             raise Rejected(f"secret {name} not found")
-    if type_name == "webhook" and not body.get(TOKEN_DIGEST):
-        raise Rejected("a webhook driver needs its token's digest: create it through the API")
+        keys |= set(secret.get("secrets") or {})
+    if type_name == "webhook" and not body.get(TOKEN_DIGEST) and "token" not in keys:
+        raise Rejected("a webhook driver needs a token: name a secret holding it under the key token, "
+                       "or no secret to get one made")
     return {**body, "expose": bool(driver_type.get("expose")), "url": ""}
 
 

@@ -231,3 +231,19 @@ async def test_an_updated_webhook_keeps_its_token(client, echo):
     await answer(await client.post("/driver/o/hook", json={"v": 2}, headers={"X-Dispatch-Token": created["token"]}), 202)
     [run] = await runs_of(client, "echo", 1)
     assert run["event"]["type"] == "hook.v2"
+
+
+async def test_a_webhook_driver_naming_a_secret_takes_its_token_from_it(client, echo):
+    await subscribe(client, event_type="webhook.received")
+    await answer(await call(client, "POST", "/v1/secret", json={"name": "hook-token", "secrets": {"token": "s3cr3t"}}), 201)
+    await answer(await call(client, "POST", "/v1/secret", json={"name": "other", "secrets": {"key": "v"}}), 201)
+    refused = await answer(await call(client, "POST", "/v1/event/drivers", json={
+        "name": "hook", "type": "webhook", "secrets": ["other"]}), 400)
+    assert refused["message"].startswith("a webhook driver needs a token: name a secret holding it")
+    created = await answer(await call(client, "POST", "/v1/event/drivers", json={
+        "name": "hook", "type": "webhook", "secrets": ["hook-token"]}), 201)
+    assert "token" not in created
+    await answer(await client.post("/driver/o/hook", json={}, headers={"X-Dispatch-Token": "wrong"}), 401)
+    await answer(await client.post("/driver/o/hook", json={"n": 1}, headers={"X-Dispatch-Token": "s3cr3t"}), 202)
+    [run] = await runs_of(client, "echo", 1)
+    assert run["input"] == {"n": 1}
