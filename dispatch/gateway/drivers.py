@@ -2,8 +2,9 @@
 
 `/v1/event/drivertypes` lists the built-in types (`builtin: true`) before the organization's
 own; a built-in type cannot be created, changed or deleted. Drivers and types spell their times
-`created-time` / `modified-time`, as Dispatch's clients expect. An exposed driver's `url` is its
-push URL as the client reached this gateway.
+`created-time` / `modified-time`, as Dispatch's clients expect. A webhook driver's `url` is its
+push URL as the client reached this gateway (custom types marked `expose` get none: pushing to
+their containers is not served).
 
 A webhook driver's token is made here, shown once in the answer to its creation, and kept only
 as its SHA-256: neither the bus, the log nor any later answer carries it. A webhook driver naming
@@ -68,7 +69,7 @@ def prepare_driver(request: web.Request, raw: dict, resource: dict) -> tuple[dic
 
 def present_driver(request: web.Request, resource: dict, single: bool) -> dict:
     shown = _times(resource)
-    if resource.get("expose") and resource.get("id"):
+    if resource.get("type") == "webhook" and resource.get("id"):  # the push URL this gateway serves
         shown["url"] = f"{_base_url(request)}/driver/{organization(request)}/{resource['id']}"
     if request.method == "POST" and TOKEN in request:
         shown["token"] = request[TOKEN]  # once: it is kept only as its digest
