@@ -8,8 +8,9 @@ the process and another one takes over within a poll (the embedded store has one
 leads them all). The leader runs the driver's event source, records READY or ERROR with the
 reason as the source reports, restarts the source when the driver is updated or its type's
 image or config changes, and removes the driver once it is DELETING. A leader whose database
-session dropped has lost its locks: it stops those drivers at its next reconcile, and the
-sources keep their events once-only across the overlap (event ids, acknowledgements).
+session dropped has lost its locks: it stops those drivers at its next reconcile (it asks its
+session every CHECK_EVERY seconds, so that one gone silent is noticed too), and the sources keep
+their events once-only across the overlap (event ids, acknowledgements).
 
 Status changes are appended here, by the leader alone, rather than sent as commands: only the
 process running a driver knows how it runs."""
@@ -37,6 +38,8 @@ from .lifecycle import load, now
 
 log = structlog.get_logger("dispatch.drivers")
 MOST_PAUSE = 60.0
+CHECK_EVERY = 5.0
+"""How often a leader makes sure its database session (its locks) still lives."""
 TRANSITIONAL = (Status.CREATING.value, Status.UPDATING.value)
 
 
@@ -68,6 +71,7 @@ class DriverSupervisor:
         self.leadership = events if hasattr(events, "try_lead") else None
         self.running: dict[str, Running] = {}
         self._wake = asyncio.Event()
+        self._checked = 0.0
 
     def follow(self) -> None:
         for event_type in (e.DriverCreated, e.DriverUpdated, e.DriverDeletionRequested, e.DriverTypeUpdated):
@@ -94,6 +98,7 @@ class DriverSupervisor:
             await asyncio.shield(self.close())
 
     async def reconcile(self) -> None:
+        await self._check_leadership()
         types = {(org, t["name"]): t for org, t in await self.views.list_all("DriverType")}
         drivers = {d["id"]: (org, d) for org, d in await self.views.list_all("Driver")}
         for driver_id, running in list(self.running.items()):
@@ -116,6 +121,13 @@ class DriverSupervisor:
         if driver is None:
             return None
         return builtin_type(driver["type"]) or types.get((organization, driver["type"]))
+
+    async def _check_leadership(self) -> None:
+        check = getattr(self.leadership, "check_leadership", None)
+        now_ = asyncio.get_running_loop().time()
+        if check is not None and self.running and now_ - self._checked >= CHECK_EVERY:
+            self._checked = now_
+            await check()
 
     def _leads(self, driver_id: str) -> bool:
         return self.leadership is None or self.leadership.leads(f"driver:{driver_id}")

@@ -164,6 +164,10 @@ class PostgresStore:
     async def resign(self, name: str) -> None:
         await self._leadership.resign(name)
 
+    async def check_leadership(self) -> None:
+        """Drop the leads of a session that no longer answers (see Leadership.check)."""
+        await self._leadership.check(self.timeout)
+
     # -- event log ------------------------------------------------------------------------------
     async def append(self, stream: str, expected_version: int, events: list[Event]) -> int:
         future = asyncio.get_running_loop().create_future()

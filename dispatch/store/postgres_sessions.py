@@ -120,6 +120,21 @@ class Leadership:
                 log.warning("leader locks lost with their connection", names=sorted(self.held))
             self.held.clear()
 
+    async def check(self, timeout: float) -> None:
+        """Make sure the session holding the locks still answers: one cut off without a word (a
+        network gone silent) would keep leading here while the server, having dropped it, lets
+        another process lead. A session silent for `timeout` is dropped, and its locks with it."""
+        async with self._lock:
+            if self._conn is None or not self.held:
+                return
+            try:
+                await asyncio.wait_for(self._conn.fetchval("SELECT 1"), timeout)
+            except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.warning("leader session lost; leading nothing", names=sorted(self.held), error=repr(error))
+                self.held.clear()
+                self._conn.terminate()
+                self._conn = None
+
     async def resign(self, name: str) -> None:
         """Stop leading `name`, so that another session may lead it at once."""
         async with self._lock:
