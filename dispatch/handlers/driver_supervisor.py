@@ -99,11 +99,13 @@ class DriverSupervisor:
 
     async def reconcile(self) -> None:
         await self._check_leadership()
+        for driver_id in [driver_id for driver_id in self.running if not self._leads(driver_id)]:
+            await self._stop(driver_id)  # first: reading the views needs the database this process lost
         types = {(org, t["name"]): t for org, t in await self.views.list_all("DriverType")}
         drivers = {d["id"]: (org, d) for org, d in await self.views.list_all("Driver")}
         for driver_id, running in list(self.running.items()):
             org, driver = drivers.get(driver_id, (None, None))
-            if driver is None or driver["status"] == Status.DELETING.value or not self._leads(driver_id) \
+            if driver is None or driver["status"] == Status.DELETING.value \
                     or running.fingerprint != fingerprint(driver, self._type(types, org, driver)) \
                     or (driver["status"] == Status.UPDATING.value and driver["modifiedTime"] != running.since):
                 await self._stop(driver_id)
