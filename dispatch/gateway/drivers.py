@@ -9,9 +9,10 @@ their containers is not served).
 A webhook driver's token is made here, shown once in the answer to its creation, and kept only
 as its SHA-256: neither the bus, the log nor any later answer carries it. A webhook driver naming
 secrets takes its token from the key `token` of one of them instead (chosen by its users, for
-files of resources and for changing it). `POST /driver/<org>/<driver>`
-(the driver's id, as in its url, or its name; on the management and the user-API ports) with the
-token as `Authorization: Bearer <token>` or `X-Dispatch-Token` turns the request into events:
+files of resources and for changing it).
+
+`POST /driver/<org>/<driver>` (the driver's id, as in its url, or its name; on the management
+and the user-API ports) with the token as `Authorization: Bearer <token>` or `X-Dispatch-Token` turns the request into events:
 a CloudEvent (binary `ce-` headers, structured, batched, or a JSON body that is one) as it is,
 any other body as the data of an event of the driver's eventType. Answers 202 with the events'
 ids, 401 for a missing or wrong token, 404 for an unknown driver, 400 for an invalid event."""
@@ -27,9 +28,9 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from dispatch.drivers.events.builtin import WEBHOOK_EVENT_TYPE
 from dispatch.handlers.driver_types import builtin_type, builtin_types
 from dispatch.handlers.drivers import TOKEN_DIGEST, entries
-from dispatch.drivers.events.builtin import WEBHOOK_EVENT_TYPE
 from dispatch.handlers.events import publish_event
 from dispatch.schemas.cloudevents import BATCH, STRUCTURED, Event, InvalidEvent, from_binary, from_body, is_json, parse_event
 from dispatch.schemas.resources import PATH_NAME_PATTERN, Status
