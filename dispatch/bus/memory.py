@@ -169,7 +169,7 @@ class InMemoryBus:
 
 def _log_handled(consumer: _Consumer, message: Message, started: float, error: BaseException | None) -> None:
     """One line per command, carrying its correlation id; events are logged only when they fail."""
-    if not isinstance(message, Command) and error is None:
+    if error is None and (not isinstance(message, Command) or message.logged_by_handler):
         return
     log.info("command" if isinstance(message, Command) else "event", type=message.type_name(),
              consumer=consumer.name, ms=round((time.perf_counter() - started) * 1000, 2),

@@ -104,6 +104,8 @@ class ExecuteFunction(Command):
     it. Without it the sender already answered the client, because the bus keeps the command
     across crashes: the handler runs it and records it once, like a blocking run."""
 
+    logged_by_handler = True  # the runs handler logs one line per run
+
     organization: str
     run: dict[str, Any]
     record_acceptance: bool = True

@@ -54,6 +54,10 @@ class Message(BaseModel):
 class Command(Message):
     """An intent with exactly one handler."""
 
+    logged_by_handler: ClassVar[bool] = False
+    """True when the handler logs a line of its own for each one: the bus then logs it only when
+    it fails, instead of a second line per command."""
+
 
 class Event(Message):
     """A fact that happened, with any number of subscribers."""

@@ -2,6 +2,7 @@
 import asyncio
 
 import pytest
+import structlog.testing
 
 from dispatch.errors import Conflict, NotFound, Rejected
 from dispatch.handlers.bootstrap import bootstrap
@@ -286,3 +287,15 @@ async def test_a_run_accepted_before_a_crash_is_finished_after_the_restart(setti
         assert run["status"] == "READY" and run["output"] == {"myField": "Hello, a from b"}
     finally:
         await second.close()
+
+
+async def test_a_run_is_logged_in_one_line_and_a_create_in_its_command_line(platform):
+    await seed(platform)
+    with structlog.testing.capture_logs() as logged:
+        await create_function(platform)
+        await settled(platform, "Function", "hello")
+        run = await execute(platform, payload={"name": "A", "place": "B"})
+    runs = [line for line in logged if line["event"] == "run"]
+    commands = [line.get("type") for line in logged if line["event"] == "command"]
+    assert [(line["run"], line["status"]) for line in runs] == [(run["name"], "READY")]
+    assert "CreateFunction" in commands and "ExecuteFunction" not in commands
