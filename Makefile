@@ -17,11 +17,21 @@ run: $(STAMP)
 test: $(STAMP)
 	eval "$$($(BIN)/python -m tests.services)" && $(BIN)/python -m pytest -q -ra
 
-bench: $(STAMP)
+FF := $(HOME)/.cache/dispatch-bench/ff
+
+# functions-framework pins an older cloudevents than the tests use: it gets a virtualenv of its own.
+$(FF)/bin/functions-framework:
+	$(PYTHON) -m venv $(FF)
+	$(FF)/bin/pip install --quiet functions-framework
+
+bench: $(STAMP) $(FF)/bin/functions-framework
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/runs.py
+	$(BIN)/python bench/runtimes.py
+	$(BIN)/python bench/apis.py
 	$(BIN)/python bench/distributed.py
 	$(BIN)/python bench/events.py
+	$(BIN)/python bench/store.py
 
 clean:
 	rm -rf $(VENV)
