@@ -5,7 +5,6 @@ import os
 import shutil
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,8 @@ from dispatch.drivers.ports import DeploymentSpec, ImageSpec
 from dispatch.handlers.adapters import runtime_from
 from dispatch.schemas import source
 from dispatch.settings import Settings
+from tests.contract import rendezvous
+from tests.contract.rendezvous import Rendezvous
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="workers change user only when the server runs as root")
@@ -115,25 +116,25 @@ async def test_runs_queue_while_workers_start_and_beyond_max_replicas(runtime, t
 async def test_a_full_queue_fails_new_runs_at_once_with_a_clear_error(tmp_path):
     runtime = LocalRuntime(tmp_path / "runtime-data", max_queued_runs=2)
     try:
-        faas_id = await deploy(runtime, tmp_path, "python3", "slow.py", """
-            import time
+        faas_id = await deploy(runtime, tmp_path, "python3", "held.py", rendezvous.source("python3", """
             def handle(context, payload):
-                time.sleep(0.5)
+                meet(payload, "run")
                 return "done"
-            """, max_replicas=1)
-        running = [asyncio.ensure_future(runtime.invoke(faas_id, {}, None, 0)) for _ in range(3)]
-        await asyncio.sleep(0.1)
+            """), max_replicas=1)
+        async with Rendezvous() as held:
+            running = [asyncio.ensure_future(runtime.invoke(faas_id, {}, held.address, 0)) for _ in range(3)]
+            assert await held.arrived(1)  # one run holds the only worker, two wait in the queue
 
-        started = time.monotonic()
-        refused = await runtime.invoke(faas_id, {}, None, 0)
-        waited = time.monotonic() - started
-        finished = await asyncio.gather(*running)
+            refused = await runtime.invoke(faas_id, {}, held.address, 0)
+            unfinished = [not run.done() for run in running]
+            held.open()
+            finished = await asyncio.gather(*running)
     finally:
         await runtime.close()
 
     assert refused.error == {"type": "SystemError", "message": f"function {faas_id} is at capacity: 2 runs queued",
                              "stacktrace": []}
-    assert waited < 0.4
+    assert unfinished == [True] * 3  # refused while the running and queued runs were still unfinished
     assert [result.output for result in finished] == ["done"] * 3
 
 
@@ -142,41 +143,42 @@ async def test_a_full_queue_fails_new_runs_at_once_with_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize("language, name, code", [
     ("python3", "a.py", """
-        import asyncio, os
+        import os
         async def handle(context, payload):
-            print(f"start {payload}")
-            await asyncio.sleep(0.4)
-            print(f"end {payload}")
-            return os.getpid()
+            print(f"start {payload['who']}")
+            seen = await meet_async(payload["at"], payload["who"])
+            print(f"end {payload['who']}")
+            return [os.getpid(), seen]
         """),
     ("python3", "s.py", """
-        import os, time
+        import os
         def handle(context, payload):
-            print(f"start {payload}")
-            time.sleep(0.4)
-            print(f"end {payload}")
-            return os.getpid()
+            print(f"start {payload['who']}")
+            seen = meet(payload["at"], payload["who"])
+            print(f"end {payload['who']}")
+            return [os.getpid(), seen]
         """),
     ("nodejs", "a.js", """
         module.exports = async (context, payload) => {
-          console.log(`start ${payload}`);
-          await new Promise((resolve) => setTimeout(resolve, 400));
-          console.log(`end ${payload}`);
-          return process.pid;
+          console.log(`start ${payload.who}`);
+          const seen = await meet(payload.at, payload.who);
+          console.log(`end ${payload.who}`);
+          return [process.pid, seen];
         };
         """),
 ])
 async def test_one_worker_serves_concurrent_runs_each_with_its_own_logs(runtime, tmp_path, language, name, code):
-    faas_id = await deploy(runtime, tmp_path, language, name, code, max_replicas=1, concurrency=4)
+    faas_id = await deploy(runtime, tmp_path, language, name, rendezvous.source(language, code), max_replicas=1,
+                           concurrency=4)
 
-    started = time.monotonic()
-    results = await asyncio.gather(*(runtime.invoke(faas_id, {}, who, 0) for who in "abcd"))
-    elapsed = time.monotonic() - started
+    async with Rendezvous(quorum=4) as together:  # each run goes on only once all four have started
+        results = await asyncio.gather(*(runtime.invoke(faas_id, {}, {"who": who, "at": together.address}, 0)
+                                         for who in "abcd"))
 
     assert [result.error for result in results] == [None] * 4
-    assert len({result.output for result in results}) == 1
+    assert len({result.output[0] for result in results}) == 1
+    assert [result.output[1] for result in results] == [4] * 4  # one after the other, the first would see 1
     assert [result.stdout for result in results] == [[f"start {who}", f"end {who}"] for who in "abcd"]
-    assert elapsed < 1.2  # one after the other would take 1.6 s
 
 
 async def test_a_python_async_function_runs_with_concurrency_one(runtime, tmp_path):

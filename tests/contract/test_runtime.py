@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import textwrap
-import time
 import zipfile
 from pathlib import Path
 from typing import AsyncIterator, Callable
@@ -18,6 +17,8 @@ from dispatch.drivers.local import LocalRuntime
 from dispatch.drivers.ports import BuildFailed, DeploymentSpec, FunctionRuntime, ImageSpec, NotDeployed
 from dispatch.schemas import source
 from tests import docker_engine
+from tests.contract import rendezvous
+from tests.contract.rendezvous import Rendezvous
 
 ADAPTERS: dict[str, Callable[[Path], FunctionRuntime]] = {"local": lambda data_dir: LocalRuntime(data_dir),
                                                           "docker": docker_engine.runtime_for_tests}
@@ -100,19 +101,19 @@ async def test_each_call_returns_only_the_lines_it_printed(function_runtime, tmp
 
 
 async def test_concurrent_calls_run_in_parallel_workers_without_mixing_logs(function_runtime, tmp_path):
-    faas_id = await deploy(function_runtime, tmp_path, "python3", {"slow.py": """
-        import time
+    faas_id = await deploy(function_runtime, tmp_path, "python3", {"together.py": rendezvous.source("python3", """
         def handle(context, payload):
-            print(f"start {payload}")
-            time.sleep(0.5)
-            print(f"end {payload}")
-            return payload
-        """})
+            print(f"start {payload['who']}")
+            seen = meet(payload["at"], payload["who"])
+            print(f"end {payload['who']}")
+            return seen
+        """)})
 
-    started = time.monotonic()
-    results = await asyncio.gather(*(function_runtime.invoke(faas_id, {}, who, 0) for who in "abc"))
+    async with Rendezvous(quorum=3) as together:  # each call goes on only once all three have started
+        results = await asyncio.gather(*(function_runtime.invoke(faas_id, {}, {"who": who, "at": together.address}, 0)
+                                         for who in "abc"))
 
-    assert time.monotonic() - started < 1.4
+    assert [r.output for r in results] == [3] * 3  # one after the other, the first would see 1
     assert [r.stdout for r in results] == [[f"start {who}", f"end {who}"] for who in "abc"]
 
 
@@ -199,27 +200,37 @@ async def test_node_errors_come_back_in_the_error_not_in_the_output(function_run
     assert any("e.js" in line for line in result.error["stacktrace"])
 
 
-@pytest.mark.parametrize("language, files", [
-    ("python3", {"slow.py": "import time\ndef handle(c, p):\n    time.sleep(p)\n    return 'woke'\n"}),
-    ("nodejs", {"slow.js": """
-        module.exports = (c, p) => {
-          const end = Date.now() + p * 1000;
+@pytest.mark.parametrize("language, code", [
+    ("python3", """
+        import time
+        def handle(context, payload):
+            meet(payload["at"], "started")
+            time.sleep(payload["seconds"])
+            meet(payload["at"], "finished")
+            return "woke"
+        """),
+    ("nodejs", """
+        module.exports = async (context, payload) => {
+          await meet(payload.at, 'started');
+          const end = Date.now() + payload.seconds * 1000;
           while (Date.now() < end);
+          await meet(payload.at, 'finished');
           return 'woke';
         };
-        """}),
+        """),
 ])
-async def test_a_call_over_its_timeout_fails_and_the_next_call_works(function_runtime, tmp_path, language, files):
-    faas_id = await deploy(function_runtime, tmp_path, language, files)
+async def test_a_call_over_its_timeout_fails_and_the_next_call_works(function_runtime, tmp_path, language, code):
+    name = "slow.js" if language == "nodejs" else "slow.py"
+    faas_id = await deploy(function_runtime, tmp_path, language, {name: rendezvous.source(language, code)})
 
-    started = time.monotonic()
-    late = await function_runtime.invoke(faas_id, {}, 30, 300)
-    elapsed = time.monotonic() - started
-    after = await function_runtime.invoke(faas_id, {}, 0, 300)
+    async with Rendezvous(quorum=1) as passing:
+        late = await function_runtime.invoke(faas_id, {}, {"seconds": 30, "at": passing.address}, 300)
+        cut_short = list(passing.arrivals)
+        after = await function_runtime.invoke(faas_id, {}, {"seconds": 0, "at": passing.address}, 300)
 
     assert late.error == {"type": "FunctionError", "message": "Function execution exceeded the timeout",
                           "stacktrace": []}
-    assert elapsed < 3
+    assert cut_short == ["started"]  # the answer came while the function was still sleeping
     assert (after.output, after.error) == ("woke", None)
 
 
@@ -461,19 +472,23 @@ async def test_close_leaves_no_process_behind_not_even_ones_a_function_started(f
 async def test_local_runtime_queues_calls_beyond_max_workers(tmp_path):
     runtime = LocalRuntime(tmp_path / "runtime-data", max_workers=2)
     try:
-        faas_id = await deploy(runtime, tmp_path, "python3", {"slow.py": """
-            import os, time
+        faas_id = await deploy(runtime, tmp_path, "python3", {"held.py": rendezvous.source("python3", """
+            import os
             def handle(context, payload):
-                time.sleep(0.3)
+                meet(payload, "call")
                 return os.getpid()
-            """})
+            """)})
 
-        started = time.monotonic()
-        results = await asyncio.gather(*(runtime.invoke(faas_id, {}, None, 0) for _ in range(4)))
-        elapsed = time.monotonic() - started
+        async with Rendezvous() as held:
+            calls = [asyncio.ensure_future(runtime.invoke(faas_id, {}, held.address, 0)) for _ in range(4)]
+            assert await held.arrived(2)
+            unfinished = [not call.done() for call in calls]
+            held.open()
+            results = await asyncio.gather(*calls)
     finally:
         await runtime.close()
 
+    assert unfinished == [True] * 4  # the two beyond max_workers waited, they were not refused
     assert [r.error for r in results] == [None] * 4
     assert len({r.output for r in results}) == 2
-    assert 0.6 <= elapsed < 1.5
+    assert held.most_at_once == 2
