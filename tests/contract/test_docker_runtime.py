@@ -27,6 +27,8 @@ from dispatch.drivers.docker import DockerRuntime
 from dispatch.drivers.ports import BuildFailed, DeploymentSpec, ImageSpec, NotDeployed
 from dispatch.schemas import source
 from tests import docker_engine
+from tests.contract import rendezvous
+from tests.contract.rendezvous import Rendezvous
 
 pytestmark = [pytest.mark.docker, pytest.mark.asyncio(loop_scope="module")]
 FAAS_ID = "io.dispatchframework.faasId"
@@ -238,15 +240,24 @@ async def test_a_container_killed_between_runs_is_replaced_without_failing_a_run
 
 
 async def test_runs_beyond_max_replicas_wait_for_a_free_container(runtime, image):
-    faas_id = await deploy(runtime, image[0], WHO, min_replicas=1, max_replicas=2)
+    faas_id = await deploy(runtime, image[0], rendezvous.source("python3", """
+        import re
+        def handle(context, payload):
+            meet(payload, "run")
+            return re.search(r"/containers/([0-9a-f]{64})/", open("/proc/self/mountinfo").read()).group(1)[:12]
+        """), min_replicas=1, max_replicas=2)
 
-    started = time.monotonic()
-    results = await asyncio.gather(*(runtime.invoke(faas_id, {}, 0.6, 0) for _ in range(4)))
-    elapsed = time.monotonic() - started
+    async with Rendezvous() as held:
+        runs = [asyncio.ensure_future(runtime.invoke(faas_id, {}, held.address, 0)) for _ in range(4)]
+        assert await held.arrived(2, seconds=60)
+        unfinished = [not run.done() for run in runs]
+        held.open()
+        results = await asyncio.gather(*runs)
 
+    assert unfinished == [True] * 4  # the two beyond max_replicas waited, they were not refused
     assert [r.error for r in results] == [None] * 4
     assert len({r.output for r in results}) == 2
-    assert elapsed >= 1.2
+    assert held.most_at_once == 2
     await runtime.undeploy(faas_id)
 
 
