@@ -1,20 +1,28 @@
-"""A stand-in for Kong 3.x's Admin API (services, routes, plugins) in aiohttp, following Kong's
-documented behaviour: POST 201 and 409 on a unique violation; PUT by id or name creates or
-replaces (200); PATCH merges; DELETE answers 204 whether or not the object existed and cascades
-from a route to its plugins, but a service still referenced by a route answers 400; lists page
-with `size` (default 100, at most 1000), an opaque `offset` and a `next` path, and filter by
-`tags` (`a,b` all of them, `a/b` any of them); unknown fields and bad values answer 400 schema
-violations. It is not Kong: it checks what this project sends, not everything Kong would."""
+"""A stand-in for Kong 3.x's Admin API (services, routes, plugins, consumers and their
+basic-auth credentials) in aiohttp, following Kong's documented behaviour: POST 201 and 409 on a
+unique violation (a service's or route's name, a consumer's username or custom_id, a basic-auth
+credential's username — unique across Kong, not per consumer); PUT by id or by endpoint key
+(name, username) creates or replaces (200); PATCH merges; DELETE answers 204 whether or not the
+object existed and cascades from a route to its plugins and from a consumer to its credentials,
+but a service still referenced by a route answers 400; lists page with `size` (default 100, at
+most 1000), an opaque `offset` and a `next` path, and filter by `tags` (`a,b` all of them, `a/b`
+any of them); unknown fields and bad values (tags with `,` or `/`) answer 400 schema violations.
+A basic-auth password is stored and returned only as Kong's hash, hex(sha1(password + consumer
+id)), and a write without a password hashes the stored hash again (Kong's documented pitfall).
+It is not Kong: it checks what this project sends, not everything Kong would. The proxy side is
+tests/kong_proxy.py."""
 import base64
+import hashlib
 import re
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 from aiohttp import web
 
-ENTITIES = ("services", "routes", "plugins")
+ENTITIES = ("services", "routes", "plugins", "consumers", "basic-auths")
+KEYS = {"services": "name", "routes": "name", "consumers": "username", "basic-auths": "username"}
+"""The endpoint key each kind is also addressed by (`/services/{name}`); plugins have only ids."""
 NAME = re.compile(r"^[A-Za-z0-9.\-_~]+$")
 FIELDS = {
     "services": {"name", "protocol", "host", "port", "path", "url", "retries", "connect_timeout", "write_timeout",
@@ -24,10 +32,12 @@ FIELDS = {
                "https_redirect_status_code", "regex_priority", "path_handling", "tags", "headers", "snis",
                "sources", "destinations", "request_buffering", "response_buffering"},
     "plugins": {"name", "route", "service", "consumer", "config", "enabled", "protocols", "tags", "instance_name"},
+    "consumers": {"username", "custom_id", "tags"},
+    "basic-auths": {"consumer", "username", "password", "tags"},
 }
 PLUGINS = {"cors": {"origins": None, "methods": None, "headers": None, "exposed_headers": None,
                     "credentials": False, "max_age": None, "preflight_continue": False, "private_network": False},
-           "basic-auth": {"hide_credentials": False, "anonymous": None},
+           "basic-auth": {"hide_credentials": False, "anonymous": None, "realm": "service"},
            "key-auth": {"key_names": ["apikey"], "hide_credentials": False}}
 DEFAULTS = {
     "services": {"retries": 5, "connect_timeout": 60000, "write_timeout": 60000, "read_timeout": 60000,
@@ -37,7 +47,14 @@ DEFAULTS = {
                "path_handling": "v0", "tags": None},
     "plugins": {"route": None, "service": None, "consumer": None, "enabled": True, "tags": None,
                 "protocols": ["grpc", "grpcs", "http", "https"]},
+    "consumers": {"username": None, "custom_id": None, "tags": None},
+    "basic-auths": {"consumer": None, "tags": None},
 }
+
+
+def kong_hash(consumer_id: str, password: str) -> str:
+    """How Kong (not in FIPS mode) stores a basic-auth password."""
+    return hashlib.sha1((password + consumer_id).encode()).hexdigest()
 
 
 class SchemaViolation(Exception):
@@ -49,6 +66,9 @@ class SchemaViolation(Exception):
 def _error(status: int, name: str, message: str, **extra: Any) -> web.Response:
     codes = {"schema violation": 2, "unique constraint violation": 5, "foreign key violation": 4}
     return web.json_response({"code": codes.get(name), "name": name, "message": message, **extra}, status=status)
+
+
+NOT_FOUND = {"message": "Not found"}
 
 
 class KongAdmin:
@@ -64,6 +84,8 @@ class KongAdmin:
             app.router.add_get(f"/{kind}", self._list(kind))
             app.router.add_post(f"/{kind}", self._create(kind))
             app.router.add_route("*", f"/{kind}/{{key}}", self._one(kind))
+        app.router.add_route("*", "/consumers/{consumer}/basic-auth", self._credentials)
+        app.router.add_route("*", "/consumers/{consumer}/basic-auth/{key}", self._credential)
         return app
 
     # --- lookups --------------------------------------------------------------------------------
@@ -71,14 +93,16 @@ class KongAdmin:
     def find(self, kind: str, key: str) -> dict | None:
         if key in self.store[kind]:
             return self.store[kind][key]
-        return next((o for o in self.store[kind].values() if o.get("name") == key and kind != "plugins"), None)
+        field = KEYS.get(kind)
+        return next((o for o in self.store[kind].values() if field and o.get(field) == key), None)
 
     def named(self, kind: str, name: str) -> dict | None:
-        return next((o for o in self.store[kind].values() if o.get("name") == name), None)
+        field = KEYS.get(kind, "name")
+        return next((o for o in self.store[kind].values() if o.get(field) == name), None)
 
     # --- handlers -------------------------------------------------------------------------------
 
-    def _list(self, kind: str):
+    def _list(self, kind: str, scope: dict | None = None):
         async def handler(request: web.Request) -> web.Response:
             try:
                 size = int(request.query.get("size", 100))
@@ -87,6 +111,8 @@ class KongAdmin:
             if not 1 <= size <= 1000:
                 return _error(400, "invalid size", "size must be an integer between 1 and 1000")
             items = [self.store[kind][i] for i in self.order[kind]]
+            if scope is not None:
+                items = [o for o in items if (o.get("consumer") or {}).get("id") == scope["id"]]
             tags = request.query.get("tags")
             if tags:
                 if "," in tags and "/" in tags:
@@ -105,7 +131,7 @@ class KongAdmin:
             if start + size < len(items):
                 token = base64.urlsafe_b64encode(str(start + size).encode()).decode()
                 body["offset"] = token
-                body["next"] = f"/{kind}?offset={token}" + (f"&tags={tags}" if tags else "")
+                body["next"] = f"{request.path}?offset={token}" + (f"&tags={tags}" if tags else "")
             return web.json_response(body)
         return handler
 
@@ -118,42 +144,68 @@ class KongAdmin:
     def _one(self, kind: str):
         async def handler(request: web.Request) -> web.Response:
             key = request.match_info["key"]
-            found = self.find(kind, key)
-            if request.method == "GET":
-                return web.json_response(found) if found else web.json_response({"message": "Not found"}, status=404)
-            if request.method == "DELETE":
-                return self._delete(kind, found)
-            body = await request.json()
-            if request.method == "PATCH":
-                if found is None:
-                    return web.json_response({"message": "Not found"}, status=404)
-                merged = {k: v for k, v in found.items() if k not in ("id", "created_at", "updated_at")}
-                merged.update(body)
-                return self._write(kind, found, merged, 200)
-            if request.method == "PUT":
-                if found is None:
-                    if _is_uuid(key):
-                        body = {**body, "id": key}
-                    elif kind != "plugins":
-                        body = {**body, "name": key}
-                    else:
-                        return web.json_response({"message": "Not found"}, status=404)
-                elif kind != "plugins" and not _is_uuid(key):
-                    body = {**body, "name": key}
-                return self._write(kind, found, body, 200)
-            return web.json_response({"message": "Method not allowed"}, status=405)
+            return await self._at(kind, request, key, self.find(kind, key))
         return handler
+
+    async def _credentials(self, request: web.Request) -> web.Response:
+        """`/consumers/{consumer}/basic-auth`: a consumer's credentials (GET) or a new one (POST)."""
+        consumer = self.find("consumers", request.match_info["consumer"])
+        if consumer is None:
+            return web.json_response(NOT_FOUND, status=404)
+        if request.method == "GET":
+            return await self._list("basic-auths", consumer)(request)
+        if request.method != "POST":
+            return web.json_response({"message": "Method not allowed"}, status=405)
+        return self._write("basic-auths", None, {**await request.json(), "consumer": {"id": consumer["id"]}}, 201)
+
+    async def _credential(self, request: web.Request) -> web.Response:
+        """`/consumers/{consumer}/basic-auth/{username or id}`: only that consumer's credential."""
+        consumer = self.find("consumers", request.match_info["consumer"])
+        if consumer is None:
+            return web.json_response(NOT_FOUND, status=404)
+        key = request.match_info["key"]
+        found = self.find("basic-auths", key)
+        if found is not None and found["consumer"]["id"] != consumer["id"]:
+            found = None
+        return await self._at("basic-auths", request, key, found, {"consumer": {"id": consumer["id"]}})
+
+    async def _at(self, kind: str, request: web.Request, key: str, found: dict | None,
+                  forced: dict | None = None) -> web.Response:
+        if request.method == "GET":
+            return web.json_response(found) if found else web.json_response(NOT_FOUND, status=404)
+        if request.method == "DELETE":
+            return self._delete(kind, found)
+        body = {**await request.json(), **(forced or {})}
+        if request.method == "PATCH":
+            if found is None:
+                return web.json_response(NOT_FOUND, status=404)
+            merged = {k: v for k, v in found.items() if k not in ("id", "created_at", "updated_at")}
+            merged.update(body)
+            return self._write(kind, found, merged, 200)
+        if request.method == "PUT":
+            field = KEYS.get(kind)
+            if found is None and _is_uuid(key):
+                body = {**body, "id": key}
+            elif field is not None and not _is_uuid(key):
+                body = {**body, field: key}
+            elif found is None:
+                return web.json_response(NOT_FOUND, status=404)
+            return self._write(kind, found, body, 200)
+        return web.json_response({"message": "Method not allowed"}, status=405)
 
     def _delete(self, kind: str, found: dict | None) -> web.Response:
         if found is None:
             return web.Response(status=204)
         if kind == "services" and any(r["service"]["id"] == found["id"] for r in self.store["routes"].values()):
             return _error(400, "foreign key violation", "an existing 'routes' entity references this 'services' entity")
-        if kind == "routes":
-            for plugin in [p for p in self.store["plugins"].values() if (p.get("route") or {}).get("id") == found["id"]]:
-                self._remove("plugins", plugin["id"])
+        if kind in ("routes", "consumers"):
+            owner = kind[:-1]
+            for dependent in ("plugins", "basic-auths"):
+                for item in list(self.store[dependent].values()):
+                    if (item.get(owner) or {}).get("id") == found["id"]:
+                        self._remove(dependent, item["id"])
         self._remove(kind, found["id"])
-        self.writes.append(("DELETE", f"{kind}/{found.get('name') or found['id']}"))
+        self.writes.append(("DELETE", f"{kind}/{found.get(KEYS.get(kind, 'name')) or found['id']}"))
         return web.Response(status=204)
 
     def _remove(self, kind: str, key: str) -> None:
@@ -179,21 +231,27 @@ class KongAdmin:
         else:
             entity.setdefault("id", str(uuid.uuid4()))
             entity["created_at"] = self.clock
+        if kind == "basic-auths":
+            entity["password"] = kong_hash(entity["consumer"]["id"], entity["password"])
         entity["updated_at"] = self.clock
         if entity["id"] not in self.store[kind]:
             self.order[kind].append(entity["id"])
         self.store[kind][entity["id"]] = entity
-        self.writes.append(("PUT" if status == 200 else "POST", f"{kind}/{entity.get('name') or entity['id']}"))
+        label = entity.get(KEYS[kind]) if kind in KEYS else None
+        self.writes.append(("PUT" if status == 200 else "POST", f"{kind}/{label or entity['id']}"))
         return web.json_response(entity, status=status)
 
     def _unique_clash(self, kind: str, entity: dict, existing: dict | None) -> str | None:
         mine = existing["id"] if existing else entity.get("id")
+        unique = {"consumers": ("username", "custom_id")}.get(kind, (KEYS[kind],) if kind in KEYS else ())
         for other in self.store[kind].values():
             if other["id"] == mine:
                 continue
-            if kind != "plugins" and entity.get("name") and other.get("name") == entity["name"]:
-                return f'{{name="{entity["name"]}"}}'
-            if kind == "plugins" and all(other.get(k) == entity.get(k) for k in ("name", "route", "service", "consumer")):
+            for field in unique:
+                if entity.get(field) is not None and other.get(field) == entity[field]:
+                    return f'{{{field}="{entity[field]}"}}'
+            if kind == "plugins" and all(other.get(k) == entity.get(k)
+                                         for k in ("name", "route", "service", "consumer")):
                 return f'{{consumer=null,name="{entity["name"]}",route={entity.get("route")},service=null}}'
         if existing is None and entity.get("id") in self.store[kind]:
             return f'{{id="{entity["id"]}"}}'
@@ -207,7 +265,10 @@ class KongAdmin:
         if "name" in entity and entity["name"] is not None and not NAME.match(str(entity["name"])) and kind != "plugins":
             raise SchemaViolation({"name": "invalid value '%s': the only accepted ascii characters are alphanumerics "
                                            "or ., -, _, and ~" % entity["name"]})
-        getattr(self, f"_check_{kind}")(entity)
+        for tag in entity.get("tags") or []:
+            if not isinstance(tag, str) or not tag or re.search(r"[,/\x00-\x20\x7f]", tag):
+                raise SchemaViolation({"tags": "invalid tag: ',', '/' and non-printable characters are not allowed"})
+        getattr(self, f"_check_{kind.replace('-', '_')}")(entity)
         return entity
 
     def _check_services(self, entity: dict) -> None:
@@ -267,6 +328,22 @@ class KongAdmin:
                 raise LookupError(f"the foreign key '{{id=\"{route.get('id')}\"}}' does not reference an existing "
                                   f"'routes' entity.")
 
+    def _check_consumers(self, entity: dict) -> None:
+        if not entity.get("username") and not entity.get("custom_id"):
+            raise SchemaViolation({"@entity": "at least one of these fields must be non-empty: "
+                                              "'custom_id', 'username'"})
+
+    def _check_basic_auths(self, entity: dict) -> None:
+        for field in ("username", "password"):
+            if not isinstance(entity.get(field), str):
+                raise SchemaViolation({field: "required field missing"})
+        consumer = entity.get("consumer") or {}
+        target = self.find("consumers", consumer.get("id") or consumer.get("username") or "")
+        if target is None:
+            raise LookupError(f"the foreign key '{{id=\"{consumer.get('id')}\"}}' does not reference an existing "
+                              f"'consumers' entity.")
+        entity["consumer"] = {"id": target["id"]}
+
 
 def _is_uuid(value: str) -> bool:
     try:
@@ -274,64 +351,3 @@ def _is_uuid(value: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-class KongProxy:
-    """The proxy side, for end-to-end tests: matches the double's routes as Kong 3.x does for
-    what this project configures (regex paths anchored at the start, methods, hosts, protocols
-    with 426 for plain HTTP on an https-only route, the cors plugin answering pre-flights), then
-    forwards to the route's service with preserve_host / strip_path and X-Forwarded-* headers.
-    `https` pretends the client came over TLS (the double terminates no TLS)."""
-
-    def __init__(self, admin: KongAdmin) -> None:
-        self.admin = admin
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self.proxy)
-        return app
-
-    def _route(self, request: web.Request) -> dict | None:
-        host = request.host.rsplit(":", 1)[0].lower()
-        for candidate in sorted(self.admin.store["routes"].values(), key=lambda r: -r["regex_priority"]):
-            if candidate["methods"] and request.method not in candidate["methods"]:
-                continue
-            if candidate["hosts"] and host not in candidate["hosts"]:
-                continue
-            for path in candidate["paths"] or ["/"]:
-                pattern = path[1:].replace("(?<", "(?P<") if path.startswith("~") else re.escape(path)
-                if re.match(pattern, request.path):
-                    return candidate
-        return None
-
-    async def proxy(self, request: web.Request) -> web.StreamResponse:
-        route = self._route(request)
-        if route is None:
-            return web.json_response({"message": "no Route matched with those values"}, status=404)
-        scheme = "https" if request.headers.get("X-Test-Client-TLS") else "http"
-        if scheme not in route["protocols"]:
-            return web.json_response({"message": "Please use HTTPS protocol"}, status=route["https_redirect_status_code"])
-        cors = next((p for p in self.admin.store["plugins"].values()
-                     if p["name"] == "cors" and (p["route"] or {}).get("id") == route["id"]), None)
-        if cors and request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-            config = cors["config"]
-            return web.Response(status=200, headers={
-                "Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": ",".join(config["methods"]),
-                "Access-Control-Allow-Headers": request.headers.get("Access-Control-Request-Headers", ""),
-                "Access-Control-Max-Age": str(config["max_age"])})
-        service = self.admin.store["services"][route["service"]["id"]]
-        url = f"{service['protocol']}://{service['host']}:{service['port']}{service['path'] or ''}{request.path_qs}"
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "x-test-client-tls")}
-        if route["preserve_host"]:
-            headers["Host"] = request.host
-        headers.update({"X-Forwarded-Proto": scheme, "X-Forwarded-Host": request.host.rsplit(":", 1)[0],
-                        "X-Forwarded-Path": request.path, "X-Real-IP": request.remote or ""})
-        async with aiohttp.ClientSession() as session:
-            async with session.request(request.method, url, headers=headers, data=await request.read(),
-                                       allow_redirects=False) as answer:
-                body = await answer.read()
-                out = {k: v for k, v in answer.headers.items()
-                       if k.lower() not in ("content-length", "transfer-encoding", "content-encoding", "connection")}
-        if cors:
-            out["Access-Control-Allow-Origin"] = "*"
-        return web.Response(status=answer.status, body=body, headers=out)

@@ -141,6 +141,21 @@ async def remove_when_deletion_requested(event: e.APIDeletionRequested, bus: Mes
     await bus.send(c.RemoveAPI(organization=event.organization, name=event.name).caused_by(event))
 
 
+async def register_again_when_secret_changed(event: e.ResourceEvent, views: Views, gateway: APIGateway) -> None:
+    """A gateway keeping copies of basic users (Kong's consumers) gets a changed secret's users
+    now rather than at its next reconciliation: a rotated password works through it at once."""
+    for organization, api in await views.list_all("API"):
+        named = (organization, api.get("authSecret")) == (event.organization, event.name)
+        if not named or api.get("authentication") != "basic" or api.get("status") != Status.READY.value \
+                or not api.get("enabled", True):
+            continue
+        try:
+            await gateway.register(route_of(organization, api))
+        except RoutingFailed as failed:  # reconciliation retries; the API keeps serving
+            log.warning("gateway kept a secret's old users", organization=organization, api=api["name"],
+                        reason=str(failed))
+
+
 def register(bus: MessageBus, events: EventLog, views: Views, gateway: APIGateway) -> None:
     bus.handle(c.CreateAPI, partial(create_api, events=events, views=views))
     bus.handle(c.UpdateAPI, partial(update_api, events=events, views=views))
@@ -150,6 +165,9 @@ def register(bus: MessageBus, events: EventLog, views: Views, gateway: APIGatewa
     for event_type in (e.APICreated, e.APIUpdated):
         bus.subscribe(event_type, "apis", partial(route_when_changed, bus=bus))
     bus.subscribe(e.APIDeletionRequested, "apis", partial(remove_when_deletion_requested, bus=bus))
+    if not isinstance(gateway, BuiltinRouter):  # the built-in router reads secrets when a request comes
+        for event_type in (e.SecretCreated, e.SecretUpdated, e.SecretDeleted):
+            bus.subscribe(event_type, "apis", partial(register_again_when_secret_changed, views=views, gateway=gateway))
 
 
 async def update_route(event: e.ResourceEvent, views: Views, router: BuiltinRouter) -> None:

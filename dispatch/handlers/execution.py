@@ -42,6 +42,15 @@ class Secrets:
             values.update(self.box.open(secret.get("secrets") or {}))
         return values
 
+    async def values(self, organization: str, name: str) -> dict[str, str]:
+        """One secret's opened values; none when it is gone or sealed with another key, so what
+        it granted is no longer granted."""
+        secret = await self.views.get_resource(organization, "Secret", name)
+        try:
+            return self.box.open((secret or {}).get("secrets") or {})
+        except ValueError:
+            return {}
+
 
 def _error(kind: str, message: str) -> Invocation:
     return Invocation(error={"type": kind, "message": message, "stacktrace": []})
