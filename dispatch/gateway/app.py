@@ -4,7 +4,7 @@ from aiohttp import web
 from dispatch.handlers.platform import Platform
 from dispatch.settings import Settings
 
-from . import build_logs, drivers, events, runs, system, user_api
+from . import build_logs, drivers, events, pushes, runs, system, user_api
 from .context import SETTINGS
 from .credentials import CREDENTIALS, Credentials
 from .errors import errors_middleware
@@ -30,7 +30,7 @@ def create_app(settings: Settings, platform: Platform, accepted: AcceptedRuns | 
     app.add_routes(runs.routes())
     app.add_routes(build_logs.routes())
     app.add_routes(events.routes())
-    app.add_routes(drivers.push_routes())
+    pushes.serve(app)
     app.add_routes(system.routes())
     return app
 
@@ -41,6 +41,6 @@ def create_api_app(settings: Settings, platform: Platform, accepted: AcceptedRun
     app[PLATFORM] = platform
     app[ACCEPTED] = accepted or AcceptedRuns()
     app[CREDENTIALS] = Credentials(platform.views, platform.box)
-    app.add_routes(drivers.push_routes())  # before the user APIs' catch-all
+    pushes.serve(app)  # before the user APIs' catch-all
     app.router.add_route("*", "/{tail:.*}", user_api.serve)
     return app

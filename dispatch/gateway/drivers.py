@@ -1,21 +1,21 @@
-"""Event drivers and driver types on the management API, and the push URL of webhook drivers.
+"""Event drivers and driver types on the management API, and what webhook drivers make of pushes.
 
 `/v1/event/drivertypes` lists the built-in types (`builtin: true`) before the organization's
 own; a built-in type cannot be created, changed or deleted. Drivers and types spell their times
-`created-time` / `modified-time`, as Dispatch's clients expect. A webhook driver's `url` is its
-push URL as the client reached this gateway (custom types marked `expose` get none: pushing to
-their containers is not served).
+`created-time` / `modified-time`, as Dispatch's clients expect. An exposed driver's `url` (a
+webhook's, or one of a custom type marked `expose`) is its push URL as the client reached this
+gateway; pushes.py serves it.
 
 A webhook driver's token is made here, shown once in the answer to its creation, and kept only
 as its SHA-256: neither the bus, the log nor any later answer carries it. A webhook driver naming
 secrets takes its token from the key `token` of one of them instead (chosen by its users, for
 files of resources and for changing it).
 
-`POST /driver/<org>/<driver>` (the driver's id, as in its url, or its name; on the management
-and the user-API ports) with the token as `Authorization: Bearer <token>` or `X-Dispatch-Token` turns the request into events:
-a CloudEvent (binary `ce-` headers, structured, batched, or a JSON body that is one) as it is,
-any other body as the data of an event of the driver's eventType. Answers 202 with the events'
-ids, 401 for a missing or wrong token, 404 for an unknown driver, 400 for an invalid event."""
+A webhook's push, `POST /driver/<org>/<driver>` with the token as `Authorization: Bearer <token>`
+or `X-Dispatch-Token`, turns the request into events: a CloudEvent (binary `ce-` headers,
+structured, batched, or a JSON body that is one) as it is, any other body as the data of an event
+of the driver's eventType. Answers 202 with the events' ids, 401 for a missing or wrong token, 404
+for a driver not running, 400 for an invalid event."""
 import hashlib
 import hmac
 import re
@@ -30,7 +30,7 @@ from aiohttp import web
 
 from dispatch.drivers.events.builtin import WEBHOOK_EVENT_TYPE
 from dispatch.handlers.driver_types import builtin_type, builtin_types
-from dispatch.handlers.drivers import TOKEN_DIGEST, entries
+from dispatch.handlers.drivers import PUSH_ADDRESS, TOKEN_DIGEST, entries
 from dispatch.handlers.events import publish_event
 from dispatch.schemas.cloudevents import BATCH, STRUCTURED, Event, InvalidEvent, from_binary, from_body, is_json, parse_event
 from dispatch.schemas.resources import PATH_NAME_PATTERN, Status
@@ -50,7 +50,7 @@ def _digest(token: str) -> str:
 
 
 def _times(resource: dict[str, Any]) -> dict[str, Any]:
-    shown = {k: v for k, v in resource.items() if k not in ("createdTime", "modifiedTime", TOKEN_DIGEST)}
+    shown = {k: v for k, v in resource.items() if k not in ("createdTime", "modifiedTime", TOKEN_DIGEST, PUSH_ADDRESS)}
     return shown | {"created-time": resource.get("createdTime", 0), "modified-time": resource.get("modifiedTime", 0)}
 
 
@@ -70,7 +70,7 @@ def prepare_driver(request: web.Request, raw: dict, resource: dict) -> tuple[dic
 
 def present_driver(request: web.Request, resource: dict, single: bool) -> dict:
     shown = _times(resource)
-    if resource.get("type") == "webhook" and resource.get("id"):  # the push URL this gateway serves
+    if resource.get("expose") and resource.get("id"):  # the push URL this gateway serves (pushes.py)
         shown["url"] = f"{_base_url(request)}/driver/{organization(request)}/{resource['id']}"
     if request.method == "POST" and TOKEN in request:
         shown["token"] = request[TOKEN]  # once: it is kept only as its digest
@@ -100,12 +100,13 @@ class DriverTypeEndpoints(ResourceEndpoints):
         return builtin_type(request.match_info["name"]) or await super()._existing(request)
 
 
-async def _webhook_driver(request: web.Request, org: str, key: str) -> dict | None:
+async def pushed_driver(request: web.Request, org: str, key: str) -> dict | None:
+    """The driver of a push URL, by its id or its name, whatever its status."""
     if not re.fullmatch(PATH_NAME_PATTERN, org):
         return None
     for driver in await request.app[PLATFORM].views.list_resources(org, "Driver"):
-        if key in (driver.get("id"), driver.get("name")) and driver.get("type") == "webhook":
-            return driver if driver.get("status") in LIVE else None
+        if key in (driver.get("id"), driver.get("name")):
+            return driver
     return None
 
 
@@ -154,12 +155,10 @@ def _events(request: web.Request, body: bytes, driver: dict) -> list[Event]:
     return [parse_event(from_body(attributes, content_type, body))]
 
 
-async def push(request: web.Request) -> web.Response:
-    """A webhook driver's push URL: the request becomes events of the driver's organization."""
-    org, key = request.match_info["organization"], request.match_info["driver"]
-    driver = await _webhook_driver(request, org, key)
-    if driver is None:
-        return error_response(404, f"driver {key} not found")
+async def receive_webhook(request: web.Request, org: str, driver: dict) -> web.Response:
+    """A webhook driver's push: the request becomes events of the driver's organization."""
+    if driver.get("status") not in LIVE:
+        return error_response(404, f"driver {request.match_info['driver']} not found")
     if not await _authorized(request, org, driver):
         return error_response(401, "the driver's token is missing or wrong: send it as Authorization: Bearer <token>")
     try:
@@ -174,7 +173,3 @@ async def push(request: web.Request) -> web.Response:
         return error_response(500, "internal server error when emitting an event")
     return web.json_response({"events": [{"id": e.id, "type": e.type, "source": e.source} for e in events]},
                              status=202)
-
-
-def push_routes() -> list[web.RouteDef]:
-    return [web.post("/driver/{organization}/{driver}", push)]

@@ -13,7 +13,9 @@ session every CHECK_EVERY seconds, so that one gone silent is noticed too), and 
 their events once-only across the overlap (event ids, acknowledgements).
 
 Status changes are appended here, by the leader alone, rather than sent as commands: only the
-process running a driver knows how it runs."""
+process running a driver knows how it runs. So is where an exposed driver's container listens:
+DriverStarted carries it (PUSH_ADDRESS), the read model every gateway reads has it, and a new
+leader's READY replaces it; a driver not READY has none to be used."""
 import asyncio
 import json
 from dataclasses import dataclass
@@ -32,7 +34,7 @@ from dispatch.store.ports import ConcurrencyConflict, EventLog, Views
 from dispatch.store.sealing import SecretBox
 
 from .driver_types import builtin_type
-from .drivers import entries
+from .drivers import PUSH_ADDRESS, entries
 from .events import publish_event
 from .lifecycle import load, now
 
@@ -55,6 +57,8 @@ class Running:
     task: asyncio.Task | None = None
     reported: bool = False
     reason: str | None = None
+    address: str | None = None
+    """Where the driver's push endpoint listens, as its source last reported it READY."""
 
 
 def fingerprint(driver: dict[str, Any], driver_type: dict[str, Any] | None) -> str:
@@ -169,12 +173,12 @@ class DriverSupervisor:
         return DriverSpec(id=driver["id"], organization=organization, name=driver["name"], type=driver["type"],
                           config={**entries(driver_type.get("config")), **entries(driver.get("config"))},
                           secrets=values, image=driver_type.get("image") or "", resumed=resumed,
-                          created_time=driver.get("createdTime") or 0)
+                          created_time=driver.get("createdTime") or 0, expose=bool(driver.get("expose")))
 
     async def _drive(self, running: Running, source: EventSource, spec: DriverSpec) -> None:
         """Run the source, again after a pause should it end or fail, until cancelled."""
-        async def report(reason: str | None) -> None:
-            running.reported, running.reason = True, reason
+        async def report(reason: str | None, address: str | None = None) -> None:
+            running.reported, running.reason, running.address = True, reason, address
             self._wake.set()
 
         emit = partial(publish_event, self.bus, spec.organization)
@@ -201,17 +205,23 @@ class DriverSupervisor:
             return
         status = Status.READY.value if running.reason is None else Status.ERROR.value
         reason = None if running.reason is None else [running.reason]
-        if driver["status"] == status and driver.get("reason") == reason:
+        changes = {PUSH_ADDRESS: running.address} if running.reason is None and running.address else {}
+
+        def recorded(state: dict) -> bool:
+            return state["status"] == status and state.get("reason") == reason \
+                and all(state.get(key) == value for key, value in changes.items())
+
+        if recorded(driver):
             return
         loaded = await load(self.events, "Driver", running.organization, running.name)
         state = loaded.state
         if state is None or state["id"] != running.id or state["status"] == Status.DELETING.value \
                 or (state["status"] == Status.UPDATING.value and state["modifiedTime"] != running.since) \
-                or (state["status"] == status and state.get("reason") == reason):
+                or recorded(state):
             return  # changed meanwhile: the next reconcile decides
         event_type = e.DriverStarted if running.reason is None else e.DriverFailed
         event = event_type(organization=running.organization, name=running.name, status=status, reason=reason,
-                           modified_time=now())
+                           changes=changes, modified_time=now())
         try:
             await self.events.append(loaded.stream, loaded.version, [event])
         except ConcurrencyConflict:

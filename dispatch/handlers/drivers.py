@@ -23,6 +23,9 @@ from .lifecycle import Loaded, create, delete, load, update
 
 TOKEN_DIGEST = "tokenDigest"
 """Where a webhook driver keeps its token's SHA-256 (hex); never shown to clients."""
+PUSH_ADDRESS = "pushAddress"
+"""Where an exposed custom driver's container listens (`host:port`), set by its leader with READY
+(driver_supervisor.py) for every gateway to forward pushes to; never shown to clients."""
 
 
 def entries(items: list[dict[str, Any]] | None) -> dict[str, str]:

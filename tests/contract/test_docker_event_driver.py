@@ -43,20 +43,43 @@ while True:
 """
 
 
+# A push-style driver: serves on PORT, and posts what it is sent as an event's data to its endpoint.
+PUSHER = """
+import json, os, sys, urllib.error, urllib.request, uuid
+from http.server import BaseHTTPRequestHandler, HTTPServer
+flags = dict((a[2:].split("=", 1) + [""])[:2] for a in sys.argv[1:])
+url = "http://%s/v1/event/ingest?authToken=%s" % (flags["dispatch-api-endpoint"], os.environ["AUTH_TOKEN"])
+class Pushed(BaseHTTPRequestHandler):
+    def do_POST(self):
+        data = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        event = {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "/pusher", "type": "pusher.pushed",
+                 "data": {"data": data, "path": self.path}}
+        try:
+            status = urllib.request.urlopen(urllib.request.Request(url, data=json.dumps(event).encode())).status
+        except urllib.error.HTTPError as error:
+            status = error.code
+        self.send_response(status)
+        self.end_headers()
+HTTPServer(("", int(os.environ["PORT"])), Pushed).serve_forever()
+"""
+
+
+async def image_of(name: str, script: str) -> str:
+    """A driver image running `script` on the test base image, built once and kept by the engine across runs."""
+    tag = f"dispatch-test/{name}-driver:{hashlib.sha256(script.encode()).hexdigest()[:12]}"
+    async with aiodocker.Docker(url=docker_engine.url_for_tests()) as docker:
+        if not await images.exists(docker, tag):
+            dockerfile = (f'FROM {docker_engine.BASE_IMAGE}\nCOPY driver.py /driver.py\n'
+                          'ENTRYPOINT ["python3", "/driver.py"]\n')
+            with tempfile.TemporaryDirectory() as folder:
+                await images.build(docker, images.context({"Dockerfile": dockerfile, "driver.py": script}), tag, {},
+                                   Path(folder) / "build.log", "host")
+    return tag
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def ticker_image():
-    """The ticker's image on the test base image, built once and kept by the engine across runs."""
-    docker = aiodocker.Docker(url=docker_engine.url_for_tests())
-    tag = f"dispatch-test/ticker-driver:{hashlib.sha256(TICKER.encode()).hexdigest()[:12]}"
-    try:
-        if not await images.exists(docker, tag):
-            dockerfile = f'FROM {docker_engine.BASE_IMAGE}\nCOPY ticker.py /ticker.py\nENTRYPOINT ["python3", "/ticker.py"]\n'
-            with tempfile.TemporaryDirectory() as folder:
-                await images.build(docker, images.context({"Dockerfile": dockerfile, "ticker.py": TICKER}), tag, {},
-                                   Path(folder) / "build.log", "host")
-        yield tag
-    finally:
-        await docker.close()
+    return await image_of("ticker", TICKER)
 
 
 @pytest_asyncio.fixture(loop_scope="module")
@@ -91,8 +114,8 @@ async def test_a_custom_driver_runs_its_image_with_its_config_and_secrets_and_pu
     async def emit(event) -> None:
         events.append(event)
 
-    async def report(reason) -> None:
-        reports.append(reason)
+    async def report(reason, address=None) -> None:
+        reports.append(reason if address is None else (reason, address))
 
     task = asyncio.ensure_future(drivers.run(spec, emit, report))
     try:
@@ -115,8 +138,8 @@ async def test_a_driver_whose_container_exits_is_an_error_with_its_last_words_an
                       config={"fail": ""})
     reports = []
 
-    async def report(reason) -> None:
-        reports.append(reason)
+    async def report(reason, address=None) -> None:
+        reports.append(reason if address is None else (reason, address))
 
     task = asyncio.ensure_future(drivers.run(spec, None, report))
     try:
@@ -153,5 +176,34 @@ async def test_custom_drivers_created_through_the_api_are_ready_or_error_with_th
                     break
                 await asyncio.sleep(0.02)
             assert {1, 2} <= {r["output"] for r in runs}
+    finally:
+        await platform.close()
+
+
+async def test_a_push_to_an_exposed_drivers_url_reaches_its_container_whose_event_runs_the_subscribed_function(
+        tmp_path):
+    settings = Settings(data_dir=tmp_path / "data", resync_seconds=3600, docker_url=docker_engine.url_for_tests(),
+                        namespace=f"dispatch-test-{uuid.uuid4().hex[:8]}")
+    platform = bootstrap(settings, runtime=InProcessRuntime())
+    await platform.start()
+    try:
+        async with TestClient(TestServer(create_app(settings, platform))) as client:
+            await seed_image(client)
+            await ready_function(client, "echo", b"def handle(context, payload):\n    return payload\n")
+            await answer(await call(client, "POST", "/v1/event/subscriptions", json={
+                "name": "on-push", "eventType": "pusher.pushed", "function": "echo"}), 201)
+            await answer(await call(client, "POST", "/v1/event/drivertypes", json={
+                "name": "pusher", "image": await image_of("pusher", PUSHER), "expose": True}), 201)
+            created = await answer(await call(client, "POST", "/v1/event/drivers",
+                                              json={"name": "pushes", "type": "pusher"}), 201)
+            await reaches(client, "/v1/event/drivers/pushes", timeout=30)
+            path = created["url"].split("://", 1)[1].split("/", 1)[1]
+            await answer(await client.post(f"/{path}/orders", json={"n": 7}), 201)
+            for _ in range(500):
+                runs = await answer(await call(client, "GET", "/v1/runs?functionName=echo"), 200)
+                if runs and runs[0]["status"] == "READY":
+                    break
+                await asyncio.sleep(0.02)
+            assert [r["output"] for r in runs] == [{"data": {"n": 7}, "path": "/orders"}]
     finally:
         await platform.close()

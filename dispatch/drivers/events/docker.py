@@ -8,11 +8,17 @@ posts must carry (DISPATCH_API_ENDPOINT repeats the endpoint for drivers that re
 environment). It is READY once it has run for STARTED_AFTER seconds; a container that exits, or
 an image that cannot be pulled or started, is ERROR with the engine's word or the container's
 last lines, and is started again after a growing pause. Containers are labelled with their
-driver's id: whoever runs a driver first removes what another process may have left of it."""
+driver's id: whoever runs a driver first removes what another process may have left of it.
+
+A driver of an exposed type serves its pushes on the port in its PORT variable: a free port of
+this host, chosen at each start (Dispatch's drivers listened on port 80, which host networking
+cannot give every driver). It is reported with READY as `<address>:<port>`, where `address` is
+how the gateways reach this host (see `reachable_address`)."""
 import asyncio
 import json
 import re
 import secrets
+import socket
 from contextlib import suppress
 
 import aiodocker
@@ -46,10 +52,33 @@ def environment(values: dict[str, str], endpoint: str, token: str) -> list[str]:
                                                  "AUTH_TOKEN": token}.items()]
 
 
+def reachable_address(local: bool) -> str:
+    """How gateways reach this host: 127.0.0.1 when they run in this process (`local`), else the
+    address of this host's name, or failing a routable one, of its default route's interface."""
+    if local:
+        return "127.0.0.1"
+    with suppress(OSError):
+        named = socket.gethostbyname(socket.gethostname())
+        if not named.startswith("127."):
+            return named
+    with suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))  # a UDP "connect" sends nothing: it only picks the route
+        return probe.getsockname()[0]
+    return "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("", 0))
+        return probe.getsockname()[1]
+
+
 class DockerDrivers:
-    def __init__(self, url: str | None = None, namespace: str = "dispatch"):
+    def __init__(self, url: str | None = None, namespace: str = "dispatch", address: str = "127.0.0.1"):
+        """`address`: how gateways reach this host, where exposed drivers' containers listen."""
         self.url = url
         self.namespace = namespace
+        self.address = address
         self._docker: aiodocker.Docker | None = None
 
     async def _engine(self) -> aiodocker.Docker:
@@ -81,11 +110,12 @@ class DockerDrivers:
     async def _run_once(self, spec: DriverSpec, ingestion: Ingestion, token: str,
                         report: Report) -> tuple[str, float]:
         """Run the driver's container until it ends: why it ended, and for how long it ran."""
+        port = free_port() if spec.expose else None
         try:
             docker = await self._engine()
             await self.discard(spec.id)
             await images.ensure_pulled(docker, spec.image)
-            container = await docker.containers.create(self._config(spec, ingestion.endpoint, token),
+            container = await docker.containers.create(self._config(spec, ingestion.endpoint, token, port),
                                                        name=self._name(spec))
         except BuildFailed as failed:
             return failed.reason, 0.0
@@ -99,7 +129,7 @@ class DockerDrivers:
             try:
                 done, _ = await asyncio.wait({ended}, timeout=STARTED_AFTER)
                 if not done:
-                    await report(None)
+                    await report(None, address=self._push_address(port))
                 code = (await ended).get("StatusCode")
             finally:
                 ended.cancel()
@@ -112,11 +142,16 @@ class DockerDrivers:
             with suppress(Exception):
                 await asyncio.shield(container.delete(force=True))
 
-    def _config(self, spec: DriverSpec, endpoint: str, token: str) -> dict:
+    def _config(self, spec: DriverSpec, endpoint: str, token: str, port: int | None) -> dict:
         labels = {DRIVER_NAMESPACE: self.namespace, DRIVER_ID: spec.id, DRIVER: f"{spec.organization}/{spec.name}"}
-        return {"Image": spec.image, "Cmd": arguments(spec.config, endpoint),
-                "Env": environment(spec.secrets, endpoint, token), "Labels": labels,
+        env = environment(spec.secrets, endpoint, token) + ([f"PORT={port}"] if port else [])
+        return {"Image": spec.image, "Cmd": arguments(spec.config, endpoint), "Env": env, "Labels": labels,
                 "HostConfig": {"NetworkMode": "host", "Init": True}}
+
+    def _push_address(self, port: int | None) -> str | None:
+        if port is None:
+            return None
+        return f"[{self.address}]:{port}" if ":" in self.address else f"{self.address}:{port}"
 
     def _name(self, spec: DriverSpec) -> str:
         readable = re.sub(r"[^a-zA-Z0-9_.-]+", "-", f"{repository(self.namespace)}-driver-{spec.name}").strip("-.")

@@ -7,9 +7,12 @@ Emit = Callable[[Any], Awaitable[Any]]
 """Publish one event (its CloudEvents JSON form, or a parsed schemas.cloudevents.Event) in the
 driver's organization; returns once the bus holds it, raises InvalidEvent when it is not valid."""
 
-Report = Callable[[str | None], Awaitable[None]]
-"""None: the driver runs as configured (READY). A text: why it does not (ERROR), shown to users
-as the driver's reason while the source keeps retrying."""
+
+class Report(Protocol):
+    async def __call__(self, reason: str | None, address: str | None = None) -> None:
+        """None: the driver runs as configured (READY). A text: why it does not (ERROR), shown to
+        users as the driver's reason while the source keeps retrying. `address` (with None): the
+        `host:port` where gateways reach the driver's push endpoint, for an exposed type."""
 
 
 class DriverRejected(Exception):
@@ -36,6 +39,8 @@ class DriverSpec:
     resumed: bool = False
     """The driver ran before (a restart or a take-over): a schedule catches up on the slots it missed."""
     created_time: int = 0
+    expose: bool = False
+    """The driver's type is exposed: its container serves pushes forwarded from its push URL."""
 
     @property
     def source(self) -> str:
