@@ -2,7 +2,7 @@
 chosen, so the embedded default needs neither aio-pika nor asyncpg at run time."""
 import os
 import socket
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from dispatch.bus.memory import InMemoryBus
 from dispatch.bus.ports import MessageBus
@@ -73,9 +73,11 @@ def runtime_from(settings: Settings) -> FunctionRuntime:
                         idle_seconds=settings.idle_seconds, max_queued_runs=settings.max_queued_runs)
 
 
-def gateway_from(settings: Settings, router: BuiltinRouter) -> APIGateway:
+def gateway_from(settings: Settings, router: BuiltinRouter,
+                 users: Callable[[str, str], Awaitable[dict[str, str]]] | None = None) -> APIGateway:
     """The built-in router serves every API on the user-API port; with Kong, the APIs are also
-    registered in Kong, which proxies to that port."""
+    registered in Kong, which proxies to that port, and the users of basic APIs' secrets
+    (`users(organization, secret)`: their opened values) become Kong consumers."""
     if settings.api_gateway == "builtin":
         return router
     if settings.api_gateway != "kong":
@@ -86,7 +88,7 @@ def gateway_from(settings: Settings, router: BuiltinRouter) -> APIGateway:
 
     host = "127.0.0.1" if settings.host in ("", "0.0.0.0", "::") else settings.host
     upstream = settings.kong_upstream_url or f"http://{host}:{settings.api_port}"
-    return KongGateway(settings.kong_admin_url, upstream, settings.namespace)
+    return KongGateway(settings.kong_admin_url, upstream, settings.namespace, users=users)
 
 
 def event_sources_from(settings: Settings) -> Any:

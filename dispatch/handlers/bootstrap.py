@@ -22,11 +22,12 @@ def bootstrap(settings: Settings, bus: MessageBus | None = None,
     store, views = store_from(settings)
     runtime = runtime or runtime_from(settings)
     router = BuiltinRouter(settings.default_organization)
-    gateway = gateway_from(settings, router)
     box = secret_box_from(settings)
+    opened = Secrets(views, box)
+    gateway = gateway_from(settings, router, users=opened.values)
     deployments = Deployments(store, views, store, runtime)
     ready = ReadyFunctions(views)
-    executor = Executor(ready, runtime, Secrets(views, box), deployments)
+    executor = Executor(ready, runtime, opened, deployments)
 
     if "images" in groups:
         base_images.register(bus, store, views, runtime)
