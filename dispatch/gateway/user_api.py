@@ -16,8 +16,11 @@ from .resources import PLATFORM
 from .runs import execute, new_run
 
 FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
-HIDDEN_HEADERS = {"authorization", "cookie", "x-consumer-username"}
-"""Never passed on; x-consumer-username is set by the gateway alone, for an authenticated caller."""
+HIDDEN_HEADERS = {"authorization", "cookie", "x-consumer-username", "x-consumer-id", "x-consumer-custom-id",
+                  "x-credential-identifier", "x-anonymous-consumer"}
+"""Never passed on: the credentials, and the caller's identity headers, which Kong sets but anyone
+reaching this port could forge; x-consumer-username is set by Dispatch alone, for a caller it
+authenticated itself."""
 ERROR_STATUS = {"InputError": 400, "FunctionError": 502, "SystemError": 503}
 
 

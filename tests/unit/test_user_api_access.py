@@ -94,8 +94,10 @@ async def test_bearer_authentication_accepts_any_token_of_the_secret(client, cal
 
 async def test_a_caller_cannot_claim_a_name_on_a_public_api(client, caller, functions):
     await expose(client, "open", "context")
-    response = await caller.get(f"/{ORG}/open", headers={"X-Consumer-Username": "admin"})
-    assert "x-consumer-username" not in await response.json()
+    response = await caller.get(f"/{ORG}/open", headers={"X-Consumer-Username": "admin", "X-Consumer-Id": "1",
+                                                          "X-Credential-Identifier": "admin"})
+    context = await response.json()
+    assert not {"x-consumer-username", "x-consumer-id", "x-credential-identifier"} & set(context)
 
 
 async def test_a_changed_secret_is_in_force_within_a_second(client, caller, functions):
