@@ -42,6 +42,7 @@ class DispatchServer:
         self.port, self.api_port = free_port(), free_port()
         self.data_dir = Path(tempfile.mkdtemp(prefix="dispatch-bench-"))
         self.url = f"http://127.0.0.1:{self.port}"
+        self.log = self.data_dir.parent / f"{self.data_dir.name}.log"
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> "DispatchServer":
@@ -49,7 +50,7 @@ class DispatchServer:
         self.process = subprocess.Popen(
             [str(Path(sys.executable).parent / "dispatch"), "server", "--port", str(self.port),
              "--api-port", str(self.api_port), "--data-dir", str(self.data_dir), *self.extra],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -65,7 +66,7 @@ class DispatchServer:
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.1)
-        raise RuntimeError("server did not start")
+        raise RuntimeError(f"server did not start: {self.log.read_text()[-2000:]}")
 
     async def create(self, session: aiohttp.ClientSession, path: str, body: dict) -> None:
         async with session.post(f"{self.url}/v1/{path}", json=body, headers=ORG) as answer:
