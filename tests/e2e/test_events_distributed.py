@@ -6,6 +6,8 @@ import asyncio
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -146,3 +148,23 @@ def test_events_published_while_no_handler_runs_are_run_once_the_handlers_are_ba
     assert calls_per_event(calls, expected) == {event_id: 2 for event_id in expected}
     shown = cluster.gateway.cli("get", "subscriptions", "-o", "json")
     assert sorted(s["name"] for s in json.loads(shown.stdout)) == ["first", "second"]
+
+
+def test_the_readmes_aio_pika_example_reaches_every_subscription(cluster):
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("**Publishing straight to RabbitMQ.**"):]
+    example = section[section.index("```python") + len("```python"):section.index("```\n", section.index("```python") + 9)]
+    example = (example.replace('NAMESPACE = "dispatch"', f'NAMESPACE = "{cluster.namespace}"')
+               .replace("amqp://guest:guest@127.0.0.1:5672/", AMQP))
+    script = Path(tempfile.mkdtemp(prefix="dispatch-readme-")) / "publish.py"
+    script.write_text(example)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        runs = cluster.gateway.http("GET", "/v1/runs?functionName=count", headers={"X-Dispatch-Org": ORG}).json()
+        orders_seen = sorted(r["input"]["order"] for r in runs if isinstance(r["input"], dict) and "order" in r["input"])
+        if len(orders_seen) >= 4:
+            break
+        time.sleep(0.2)
+    assert orders_seen == [42, 42, 43, 43]  # both messages, each run by both subscriptions
