@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     """Where functions run: `local` (processes on this host), `docker` or `kubernetes`."""
     docker_url: str | None = None
     """The Docker engine's address (default: DOCKER_HOST, else the local socket)."""
+    driver_address: str | None = None
+    """How gateways reach this host, where the containers of exposed custom driver types it runs
+    listen. Default: 127.0.0.1 with the memory bus (one process), else this host's address."""
     kubernetes_namespace: str = "default"
     kubeconfig: Path | None = None
     """Kubeconfig file; default: in-cluster configuration, else ~/.kube/config."""

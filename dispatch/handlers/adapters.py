@@ -95,10 +95,11 @@ def event_sources_from(settings: Settings) -> Any:
     """The sources of event drivers: the built-in types, and custom types on the Docker engine
     when one is configured (the docker runtime's, or DISPATCH_DOCKER_URL)."""
     from dispatch.drivers.events.builtin import EventSources
-    from dispatch.drivers.events.docker import DockerDrivers, NoEngine
+    from dispatch.drivers.events.docker import DockerDrivers, NoEngine, reachable_address
 
     if settings.runtime == "docker" or settings.docker_url:
-        return EventSources(DockerDrivers(settings.docker_url, settings.namespace))
+        address = settings.driver_address or reachable_address(local=settings.bus == "memory")
+        return EventSources(DockerDrivers(settings.docker_url, settings.namespace, address))
     return EventSources(NoEngine("custom driver types run their image on a Docker engine, and none is configured: "
                                  "start the server with --runtime docker, or set DISPATCH_DOCKER_URL"))
 
