@@ -1,4 +1,5 @@
 """What handlers need from the outside world to build images and run functions."""
+import json
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Protocol
 
@@ -56,6 +57,26 @@ class Invocation:
     stdout: list[str] = field(default_factory=list)
     stderr: list[str] = field(default_factory=list)
     error: dict | None = None
+
+    @classmethod
+    def from_envelope(cls, envelope: Any) -> "Invocation | None":
+        """A function server's answer (contract §3.2: `{"context": {"logs", "error"}, "payload"}`),
+        given as JSON text or already parsed; None when it is not one."""
+        try:
+            if isinstance(envelope, (bytes, str)):
+                envelope = json.loads(envelope)
+            context = envelope["context"]
+            logs = context.get("logs") or {}
+            return cls(output=envelope.get("payload"), stdout=list(logs.get("stdout") or []),
+                       stderr=list(logs.get("stderr") or []), error=context.get("error"))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+    @classmethod
+    def failure(cls, kind: str, message: str, stdout: list[str] | None = None,
+                stderr: list[str] | None = None) -> "Invocation":
+        """A run that failed outside the function's own code."""
+        return cls(stdout=stdout or [], stderr=stderr or [], error={"type": kind, "message": message, "stacktrace": []})
 
 
 class FunctionRuntime(Protocol):

@@ -7,7 +7,6 @@ connection refused before the request left means the container had died idle: th
 another replica, since the function never saw it.
 """
 import asyncio
-import json
 
 import aiohttp
 
@@ -49,7 +48,7 @@ async def call(pool: Pool, launcher: Launcher, http: aiohttp.ClientSession, body
         except BaseException:
             pool.discard(member)  # cancelled mid-call: the replica may still be busy with it
             raise
-        invocation = read_envelope(text) if status == 200 else None
+        invocation = Invocation.from_envelope(text) if status == 200 else None
         if invocation is None:
             pool.discard(member)
             return failed("SystemError", f"unreadable answer from the function container (HTTP {status}): "
@@ -62,20 +61,8 @@ async def call(pool: Pool, launcher: Launcher, http: aiohttp.ClientSession, body
     return failed("SystemError", "the function containers refused the connection")
 
 
-def read_envelope(text: bytes) -> Invocation | None:
-    try:
-        envelope = json.loads(text)
-        context = envelope["context"]
-        logs = context.get("logs") or {}
-        return Invocation(output=envelope.get("payload"), stdout=list(logs.get("stdout") or []),
-                          stderr=list(logs.get("stderr") or []), error=context.get("error"))
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
-
-
 def failed(kind: str, message: str, stderr: list[str] | None = None) -> Invocation:
-    """A run that failed outside the function's own code."""
-    return Invocation(stderr=stderr or [], error={"type": kind, "message": message, "stacktrace": []})
+    return Invocation.failure(kind, message, stderr=stderr)
 
 
 def _server_ends(invocation: Invocation) -> bool:

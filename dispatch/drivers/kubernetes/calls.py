@@ -45,7 +45,7 @@ class Calls:
             return failed("SystemError", f"the function at {url} failed to answer: {exc}")
         if status != 200:
             return failed("SystemError", f"the function answered HTTP {status}: {answer[:200]!r}")
-        return _read_envelope(answer) or failed("SystemError", f"unreadable answer from the function: {answer[:200]!r}")
+        return Invocation.from_envelope(answer) or failed("SystemError", f"unreadable answer from the function: {answer[:200]!r}")
 
     async def close(self) -> None:
         if self._session is not None:
@@ -54,15 +54,6 @@ class Calls:
 
 
 def failed(kind: str, message: str) -> Invocation:
-    return Invocation(error={"type": kind, "message": message, "stacktrace": []})
+    return Invocation.failure(kind, message)
 
 
-def _read_envelope(answer: bytes) -> Invocation | None:
-    try:
-        envelope = json.loads(answer)
-        context = envelope["context"]
-        logs = context.get("logs") or {}
-        return Invocation(output=envelope.get("payload"), stdout=list(logs.get("stdout") or []),
-                          stderr=list(logs.get("stderr") or []), error=context.get("error"))
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None

@@ -120,7 +120,7 @@ class LocalRuntime:
             pool.discard(worker)  # cancelled mid-call: the process may still be running it
             raise
         pool.release(worker)
-        invocation = _read_answer(message)
+        invocation = Invocation.from_envelope(message.get("answer")) if isinstance(message, dict) else None
         if invocation is None:
             pool.discard(worker)
             return _failed("SystemError", f"unreadable answer from the function process: {str(message)[:200]}", worker)
@@ -156,28 +156,10 @@ class LocalRuntime:
         return await Worker.start(self._zygote, request, limits, not language.limits_own_cpu, READY_TIMEOUT_SECONDS)
 
 
-def _read_answer(message: dict) -> Invocation | None:
-    try:
-        envelope = message["answer"]
-        context = envelope["context"]
-        logs = context.get("logs") or {}
-        return Invocation(
-            output=envelope.get("payload"),
-            stdout=list(logs.get("stdout") or []),
-            stderr=list(logs.get("stderr") or []),
-            error=context.get("error"),
-        )
-    except (KeyError, TypeError, AttributeError):
-        return None
-
-
 def _failed(kind: str, message: str, worker: Worker | None = None) -> Invocation:
-    """An invocation that failed outside the function's own code; keeps what the process printed directly."""
-    return Invocation(
-        stdout=worker.stdout.lines() if worker else [],
-        stderr=worker.stderr.lines() if worker else [],
-        error={"type": kind, "message": message, "stacktrace": []},
-    )
+    """Keeps what the process printed directly."""
+    return Invocation.failure(kind, message, worker.stdout.lines() if worker else None,
+                              worker.stderr.lines() if worker else None)
 
 
 def _check_id(value: str, kind: str) -> None:
