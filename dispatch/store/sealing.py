@@ -14,12 +14,21 @@ class SecretBox:
 
     @classmethod
     def from_file(cls, path: Path) -> "SecretBox":
-        """Load the key, creating it (readable by the owner only) on first use."""
+        """Load the key, creating it (readable by the owner only) on first use. Processes sharing
+        the folder may start together: the key is written aside and linked into place, so each
+        reads either nothing or a whole key, and the first link wins."""
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            aside = path.with_name(f".{path.name}.{os.getpid()}")
+            fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(Fernet.generate_key())
+            try:
+                os.link(aside, path)
+            except FileExistsError:
+                pass  # another process made it first: use theirs
+            finally:
+                aside.unlink()
         return cls(path.read_bytes().strip())
 
     def seal(self, values: dict[str, str]) -> dict[str, str]:
