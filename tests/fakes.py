@@ -56,6 +56,10 @@ class InProcessRuntime:
     async def undeploy(self, faas_id: str) -> None:
         self.handlers.pop(faas_id, None)
 
+    async def reconcile(self, keep) -> None:
+        for faas_id in set(self.handlers) - set(keep):
+            self.handlers.pop(faas_id)
+
     async def invoke(self, faas_id: str, context: dict, payload: Any, timeout_ms: int) -> Invocation:
         if faas_id not in self.handlers:
             raise NotDeployed(faas_id)

@@ -1,7 +1,7 @@
 """What handlers need from the outside world to build images and run functions."""
 import json
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable, Iterable, Protocol
 
 Progress = Callable[[str], Awaitable[None] | None]
 
@@ -92,6 +92,10 @@ class FunctionRuntime(Protocol):
         """Unpack, check the handler, start warm workers, return once they answer; raise BuildFailed."""
 
     async def undeploy(self, faas_id: str) -> None: ...
+
+    async def reconcile(self, keep: Iterable[str]) -> None:
+        """After a start: remove what this installation left behind (a crash, an undeploy cut short)
+        for functions other than the `keep` faas ids."""
 
     async def invoke(self, faas_id: str, context: dict, payload: Any, timeout_ms: int) -> Invocation:
         """Run once; function failures come back in Invocation.error, never as exceptions."""

@@ -57,9 +57,15 @@ class Deployments:
         await self.runtime.deploy(await deployment_spec(loaded, image, self.blobs))
 
     async def restore(self) -> int:
-        """Deploy every READY function; return how many were restored."""
+        """Remove what the runtime holds for functions that are gone, then deploy every READY
+        function; return how many were restored."""
+        functions = await self.views.list_all("Function")
+        try:
+            await self.runtime.reconcile({function["faasId"] for _, function in functions if function.get("faasId")})
+        except Exception as error:
+            log.warning("could not tidy the runtime", error=str(error))
         restored = 0
-        for organization, function in await self.views.list_all("Function"):
+        for organization, function in functions:
             if function.get("status") != Status.READY.value:
                 continue
             try:

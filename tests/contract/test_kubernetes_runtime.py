@@ -59,10 +59,10 @@ async def runtimes(kube, tmp_path):
     made: list[KubernetesRuntime] = []
 
     def make(installation: str = "test", service_url: str = "http://127.0.0.1:9/", idle: float = 300.0,
-             deploy_timeout: float = 5.0) -> KubernetesRuntime:
+             deploy_timeout: float = 5.0, grace: float = 0) -> KubernetesRuntime:
         runtime = KubernetesRuntime(Options(namespace="default", installation=installation, idle_seconds=idle),
                                     kubeconfig=kube.kubeconfig(tmp_path / "kubeconfig"), service_url=service_url,
-                                    deploy_timeout=deploy_timeout, poll_seconds=0.02, orphan_grace_seconds=0)
+                                    deploy_timeout=deploy_timeout, poll_seconds=0.02, orphan_grace_seconds=grace)
         made.append(runtime)
         return runtime
 
@@ -444,7 +444,7 @@ async def test_runs_through_another_server_process_keep_a_min_zero_function_awak
 
 async def test_dispatch_runs_updates_and_deletes_a_function_on_kubernetes(kube, runtimes, node, tmp_path):
     platform = bootstrap(Settings(data_dir=tmp_path / "data", resync_seconds=3600),
-                         runtime=runtimes(service_url=f"http://127.0.0.1:{node.port}/"))
+                         runtime=runtimes(service_url=f"http://127.0.0.1:{node.port}/", grace=600))
     await platform.start()
     try:
         await platform.write(c.CreateBaseImage(organization="o", name="py-base", resource={

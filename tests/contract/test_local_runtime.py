@@ -63,6 +63,21 @@ async def test_workers_are_forked_by_a_zygote_not_started_by_the_server(runtime,
     assert b"dispatch.runtimes.python3.forkserver" in Path(f"/proc/{parent}/cmdline").read_bytes()
 
 
+async def test_after_a_crash_the_folders_of_gone_functions_are_removed_and_deployed_ones_kept(tmp_path):
+    data = tmp_path / "runtime-data"
+    leftover = data / "functions" / "deleted-while-down"
+    leftover.mkdir(parents=True)
+    (leftover / "f.py").write_text("def handle(c, p):\n    return 1\n")
+    runtime = LocalRuntime(data, max_workers=1)
+    try:
+        faas_id = await deploy(runtime, tmp_path, "python3", "pid.py", PID_PY)
+        await runtime.reconcile({"still-stored-but-not-deployed"})
+        assert not leftover.exists()
+        assert (await runtime.invoke(faas_id, {}, None, 0)).error is None  # a deployed function is kept
+    finally:
+        await runtime.close()
+
+
 @pytest.mark.parametrize("language, name, code", [
     ("python3", "pid.py", PID_PY),
     ("nodejs", "pid.js", "module.exports = () => [process.pid, process.ppid];\n"),

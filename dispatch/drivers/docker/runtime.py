@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 from urllib.parse import urlparse
 
 import aiodocker
@@ -151,6 +151,11 @@ class DockerRuntime:
         except (TypeError, ValueError) as exc:
             return failed("InputError", f"Invalid Input: {exc}")
         return await call(deployment.pool, deployment.launcher, self._http, body, timeout_ms)
+
+    async def reconcile(self, keep: Iterable[str]) -> None:
+        """Containers and function images are this process's own: starting removes what crashed
+        runtimes of this installation left, whatever functions remain."""
+        await self.start()
 
     async def close(self) -> None:
         """Remove every container and function image of this runtime; images stay for the next start.

@@ -7,7 +7,7 @@ import shutil
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from dispatch.drivers.local import images
 from dispatch.drivers.local.forkserver import ForkServer
@@ -125,6 +125,15 @@ class LocalRuntime:
             pool.discard(worker)
             return _failed("SystemError", f"unreadable answer from the function process: {str(message)[:200]}", worker)
         return invocation
+
+    async def reconcile(self, keep: Iterable[str]) -> None:
+        """Function folders a crashed run of this process's folder left: those of no function kept
+        and not being deployed now (a deploy may have started after `keep` was read)."""
+        wanted = set(keep) | set(self._pools) | set(self._deploying)
+        if self._functions_dir.is_dir():
+            for folder in self._functions_dir.iterdir():
+                if folder.name not in wanted and folder.is_dir():
+                    await asyncio.to_thread(shutil.rmtree, folder, True)
 
     async def close(self) -> None:
         await asyncio.gather(*(self._stop(faas_id) for faas_id in list(self._pools)))
