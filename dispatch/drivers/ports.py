@@ -88,8 +88,9 @@ class FunctionRuntime(Protocol):
 
     async def remove_image(self, location: str) -> None: ...
 
-    async def deploy(self, spec: DeploymentSpec) -> None:
-        """Unpack, check the handler, start warm workers, return once they answer; raise BuildFailed."""
+    async def deploy(self, spec: DeploymentSpec) -> str:
+        """Unpack, check the handler, start warm workers, return once they answer with where the
+        function runs (its functionImageURL); raise BuildFailed."""
 
     async def undeploy(self, faas_id: str) -> None: ...
 

@@ -93,8 +93,8 @@ async def _deploy(cmd: c.DeployFunction, events: EventLog, views: Views, blobs: 
         return
     loaded = await load(events, "Function", cmd.organization, cmd.name)
     try:
-        await runtime.deploy(await deployment_spec(loaded, image, blobs))
-        event = changed(e.FunctionDeployed, cmd, Status.READY, functionImageURL=f"local://{cmd.faas_id}")
+        location = await runtime.deploy(await deployment_spec(loaded, image, blobs))
+        event = changed(e.FunctionDeployed, cmd, Status.READY, functionImageURL=location or f"local://{cmd.faas_id}")
     except BuildFailed as failure:
         event = changed(e.FunctionDeployFailed, cmd, Status.ERROR, failure.reason)
     try:

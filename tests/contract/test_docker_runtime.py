@@ -180,6 +180,21 @@ async def test_remove_image_removes_it_from_the_engine(runtime, engine):
 # ---- containers
 
 
+async def test_deploy_names_the_function_image_its_containers_run(runtime, engine, image):
+    faas_id = f"fn-{uuid.uuid4().hex[:10]}"
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "main.py").write_text("def handle(context, payload):\n    return 1\n")
+        location = await runtime.deploy(DeploymentSpec(faas_id=faas_id, name="named", organization="dispatch",
+                                                       language="python3", image_location=image[0],
+                                                       source=source.pack(Path(folder) / "main.py")))
+
+    running = await containers_of(engine, faas_id)
+
+    assert faas_id in location and running
+    assert (await engine.containers.container(running[0]["Id"]).show())["Config"]["Image"] == location
+    await runtime.undeploy(faas_id)
+
+
 async def test_each_function_runs_in_labelled_containers_with_its_limits(runtime, engine, image):
     faas_id = await deploy(runtime, image[0], WHO, min_replicas=2, memory_mb=64, cpus=0.5)
 

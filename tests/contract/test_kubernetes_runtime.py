@@ -458,6 +458,7 @@ async def test_dispatch_runs_updates_and_deletes_a_function_on_kubernetes(kube, 
                                               resource={"name": "hello", "image": "py", "secrets": ["creds"]}))
         first = await settled(platform, "Function", "hello")
         assert first["status"] == "READY", first.get("reason")
+        assert first["functionImageURL"] == f"kubernetes://default/deployments/fn-{first['faasId']}"
         run = {"name": "r1", "functionName": "hello", "blocking": True, "input": {"name": "Jon"}, "secrets": []}
         done = (await platform.bus.request(c.ExecuteFunction(organization="o", run=run), 10))["run"]
         assert done["output"] == {"myField": "Hello, Jon", "password": "open-sesame"}

@@ -112,7 +112,7 @@ class DockerRuntime:
     async def remove_image(self, location: str) -> None:
         await images.remove(await self._engine(), location)
 
-    async def deploy(self, spec: DeploymentSpec) -> None:
+    async def deploy(self, spec: DeploymentSpec) -> str:
         _check_id(spec.faas_id, "function")
         language = language_named(spec.language)
         docker = await self._engine()
@@ -137,6 +137,7 @@ class DockerRuntime:
                     await images.remove(docker, tag)
                     raise BuildFailed(exc.reason) from None
             self._deployments[spec.faas_id] = deployment
+        return tag
 
     async def undeploy(self, faas_id: str) -> None:
         async with self._deploying.setdefault(faas_id, asyncio.Lock()):

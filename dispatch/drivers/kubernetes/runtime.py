@@ -81,7 +81,7 @@ class KubernetesRuntime:
     async def remove_image(self, location: str) -> None:
         """Nothing was built, so nothing is removed: the base image belongs to its registry."""
 
-    async def deploy(self, spec: DeploymentSpec) -> None:
+    async def deploy(self, spec: DeploymentSpec) -> str:
         _check_language(spec.language)
         try:
             archive = await asyncio.to_thread(_repack, spec.source)
@@ -102,6 +102,7 @@ class KubernetesRuntime:
                                  down=not deployment["spec"].get("replicas"))
             else:
                 self._idle.forget(spec.faas_id)
+        return f"kubernetes://{self.options.namespace}/deployments/{objects.name}"
 
     async def undeploy(self, faas_id: str) -> None:
         async with self._locks.setdefault(faas_id, asyncio.Lock()):

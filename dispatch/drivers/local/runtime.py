@@ -61,7 +61,7 @@ class LocalRuntime:
     async def remove_image(self, location: str) -> None:
         await images.remove(location)
 
-    async def deploy(self, spec: DeploymentSpec) -> None:
+    async def deploy(self, spec: DeploymentSpec) -> str:
         _check_id(spec.faas_id, "function")
         language = language_named(spec.language)
         image_dir = Path(spec.image_location) if spec.image_location else None
@@ -89,6 +89,7 @@ class LocalRuntime:
                 await asyncio.to_thread(shutil.rmtree, folder, True)
                 raise BuildFailed(exc.reason) from None
             self._pools[spec.faas_id] = pool
+        return f"local://{spec.faas_id}"
 
     async def undeploy(self, faas_id: str) -> None:
         async with self._deploying.setdefault(faas_id, asyncio.Lock()):
