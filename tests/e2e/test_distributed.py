@@ -4,16 +4,14 @@ import json
 import os
 import subprocess
 import time
-import uuid
 
 import pytest
 
-from .conftest import PYTHON_IMAGE, Server
+from .cluster import seeded_cluster
+from .conftest import PYTHON_IMAGE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.rabbitmq, pytest.mark.postgres]
 
-AMQP = os.environ.get("DISPATCH_TEST_AMQP_URL")
-DATABASE = os.environ.get("DISPATCH_TEST_DATABASE_URL")
 HELLO = """import time
 def handle(ctx, payload):
     time.sleep(payload.get('sleep', 0))
@@ -27,45 +25,10 @@ sourcePath: hello.py
 """
 
 
-class Cluster:
-    def __init__(self, work, namespace: str):
-        self.work = work
-        common = ("--bus", AMQP, "--store", DATABASE, "--namespace", namespace)
-        data = work / "data"
-        self.gateway = Server(data, extra=("--role", "gateway", *common))
-        self.handlers = [Server(data, extra=("--role", "handlers", *common)) for _ in range(2)]
-
-    def start(self) -> "Cluster":
-        for handler in self.handlers:
-            handler.start()
-        self.gateway.start()
-        return self
-
-    def stop(self) -> None:
-        for process in (self.gateway, *self.handlers):
-            process.stop()
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    if not (AMQP and DATABASE):
-        pytest.skip("distributed mode needs DISPATCH_TEST_AMQP_URL and DISPATCH_TEST_DATABASE_URL "
-                    "(make test sets them when RabbitMQ and PostgreSQL answer locally)")
-    work = tmp_path_factory.mktemp("cluster")
-    (work / "hello.py").write_text(HELLO)
-    (work / "seed.yaml").write_text(SEED)
-    namespace = f"t{uuid.uuid4().hex[:10]}"
-    running = Cluster(work, namespace).start()
-    try:
-        created = running.gateway.cli("create", "-f", "seed.yaml", "-w", str(work))
-        assert created.returncode == 0, created.stderr
-        running.gateway.wait_status("/v1/function/hello")
+    with seeded_cluster(tmp_path_factory.mktemp("cluster"), {"hello.py": HELLO}, SEED, ("/v1/function/hello",)) as running:
         yield running
-    finally:
-        running.stop()
-        dropped = running.gateway.cli("admin", "drop", "--bus", AMQP, "--store", DATABASE,
-                                      "--namespace", namespace, "--yes")
-        assert dropped.returncode == 0, dropped.stderr
 
 
 def test_the_quickstart_works_through_a_gateway_and_two_handler_processes(cluster):

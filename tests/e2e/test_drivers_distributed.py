@@ -3,13 +3,11 @@ PostgreSQL. A cron driver created with the CLI is run by one process; when that 
 killed the other takes it over, and every second's slot still runs the subscribed function once,
 none twice, none lost. A webhook driver's push URL answers on the gateway process."""
 import json
-import os
 import re
 import shutil
 import tempfile
 import time
 import urllib.request
-import uuid
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,12 +15,10 @@ from pathlib import Path
 import pytest
 
 from .conftest import PYTHON_IMAGE
-from .test_distributed import Cluster
+from .cluster import seeded_cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.rabbitmq, pytest.mark.postgres]
 
-AMQP = os.environ.get("DISPATCH_TEST_AMQP_URL")
-DATABASE = os.environ.get("DISPATCH_TEST_DATABASE_URL")
 SLOTS = """def handle(context, payload):
     with open(payload["calls"], "a") as calls:
         calls.write(context["event"]["time"] + "\\n")
@@ -48,23 +44,9 @@ function: slots
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    if not (AMQP and DATABASE):
-        pytest.skip("distributed mode needs DISPATCH_TEST_AMQP_URL and DISPATCH_TEST_DATABASE_URL")
-    work = tmp_path_factory.mktemp("drivers-cluster")
-    (work / "slots.py").write_text(SLOTS)
-    (work / "seed.yaml").write_text(SEED)
-    namespace = f"t{uuid.uuid4().hex[:10]}"
-    running = Cluster(work, namespace).start()
-    try:
-        created = running.gateway.cli("create", "-f", "seed.yaml", "-w", str(work))
-        assert created.returncode == 0, created.stderr
-        running.gateway.wait_status("/v1/function/slots")
+    with seeded_cluster(tmp_path_factory.mktemp("drivers-cluster"), {"slots.py": SLOTS}, SEED,
+                        ("/v1/function/slots",)) as running:
         yield running
-    finally:
-        running.stop()
-        dropped = running.gateway.cli("admin", "drop", "--bus", AMQP, "--store", DATABASE,
-                                      "--namespace", namespace, "--yes")
-        assert dropped.returncode == 0, dropped.stderr
 
 
 @pytest.fixture

@@ -4,13 +4,11 @@ once per event, duplicates included, and events published while no handler runs 
 the handlers are back."""
 import asyncio
 import json
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import aio_pika
@@ -20,12 +18,10 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from .conftest import PYTHON_IMAGE
-from .test_distributed import Cluster
+from .cluster import AMQP, seeded_cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.rabbitmq, pytest.mark.postgres]
 
-AMQP = os.environ.get("DISPATCH_TEST_AMQP_URL")
-DATABASE = os.environ.get("DISPATCH_TEST_DATABASE_URL")
 ORG = "dispatch"  # the server's default organization, which the seed's resources are created in
 COUNT = """def handle(context, payload):
     with open(payload["calls"], "a") as calls:
@@ -52,26 +48,9 @@ function: count
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    if not (AMQP and DATABASE):
-        pytest.skip("distributed mode needs DISPATCH_TEST_AMQP_URL and DISPATCH_TEST_DATABASE_URL")
-    work = tmp_path_factory.mktemp("events-cluster")
-    (work / "count.py").write_text(COUNT)
-    (work / "seed.yaml").write_text(SEED)
-    namespace = f"t{uuid.uuid4().hex[:10]}"
-    running = Cluster(work, namespace).start()
-    running.namespace = namespace
-    try:
-        created = running.gateway.cli("create", "-f", "seed.yaml", "-w", str(work))
-        assert created.returncode == 0, created.stderr
-        running.gateway.wait_status("/v1/function/count")
-        for name in ("first", "second"):
-            running.gateway.wait_status(f"/v1/event/subscriptions/{name}")
+    ready = ("/v1/function/count", "/v1/event/subscriptions/first", "/v1/event/subscriptions/second")
+    with seeded_cluster(tmp_path_factory.mktemp("events-cluster"), {"count.py": COUNT}, SEED, ready) as running:
         yield running
-    finally:
-        running.stop()
-        dropped = running.gateway.cli("admin", "drop", "--bus", AMQP, "--store", DATABASE,
-                                      "--namespace", namespace, "--yes")
-        assert dropped.returncode == 0, dropped.stderr
 
 
 async def publish(namespace: str, events: list[CloudEvent], binary: bool) -> None:
