@@ -23,6 +23,9 @@ from dispatch.schemas.cloudevents import Event, InvalidEvent, parse_event
 from dispatch.schemas.resources import Run, Status
 from dispatch.store.ports import Views
 
+ACCEPTANCE_SECONDS = 90.0
+"""On the in-memory bus: how long an emit may wait for its runs to be accepted (a run whose
+function is still deploying waits for it, up to a minute)."""
 RUN_NAMES = uuid.UUID("5b0c3a52-8a4f-4d0e-9a53-2f3c7d1e6a10")
 """The namespace of event-triggered run names (uuid5)."""
 # A subscription gets every event emitted once its creation was answered, before the events
@@ -33,9 +36,15 @@ LIVE = (Status.CREATING.value, Status.READY.value, Status.UPDATING.value)
 async def publish_event(bus: MessageBus, organization: str, event: dict[str, Any] | Event,
                         correlation_id: str | None = None) -> Event:
     """Emit a CloudEvent (1.0 JSON form or 0.1) in an organization: InvalidEvent when it is not
-    valid; returns once the bus holds it (confirmed, on RabbitMQ), with the event as accepted."""
+    valid; returns once nothing can lose it, with the event as accepted: on RabbitMQ once the bus
+    holds it (confirmed); on the in-memory bus, whose commands die with the process, once its
+    runs are recorded as accepted (they are run after a restart)."""
     accepted = event if isinstance(event, Event) else parse_event(event)
-    await bus.send(emit_command(organization, accepted.wire(), correlation_id))
+    command = emit_command(organization, accepted.wire(), correlation_id)
+    if bus.durable:
+        await bus.send(command)
+    else:
+        await bus.request(command, ACCEPTANCE_SECONDS)
     return accepted
 
 
@@ -63,8 +72,12 @@ async def emit_event(cmd: c.EmitEvent, bus: MessageBus, views: Views) -> dict[st
         raise Rejected(f"Error validating event: {invalid}") from None
     subscriptions = [s for s in await views.list_resources(cmd.organization, "Subscription")
                      if s.get("eventType") == event.type and s.get("status") in LIVE]
-    await asyncio.gather(*(bus.send(c.ExecuteFunction(organization=cmd.organization, run=run_for(s, event),
-                                                      once=True).caused_by(cmd)) for s in subscriptions))
+    commands = [c.ExecuteFunction(organization=cmd.organization, run=run_for(s, event), once=True).caused_by(cmd)
+                for s in subscriptions]
+    if bus.durable:
+        await asyncio.gather(*(bus.send(command) for command in commands))
+    else:  # answered once each run is recorded as accepted
+        await asyncio.gather(*(bus.request(command, ACCEPTANCE_SECONDS) for command in commands))
     return {"runs": len(subscriptions)}
 
 

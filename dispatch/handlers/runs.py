@@ -30,17 +30,16 @@ async def execute_function(cmd: c.ExecuteFunction, events: EventLog, executor: E
     followed while it runs."""
     stream = f"Run:{cmd.organization}:{cmd.run['name']}"
     try:
-        function = await (_deployed(executor, cmd) if cmd.once else
-                          executor.ready_function(cmd.organization, cmd.run["functionName"]))
+        function = await executor.ready_function(cmd.organization, cmd.run["functionName"])
+    except NotReady as refusal:
+        if not cmd.once or cmd.run.get("blocking") or not cmd.record_acceptance:
+            return await _refuse(cmd, events, stream, refusal)
+        function = None  # an event's run: accepted now, run once the deploy under way ends
     except DispatchError as refusal:
-        if cmd.run.get("blocking") or (cmd.record_acceptance and not cmd.once):
-            raise  # the caller is waiting and gets the refusal
-        if cmd.once and (recorded := await events.read_stream(stream)):
-            return {"run": recorded[-1].event.run, "position": recorded[-1].position}  # another delivery has it
-        return await _record(events, stream, 0, _refused(cmd, refusal))  # answered 202, or nobody waits
+        return await _refuse(cmd, events, stream, refusal)
     stamp = int(time.time())
-    run = {**cmd.run, "functionId": function["id"], "faasId": function["faasId"],
-           "status": Status.INITIALIZED.value, "executedTime": stamp, "modifiedTime": stamp}
+    run = {**cmd.run, **_ids(function), "status": Status.INITIALIZED.value, "executedTime": stamp,
+           "modifiedTime": stamp}
     if not run.get("blocking") and cmd.record_acceptance:
         accepted = await _record(events, stream, 0, e.RunAccepted(organization=cmd.organization, run=run).caused_by(cmd))
         if accepted["run"]["status"] in FINISHED:
@@ -61,10 +60,32 @@ async def execute_function(cmd: c.ExecuteFunction, events: EventLog, executor: E
     return answer
 
 
+async def _refuse(cmd: c.ExecuteFunction, events: EventLog, stream: str, refusal: DispatchError) -> dict:
+    """A caller waiting gets the refusal; a run already answered 202 (or nobody waits for) is
+    recorded as failed, unless another delivery of it recorded it first."""
+    if cmd.run.get("blocking") or (cmd.record_acceptance and not cmd.once):
+        raise refusal
+    if cmd.once and (recorded := await events.read_stream(stream)):
+        return {"run": recorded[-1].event.run, "position": recorded[-1].position}
+    return await _record(events, stream, 0, _refused(cmd, refusal))
+
+
+def _ids(function: dict | None) -> dict:
+    return {} if function is None else {"functionId": function["id"], "faasId": function["faasId"]}
+
+
 async def _finish(cmd: c.ExecuteFunction, events: EventLog, executor: Executor, stream: str, run: dict,
-                  function: dict) -> None:
-    """Run an accepted run on the function found READY when the command was handled; every
-    failure ends in the run record (Executor.run records it), none escapes."""
+                  function: dict | None) -> None:
+    """Run an accepted run on the function found READY when the command was handled, or, for
+    an event's run, once the deploy under way ends; every failure ends in the run record
+    (Executor.run records it), none escapes."""
+    if function is None:
+        try:
+            function = await _deployed(executor, cmd)
+        except DispatchError as refusal:
+            _log_run((await _record(events, stream, 1, _refused(cmd, refusal)))["run"], cmd)
+            return
+        run = {**run, **_ids(function)}
     finished = await executor.run(cmd.organization, function, run)
     answer = await _record(events, stream, 1, e.RunFinished(organization=cmd.organization, run=finished).caused_by(cmd))
     _log_run(answer["run"], cmd)
