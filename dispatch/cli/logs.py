@@ -6,7 +6,7 @@ import typer
 from dispatch.cli.config import state_of
 from dispatch.cli.output import render
 
-app = typer.Typer(no_args_is_help=True, help="Show the logs of a resource's work, e.g. an image's build.")
+app = typer.Typer(no_args_is_help=True, help="Show what the platform printed while working on a resource: an image's build.")
 
 
 @app.command("image")
