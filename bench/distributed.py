@@ -89,23 +89,25 @@ def celery_runs(total: int) -> float:
 
 
 async def dispatch_cases(runs: int) -> tuple[dict, float]:
-    namespace = f"bench{uuid.uuid4().hex[:8]}"
-    common = ("--bus", AMQP, "--store", DATABASE, "--namespace", namespace)
-    with DispatchServer("--role", "gateway", *common) as server:
-        handler = handler_process(namespace, server.data_dir)
-        try:
-            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
-                await deploy_noop(server, session)
-                blocking = await measure(f"{server.url}/v1/runs?functionName=noop", session, runs,
-                                         concurrencies=(1, 32))
-                per_s = await async_runs(server, session, runs)
-        finally:
-            handler.terminate()
-            handler.wait(timeout=30)
     from dispatch.server import drop_installation
     from dispatch.settings import Settings
 
-    await drop_installation(Settings(bus=AMQP, store=DATABASE, namespace=namespace))
+    namespace = f"bench{uuid.uuid4().hex[:8]}"
+    common = ("--bus", AMQP, "--store", DATABASE, "--namespace", namespace)
+    try:
+        with DispatchServer("--role", "gateway", *common) as server:
+            handler = handler_process(namespace, server.data_dir)
+            try:
+                async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+                    await deploy_noop(server, session)
+                    blocking = await measure(f"{server.url}/v1/runs?functionName=noop", session, runs,
+                                             concurrencies=(1, 32))
+                    per_s = await async_runs(server, session, runs)
+            finally:
+                handler.terminate()
+                handler.wait(timeout=30)
+    finally:  # a failed run must not leave its queues and schema behind
+        await drop_installation(Settings(bus=AMQP, store=DATABASE, namespace=namespace))
     return blocking, per_s
 
 
