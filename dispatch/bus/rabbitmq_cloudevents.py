@@ -12,7 +12,6 @@ The quorum queue `<namespace>.cloudevents.ingress`, bound with `#`, keeps what i
 no events handler runs. Each event is validated and sent on as the command the bus was given; it
 is acknowledged once that command is confirmed, and put back when sending fails. An invalid event
 is dead-lettered with the reason and acknowledged: it never blocks the queue."""
-import asyncio
 import json
 import re
 from typing import Any, Awaitable, Callable
@@ -26,7 +25,7 @@ from dispatch.schemas.envelope import Command, new_id
 from dispatch.schemas.resources import PATH_NAME_PATTERN
 
 from . import rabbitmq_codec as codec
-from .rabbitmq_consumer import Delivery
+from .rabbitmq_consumer import Consumer, Delivery
 
 log = structlog.get_logger("dispatch.bus")
 PREFIXES = ("cloudEvents:", "cloudEvents_", "ce-")
@@ -58,27 +57,12 @@ def received(routing_key: str, content_type: str | None, headers: dict[str, Any]
     return organization, event
 
 
-class IngressConsumer:
+class IngressConsumer(Consumer):
     def __init__(self, shared: Delivery, queue: AbstractQueue, command: Callable[[str, dict], Command],
                  send: Callable[[Command], Awaitable[None]]):
-        self.shared = shared
-        self.queue = queue
+        super().__init__(shared, queue)
         self.command = command
         self.send = send
-        self._tag: str | None = None
-
-    async def start(self) -> None:
-        self._tag = await self.queue.consume(self._on_delivery)
-
-    async def stop(self) -> None:
-        if self._tag is not None:
-            await self.queue.cancel(self._tag)
-            self._tag = None
-
-    async def _on_delivery(self, incoming: AbstractIncomingMessage) -> None:
-        task = asyncio.ensure_future(self._settle(incoming))
-        self.shared.tasks.add(task)
-        task.add_done_callback(self.shared.tasks.discard)
 
     async def _settle(self, incoming: AbstractIncomingMessage) -> None:
         headers = dict(incoming.headers or {})

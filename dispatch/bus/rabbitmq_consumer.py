@@ -3,6 +3,7 @@ through; a delivery is acknowledged only after its handler finished and its repl
 letter was confirmed (at-least-once). A redelivered message id gets the first outcome again."""
 import asyncio
 import time
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -56,13 +57,12 @@ class Delivery:
     tasks: set[asyncio.Task]
 
 
-class QueueConsumer:
-    def __init__(self, shared: Delivery, queue: AbstractQueue, handlers: dict[str, Handler], group: str | None):
+class Consumer(ABC):
+    """Consumes a queue, settling each delivery in a task of its own."""
+
+    def __init__(self, shared: Delivery, queue: AbstractQueue):
         self.shared = shared
         self.queue = queue
-        self.handlers = handlers
-        self.group = group
-        self.outcomes = Outcomes()
         self._tag: str | None = None
 
     async def start(self) -> None:
@@ -78,6 +78,18 @@ class QueueConsumer:
         task = asyncio.ensure_future(self._settle(incoming))
         self.shared.tasks.add(task)
         task.add_done_callback(self.shared.tasks.discard)
+
+    @abstractmethod
+    async def _settle(self, incoming: AbstractIncomingMessage) -> None:
+        """Acknowledge, retry or dead-letter the delivery; never raise."""
+
+
+class QueueConsumer(Consumer):
+    def __init__(self, shared: Delivery, queue: AbstractQueue, handlers: dict[str, Handler], group: str | None):
+        super().__init__(shared, queue)
+        self.handlers = handlers
+        self.group = group
+        self.outcomes = Outcomes()
 
     async def _settle(self, incoming: AbstractIncomingMessage) -> None:
         try:
