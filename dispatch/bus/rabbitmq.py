@@ -2,6 +2,7 @@
 processes. Exchanges and queues are described in `rabbitmq_topology`; delivery (retries, dead
 letters, idempotency, replies) in `rabbitmq_consumer`.
 
+Sends of one command type that meet unconfirmed ones travel together (`rabbitmq_batches`).
 Requests use direct reply-to: the requester's channel consumes `amq.rabbitmq.reply-to`, so a
 reply reaches the requesting process whichever process handled the command. A request in flight
 while the connection is being restored loses its reply channel and times out."""
@@ -20,6 +21,7 @@ from dispatch.schemas.envelope import Command, Event
 from . import rabbitmq_codec as codec
 from . import rabbitmq_dead_letters as letters
 from .ports import DeadLetter, Handler
+from .rabbitmq_batches import Coalescer, batch_message
 from .rabbitmq_cloudevents import IngressConsumer
 from .rabbitmq_consumer import Delivery, QueueConsumer
 from .rabbitmq_publisher import Publisher, Unroutable
@@ -58,6 +60,7 @@ class RabbitMQBus:
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._delivery: Delivery | None = None
+        self._coalescer = Coalescer(self._publish_commands)
 
     def handle(self, command_type: type[Command], handler: Handler) -> None:
         name = command_type.type_name()
@@ -108,11 +111,12 @@ class RabbitMQBus:
         replies = await publishing.declare_queue(codec.DIRECT_REPLY_TO, passive=True)
         await replies.consume(self._on_reply, no_ack=True)
         self._delivery = Delivery(self.topology, Publisher(publishing, self.outage_wait),
-                                  Publisher(self._channel, self.outage_wait), self.max_attempts, self._tasks)
+                                  Publisher(self._channel, self.outage_wait), self.max_attempts, self._tasks,
+                                  self.prefetch)
 
     async def send(self, command: Command) -> None:
         await self._settled()
-        await self._send(command, reply_to=None)
+        await self._coalescer.send(command.type_name(), command)
 
     async def request(self, command: Command, timeout: float) -> Any:
         await self._settled()
@@ -219,13 +223,20 @@ class RabbitMQBus:
             await consumer.start()
 
     async def _send(self, command: Command, reply_to: str | None) -> None:
+        await self._publish([command], codec.outgoing(command, reply_to))
+
+    async def _publish_commands(self, routing_key: str, commands: list[Command]) -> None:
+        await self._publish(commands, codec.outgoing(commands[0]) if len(commands) == 1 else batch_message(commands))
+
+    async def _publish(self, commands: list[Command], message: aio_pika.Message) -> None:
         delivery = self._running()
+        name = commands[0].type_name()
         try:
-            await delivery.publisher.publish(self.topology.commands, command.type_name(),
-                                             codec.outgoing(command, reply_to), mandatory=True)
+            await delivery.publisher.publish(self.topology.commands, name, message, mandatory=True)
         except Unroutable:
-            await self._refuse(delivery, command)
-            raise Unavailable(f"no handler for {command.type_name()}: is a `dispatch server --role handlers` process running?") from None
+            for command in commands:
+                await self._refuse(delivery, command)
+            raise Unavailable(f"no handler for {name}: is a `dispatch server --role handlers` process running?") from None
 
     async def _refuse(self, delivery: Delivery, command: Command) -> None:
         letter = codec.outgoing(command)

@@ -32,8 +32,10 @@ def outgoing(message: Message, reply_to: str | None = None) -> aio_pika.Message:
 
 
 def decoded(incoming: AbstractIncomingMessage) -> Message:
-    """The message a delivery carries; any failure here makes it a poison message."""
-    return decode_envelope(json.loads(incoming.body))
+    """The message a delivery carries (a batch member's envelope is read already); any failure
+    here makes it a poison message."""
+    envelope = getattr(incoming, "envelope", None)
+    return decode_envelope(envelope if envelope is not None else json.loads(incoming.body))
 
 
 def copy_of(incoming: AbstractIncomingMessage, headers: dict[str, Any], keep_reply_to: bool = True) -> aio_pika.Message:

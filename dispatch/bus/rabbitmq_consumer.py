@@ -16,6 +16,7 @@ from dispatch.schemas.envelope import Command, Message, new_id
 
 from . import rabbitmq_codec as codec
 from .ports import AnswerFirst, Handler
+from .rabbitmq_batches import BatchDelivery, is_batch
 from .rabbitmq_publisher import Publisher
 from .rabbitmq_topology import Topology
 
@@ -55,6 +56,7 @@ class Delivery:
     replier: Publisher
     max_attempts: int
     tasks: set[asyncio.Task]
+    prefetch: int
 
 
 class Consumer(ABC):
@@ -90,13 +92,28 @@ class QueueConsumer(Consumer):
         self.handlers = handlers
         self.group = group
         self.outcomes = Outcomes()
+        # Batch members in flight: as many as the prefetch lets single deliveries through.
+        self._members = asyncio.Semaphore(shared.prefetch)
 
     async def _settle(self, incoming: AbstractIncomingMessage) -> None:
+        if is_batch(incoming):
+            return await self._settle_batch(BatchDelivery(incoming))
         try:
             await self._process(incoming)
         except Exception as error:  # noqa: BLE001 - the broker redelivers what we could not settle
             log.warning("delivery not settled", queue=self.queue.name, error=repr(error))
             await _quietly(incoming.nack(requeue=True))
+
+    async def _settle_batch(self, batch: BatchDelivery) -> None:
+        """Each member as a delivery of its own (see rabbitmq_batches)."""
+        if not batch.members:
+            return await _quietly(batch.incoming.ack())
+
+        async def member_settled(member) -> None:
+            async with self._members:
+                await self._settle(member)
+
+        await asyncio.gather(*(member_settled(member) for member in batch.members))
 
     async def _process(self, incoming: AbstractIncomingMessage) -> None:
         attempt = codec.attempt_of(incoming)

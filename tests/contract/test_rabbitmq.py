@@ -248,3 +248,71 @@ async def test_the_admin_command_lists_and_replays_dead_letters(buses, amqp_url,
     assert await bus.dead_letters() == []
     missing = await asyncio.to_thread(admin, "admin", "dead-letters", "--replay", "no-such-letter")
     assert missing.exit_code == 1 and "no dead letter no-such-letter" in missing.stderr
+
+
+async def _queued(amqp_url: str, queue: str) -> int:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        return (await channel.declare_queue(queue, passive=True)).declaration_result.message_count
+
+
+async def test_concurrent_sends_reach_the_broker_as_fewer_messages_and_each_is_handled_once(buses, amqp_url):
+    earlier = buses()
+    earlier.handle(Work, _echo)
+    await earlier.start()
+    await earlier.close()  # the queue stays; nothing consumes it while the sends arrive
+
+    sender = buses()
+    await sender.start()
+    await asyncio.gather(*(sender.send(Work(text=str(i))) for i in range(300)))
+    assert await _queued(amqp_url, sender.topology.command_queue("Work")) < 100
+
+    handled: list[str] = []
+    later = buses(prefetch=4)
+    later.handle(Work, _appender_of_text(handled))
+    await later.start()
+    await eventually(lambda: len(handled) >= 300, timeout=30)
+    await asyncio.sleep(0.2)
+    assert sorted(int(text) for text in handled) == list(range(300))
+
+
+def _appender_of_text(into: list):
+    async def append(message):
+        into.append(message.text)
+    return append
+
+
+async def test_a_failing_command_sent_with_others_is_retried_and_dead_lettered_alone(buses, amqp_url):
+    earlier = buses()
+    earlier.handle(Work, _echo)
+    await earlier.start()
+    await earlier.close()
+
+    sender = buses()
+    await sender.start()
+    sent = [Work(text="poison" if i == 7 else str(i)) for i in range(50)]
+    await asyncio.gather(*(sender.send(command) for command in sent))
+    assert await _queued(amqp_url, sender.topology.command_queue("Work")) < 50
+
+    attempts: list[str] = []
+
+    async def handler(message):
+        attempts.append(message.text)
+        if message.text == "poison":
+            raise RuntimeError("cannot digest")
+
+    later = buses()
+    later.handle(Work, handler)
+    await later.start()
+    for _ in range(500):
+        if await later.dead_letters():
+            break
+        await asyncio.sleep(0.02)
+    [letter] = await later.dead_letters()
+    assert (letter.message_id, letter.type, letter.attempts) == (sent[7].message_id, "Work", 3)
+    assert "cannot digest" in letter.error and letter.envelope["data"]["text"] == "poison"
+    assert attempts.count("poison") == 3
+    assert sorted(t for t in attempts if t != "poison") == sorted(str(i) for i in range(50) if i != 7)
+    await later.close()  # what was not acknowledged would be back in the queue now
+    assert await _queued(amqp_url, later.topology.command_queue("Work")) == 0

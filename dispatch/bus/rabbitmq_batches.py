@@ -1,0 +1,141 @@
+"""Group commit for sends: commands that arrive while earlier sends of the same routing key wait
+for their confirms go out together, as one message.
+
+A broker's cost is per message (a quorum queue writes and replicates each one, a publish is a
+socket write and a confirm, a delivery an acknowledgement), not per byte. Under load a gateway
+sends hundreds of commands a second to one queue; while `window` publishes of a queue are
+unconfirmed, further sends of that queue wait in a lane and leave together in the next publish,
+up to `most` at a time. An idle bus sends each command alone, at once: batching adds no latency,
+it only takes what would otherwise queue behind the confirms.
+
+On the wire a batch is one persistent message of content type `BATCH`, its body the members'
+envelopes one per line (JSON encodes a newline inside a string as `\\n`, so a line is one
+envelope). A consumer settles each member on its own, exactly as if it had arrived alone, and
+acknowledges the delivery once every member is settled: a member that must be retried or
+dead-lettered leaves as a message of its own, and a redelivered batch meets the outcomes its
+members had. Every sender learns its member's fate from the batch's confirm."""
+import asyncio
+import json
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+
+from dispatch.schemas.envelope import Command, new_id
+
+from . import rabbitmq_codec as codec
+
+BATCH = "application/vnd.dispatch.batch+json"
+BATCH_TYPE = "Batch"
+WINDOW = 2
+MOST = 100
+
+Publish = Callable[[str, list[Command]], Awaitable[None]]
+
+
+def is_batch(incoming: AbstractIncomingMessage) -> bool:
+    return incoming.content_type == BATCH
+
+
+def batch_message(commands: list[Command]) -> aio_pika.Message:
+    body = b"\n".join(json.dumps(c.envelope(), separators=(",", ":")).encode() for c in commands)
+    return aio_pika.Message(body, message_id=new_id(), type=BATCH_TYPE, content_type=BATCH,
+                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT, headers={codec.ATTEMPT: 1})
+
+
+@dataclass
+class _Lane:
+    waiting: deque[tuple[Command, asyncio.Future]] = field(default_factory=deque)
+    in_flight: int = 0
+
+
+class Coalescer:
+    """Sends commands through `publish(routing_key, commands)`, batching as the module says."""
+
+    def __init__(self, publish: Publish, window: int = WINDOW, most: int = MOST):
+        self._publish = publish
+        self.window = window
+        self.most = most
+        self._lanes: dict[str, _Lane] = {}
+        self._tasks: set[asyncio.Task] = set()
+
+    async def send(self, routing_key: str, command: Command) -> None:
+        lane = self._lanes.setdefault(routing_key, _Lane())
+        sent = asyncio.get_running_loop().create_future()
+        lane.waiting.append((command, sent))
+        if lane.in_flight < self.window:
+            self._flush(routing_key, lane)
+        await sent
+
+    def _flush(self, routing_key: str, lane: _Lane) -> None:
+        taken = [lane.waiting.popleft() for _ in range(min(self.most, len(lane.waiting)))]
+        lane.in_flight += 1
+        task = asyncio.ensure_future(self._send_batch(routing_key, lane, taken))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send_batch(self, routing_key: str, lane: _Lane, taken: list[tuple[Command, asyncio.Future]]) -> None:
+        try:
+            await self._publish(routing_key, [command for command, _ in taken])
+        except BaseException as error:  # each sender learns it, as if it had published alone
+            for _, sent in taken:
+                if not sent.done():
+                    sent.set_exception(error)
+        else:
+            for _, sent in taken:
+                if not sent.done():
+                    sent.set_result(None)
+        finally:
+            lane.in_flight -= 1
+            if lane.waiting and lane.in_flight < self.window:
+                self._flush(routing_key, lane)
+
+
+class Member:
+    """One message of a batch delivery, read like a delivery of its own: settling it counts it
+    off; the batch is acknowledged when the last member is, or requeued whole when a member
+    could not be settled."""
+
+    def __init__(self, batch: "BatchDelivery", body: bytes):
+        self._batch = batch
+        self.body = body
+        self.headers = batch.incoming.headers
+        self.content_type = "application/json"
+        self.reply_to = None
+        self.processed = False
+        try:
+            self.envelope: Any = json.loads(body)
+            self.message_id = self.envelope["data"]["message_id"]
+            self.type = self.envelope["type"]
+        except (ValueError, KeyError, TypeError):
+            self.envelope, self.message_id, self.type = None, None, None
+
+    async def ack(self) -> None:
+        await self._settled(True)
+
+    async def nack(self, requeue: bool = True) -> None:
+        await self._settled(False)
+
+    async def _settled(self, ok: bool) -> None:
+        if not self.processed:
+            self.processed = True
+            await self._batch.count_off(ok)
+
+
+class BatchDelivery:
+    def __init__(self, incoming: AbstractIncomingMessage):
+        self.incoming = incoming
+        self.members = [Member(self, line) for line in incoming.body.split(b"\n") if line.strip()]
+        self._remaining = len(self.members)
+        self._all_settled = True
+
+    async def count_off(self, ok: bool) -> None:
+        self._all_settled = self._all_settled and ok
+        self._remaining -= 1
+        if self._remaining == 0:
+            if self._all_settled:
+                await self.incoming.ack()
+            else:
+                await self.incoming.nack(requeue=True)
