@@ -1,6 +1,7 @@
 """Publishes the log to the bus's events from a tracked position: the log is the truth, the bus
-delivers (events marked not `relayed` stay in the log). Events are published only once the read models include them, so a reaction that reads
-a view never sees it older than the event it reacts to.
+delivers (events marked not `relayed` stay in the log, and catching up does not read them back).
+Events are published only once the read models include them, so a reaction that reads a view
+never sees it older than the event it reacts to.
 
 Where the store reports its commits, the relay takes the events from there instead of reading
 them back; it reads the log only to catch up (at start, or after a gap). Its position is saved
@@ -66,20 +67,23 @@ class Relay:
         batch = await self._commits.get()
         if batch[0].position > self.position + 1:
             await self._catch_up()  # something was committed before we listened: read it
-        await self._publish([r for r in batch if r.position > self.position])
+        if batch[-1].position > self.position:
+            await self._publish([r for r in batch if r.position > self.position], batch[-1].position)
 
     async def _catch_up(self) -> None:
-        while batch := await self.events.read_all(self.position, self.batch_size):
-            await self._publish(batch)
+        while True:
+            batch, last = await self.events.read_relayed(self.position, self.batch_size)
+            if last <= self.position:
+                return
+            await self._publish(batch, last)
 
-    async def _publish(self, batch: list[Recorded]) -> None:
-        if not batch:
-            return
-        await self.projected(batch[-1].position)
+    async def _publish(self, batch: list[Recorded], last: int) -> None:
+        """Publish `batch`, the relayed events up to position `last`."""
+        await self.projected(last)
         # Published together, confirmed together: one broker round trip per batch, not per event.
         # Order across a batch is not kept; every reaction reads the state it acts on.
         await asyncio.gather(*(self.bus.publish(r.event) for r in batch if r.event.relayed))
-        self.position = batch[-1].position
+        self.position = last
         await self._save()
 
     async def _save(self, force: bool = False) -> None:

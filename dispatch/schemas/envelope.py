@@ -66,6 +66,11 @@ class Event(Message):
     """False for facts that only the read models need: the relay leaves them in the log."""
 
 
+def unrelayed_types() -> list[str]:
+    """The wire names of the events the relay leaves in the log."""
+    return sorted(name for name, cls in _registry.items() if issubclass(cls, Event) and not cls.relayed)
+
+
 class UnknownMessage(Exception):
     pass
 

@@ -28,6 +28,11 @@ class EventLog(Protocol):
 
     async def read_all(self, after: int, limit: int = 1000) -> list[Recorded]: ...
 
+    async def read_relayed(self, after: int, limit: int = 1000) -> tuple[list[Recorded], int]:
+        """The relayed events (`Event.relayed`) among the `limit` positions after `after`, and
+        the last position read (`after` when there is nothing new): what the relay publishes,
+        without reading back the events it leaves in the log."""
+
     async def last_position(self) -> int: ...
 
     async def wait_for_append(self, after: int, timeout: float) -> None:

@@ -34,7 +34,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 import asyncpg
 
 from dispatch.errors import Unavailable
-from dispatch.schemas.envelope import Event, decode
+from dispatch.schemas.envelope import Event, decode, unrelayed_types
 
 from .ports import ConcurrencyConflict, Recorded
 from .postgres_append import Batch, SeenVersions, insert_checked, insert_expected, outcomes, recorded
@@ -43,6 +43,13 @@ from .postgres_sessions import Leadership, Listener
 from .watermark import Watermark
 
 SELECT_EVENTS = "SELECT position, stream, version, type, type_version, data FROM events"
+# One row at least: the last position of the window, with the window's relayed events if any.
+READ_RELAYED = """WITH window_ AS (
+    SELECT position, stream, version, type, type_version, data FROM events
+    WHERE position > $1 ORDER BY position LIMIT $2),
+last AS (SELECT MAX(position) AS position FROM window_)
+SELECT last.position, w.position, w.stream, w.version, w.type, w.type_version, w.data
+FROM last LEFT JOIN window_ w ON w.type <> ALL($3::text[]) ORDER BY w.position"""
 
 Hook = Callable[[asyncpg.Connection, list[Recorded]], Awaitable[None]]
 
@@ -245,6 +252,12 @@ class PostgresStore:
         async with self.connection() as conn:
             rows = await conn.fetch(f"{SELECT_EVENTS} WHERE position > $1 ORDER BY position LIMIT $2", after, limit)
         return [recorded_from(row) for row in rows]
+
+    async def read_relayed(self, after: int, limit: int = 1000) -> tuple[list[Recorded], int]:
+        async with self.connection() as conn:
+            rows = await conn.fetch(READ_RELAYED, after, limit, unrelayed_types())
+        last = rows[0][0] if rows else None
+        return [recorded_from(row[1:]) for row in rows if row[1] is not None], last or after
 
     async def last_position(self) -> int:
         async with self.connection() as conn:

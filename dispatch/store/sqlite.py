@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-from dispatch.schemas.envelope import Event, decode
+from dispatch.schemas.envelope import Event, decode, unrelayed_types
 
 from .ports import ConcurrencyConflict, Recorded
 from .watermark import Watermark
@@ -180,6 +180,21 @@ class SQLiteStore:
             "SELECT position, stream, version, type, type_version, data FROM events "
             "WHERE position > ? ORDER BY position LIMIT ?", (after, limit)).fetchall())
         return [_record(row) for row in rows]
+
+    async def read_relayed(self, after: int, limit: int = 1000) -> tuple[list[Recorded], int]:
+        skipped = unrelayed_types()
+        marks = ",".join("?" * len(skipped))
+
+        def read() -> tuple[list, Any]:
+            window = "SELECT * FROM events WHERE position > ? ORDER BY position LIMIT ?"
+            rows = self.read_db.execute(
+                f"SELECT position, stream, version, type, type_version, data FROM ({window}) "
+                f"WHERE type NOT IN ({marks}) ORDER BY position", (after, limit, *skipped)).fetchall()
+            (last,) = self.read_db.execute(f"SELECT MAX(position) FROM ({window})", (after, limit)).fetchone()
+            return rows, last
+
+        rows, last = await self.read(read)
+        return [_record(row) for row in rows], last or after
 
     async def last_position(self) -> int:
         row = await self.read(lambda: self.read_db.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone())

@@ -349,3 +349,22 @@ async def test_unfinished_runs_are_the_accepted_ones_not_yet_finished(store):
         run = {"name": name, "functionName": "f", "status": status, "modifiedTime": 1}
         await log.append(f"Run:o:{name}", 0, [event_type(organization="o", run=run)])
     assert sorted(run["name"] for _, run in await views.unfinished_runs()) == ["slow", "waiting"]
+
+
+async def test_the_relay_reads_back_only_relayed_events_and_where_it_got_to(store):
+    log, _ = store
+    function = created("relayed")
+    await log.append(function.stream, 0, [function])
+    for i in range(3):
+        run = e.RunFinished(organization="o", run={"name": f"r{i}", "functionName": "relayed", "status": "READY"})
+        await log.append(run.stream, 0, [run])
+    later = created("later")
+    await log.append(later.stream, 0, [later])
+
+    first, last = await log.read_relayed(0, limit=3)
+    assert ([r.event.name for r in first], last) == (["relayed"], 3)
+    skipped, last = await log.read_relayed(1, limit=3)
+    assert (skipped, last) == ([], 4)
+    rest, last = await log.read_relayed(4)
+    assert ([(r.position, r.event.name) for r in rest], last) == ([(5, "later")], 5)
+    assert await log.read_relayed(5) == ([], 5)
