@@ -24,6 +24,7 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
 from dispatch.schemas.envelope import Command, new_id
+from dispatch.schemas.wirejson import dumps
 
 from . import rabbitmq_codec as codec
 
@@ -40,7 +41,7 @@ def is_batch(incoming: AbstractIncomingMessage) -> bool:
 
 
 def batch_message(commands: list[Command]) -> aio_pika.Message:
-    body = b"\n".join(json.dumps(c.envelope(), separators=(",", ":")).encode() for c in commands)
+    body = b"\n".join(dumps(c.envelope()) for c in commands)
     return aio_pika.Message(body, message_id=new_id(), type=BATCH_TYPE, content_type=BATCH,
                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT, headers={codec.ATTEMPT: 1})
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from dispatch.errors import DispatchError, Unavailable
 from dispatch.schemas.envelope import Message, decode_envelope
+from dispatch.schemas.wirejson import dumps
 
 from .ports import DeadLetter
 
@@ -25,7 +26,7 @@ DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 
 
 def outgoing(message: Message, reply_to: str | None = None) -> aio_pika.Message:
-    body = json.dumps(message.envelope(), separators=(",", ":")).encode()
+    body = dumps(message.envelope())
     return aio_pika.Message(body, message_id=message.message_id, type=message.type_name(),
                             content_type="application/json", reply_to=reply_to,
                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT, headers={ATTEMPT: 1})
@@ -64,13 +65,13 @@ def describe(error: BaseException) -> str:
 
 
 def reply(correlation_id: str, body: dict[str, Any]) -> aio_pika.Message:
-    return aio_pika.Message(json.dumps(body, default=_jsonable).encode(), correlation_id=correlation_id,
+    return aio_pika.Message(dumps(body, default=_jsonable), correlation_id=correlation_id,
                             content_type="application/json")
 
 
 def success(result: Any) -> dict[str, Any]:
     """A reply body; raises TypeError when the handler's result cannot cross the wire."""
-    json.dumps(result, default=_jsonable)
+    dumps(result, default=_jsonable)
     return {"result": result}
 
 

@@ -6,6 +6,7 @@ import structlog
 from aiohttp import web
 
 from dispatch.schemas.envelope import new_id
+from dispatch.schemas.wirejson import dumps_text
 
 from .context import CORRELATION_ID
 
@@ -16,7 +17,7 @@ def configure_logging(level: str = "info") -> None:
     structlog.configure(
         processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
                     structlog.processors.TimeStamper(fmt="iso"), structlog.processors.format_exc_info,
-                    structlog.processors.JSONRenderer()],
+                    structlog.processors.JSONRenderer(serializer=dumps_text)],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         cache_logger_on_first_use=True)
 

@@ -10,6 +10,7 @@ from dispatch.errors import NotFound, Rejected
 from dispatch.schemas.commands import ExecuteFunction
 from dispatch.schemas.envelope import new_id
 from dispatch.schemas.resources import Run
+from dispatch.schemas.wirejson import dumps_text
 
 from .accepted import ACCEPTED, AcceptedRuns
 from .context import SETTINGS, application_filter, correlation_id, matches_application, organization
@@ -83,7 +84,7 @@ async def create_run(request: web.Request) -> web.Response:
         run["tags"].append({"key": "Application", "value": wanted})  # so `get runs -a NAME` lists it
     status, result = await execute(request.app[PLATFORM], request.app[ACCEPTED], organization(request), run,
                                    correlation_id(request), request.app[SETTINGS].blocking_wait_seconds)
-    return web.json_response(result, status=status)
+    return web.json_response(result, status=status, dumps=dumps_text)
 
 
 def _since(request: web.Request) -> int | None:
@@ -100,7 +101,7 @@ async def list_runs(request: web.Request) -> web.Response:
     wanted = application_filter(request)
     runs = await request.app[PLATFORM].views.list_runs(organization(request), request.query.get("functionName"),
                                                        _since(request))
-    return web.json_response([run for run in runs if matches_application(run, wanted)])
+    return web.json_response([run for run in runs if matches_application(run, wanted)], dumps=dumps_text)
 
 
 async def get_run(request: web.Request) -> web.Response:
@@ -112,7 +113,7 @@ async def get_run(request: web.Request) -> web.Response:
     function = request.query.get("functionName")
     if run is None or (function and run["functionName"] != function) or not matches_application(run, wanted):
         raise NotFound(f"function run {name} not found")
-    return web.json_response(run)
+    return web.json_response(run, dumps=dumps_text)
 
 
 def routes() -> list[web.RouteDef]:

@@ -7,6 +7,7 @@ from multidict import MultiMapping
 from dispatch.drivers.ports import Route
 from dispatch.drivers.router import Matched
 from dispatch.errors import DispatchError
+from dispatch.schemas.wirejson import dumps_text
 
 from .accepted import ACCEPTED
 from .context import SETTINGS, correlation_id
@@ -125,7 +126,7 @@ def _result(run: dict) -> web.Response:
                                   "run": run["name"]}, status=status)
     if run.get("output") in (None, ""):
         return web.Response(status=200)
-    return web.json_response(run["output"])
+    return web.json_response(run["output"], dumps=dumps_text)
 
 
 async def serve(request: web.Request) -> web.StreamResponse:

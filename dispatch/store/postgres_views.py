@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from dispatch.schemas.events import ResourceEvent
+from dispatch.schemas.wirejson import dumps_text
 
 from .ports import Recorded
 from .postgres import SELECT_EVENTS, PostgresStore, recorded_from
@@ -77,7 +78,7 @@ class _UnitOfWork:
         self.run_deletes.add((org, function))
 
     async def flush(self, conn: asyncpg.Connection) -> None:
-        puts = [(*key, json.dumps(body)) for key, body in self.resources.items() if body is not None]
+        puts = [(*key, dumps_text(body)) for key, body in self.resources.items() if body is not None]
         deletes = [key for key, body in self.resources.items() if body is None]
         if puts:
             await conn.execute(PUT_RESOURCES, *_transposed(puts))
@@ -87,7 +88,7 @@ class _UnitOfWork:
             await conn.execute(DELETE_RUNS, *_transposed(sorted(self.run_deletes)))
         if self.runs:
             await conn.execute(PUT_RUNS, *_transposed([
-                (org, name, run["functionName"], int(run.get("modifiedTime") or 0), json.dumps(run))
+                (org, name, run["functionName"], int(run.get("modifiedTime") or 0), dumps_text(run))
                 for (org, name), run in self.runs.items()]))
 
 

@@ -1,5 +1,6 @@
 """Read models on SQLite: resources by (organization, kind, name) and runs by function."""
 import json
+from dispatch.schemas.wirejson import dumps_text
 import sqlite3
 from typing import Any
 
@@ -18,14 +19,14 @@ class _Transaction:
 
     def put_resource(self, org: str, kind: str, name: str, body: dict[str, Any]) -> None:
         self.db.execute("INSERT OR REPLACE INTO resources (org, kind, name, body) VALUES (?, ?, ?, ?)",
-                        (org, kind, name, json.dumps(body)))
+                        (org, kind, name, dumps_text(body)))
 
     def delete_resource(self, org: str, kind: str, name: str) -> None:
         self.db.execute("DELETE FROM resources WHERE org = ? AND kind = ? AND name = ?", (org, kind, name))
 
     def put_run(self, org: str, body: dict[str, Any]) -> None:
         self.db.execute("INSERT OR REPLACE INTO runs (org, name, function, modified, body) VALUES (?, ?, ?, ?, ?)",
-                        (org, body["name"], body["functionName"], body.get("modifiedTime", 0), json.dumps(body)))
+                        (org, body["name"], body["functionName"], body.get("modifiedTime", 0), dumps_text(body)))
 
     def delete_runs(self, org: str, function: str) -> None:
         self.db.execute("DELETE FROM runs WHERE org = ? AND function = ?", (org, function))

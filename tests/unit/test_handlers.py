@@ -94,6 +94,18 @@ async def test_a_blocking_run_returns_and_records_its_output(platform):
     assert [r["name"] for r in await platform.views.list_runs(ORG, "hello", None)] == [run["name"]]
 
 
+async def test_a_run_record_keeps_integers_beyond_64_bits_and_any_text_exactly(platform):
+    await seed(platform)
+    await create_function(platform, source=b"def handle(c, p):\n    return {'twice': p['n'] * 2, 'text': p['text']}\n")
+    await settled(platform, "Function", "hello")
+    payload = {"n": 2**70 + 1, "text": "Daenerys \u00e9\u4e16 \u2603"}
+    run = await execute(platform, payload=payload)
+    await platform.projector.wait_for(await platform.store.last_position())
+    recorded = await platform.views.get_run(ORG, run["name"])
+    assert recorded["input"] == payload and type(recorded["input"]["n"]) is int
+    assert recorded["output"] == {"twice": 2**71 + 2, "text": payload["text"]}
+
+
 async def test_a_function_error_is_a_recorded_run_in_error(platform):
     await seed(platform)
     await create_function(platform, source=b"def handle(c, p):\n    raise RuntimeError('boom')\n")

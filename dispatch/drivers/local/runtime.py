@@ -1,7 +1,6 @@
 """`FunctionRuntime` on this machine: image folders of installed packages, and pools of worker
 processes forked by a zygote, each function's under its own user and limits (see sandbox.py)."""
 import asyncio
-import json
 import re
 import shutil
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from dispatch.drivers.local.workers import Worker, WorkerDied, WorkerNotReady, W
 from dispatch.drivers.ports import BuildFailed, DeploymentSpec, ImageSpec, Invocation, NotDeployed, Progress
 from dispatch.errors import Rejected
 from dispatch.schemas import source
+from dispatch.schemas.wirejson import dumps
 
 READY_TIMEOUT_SECONDS = 60.0
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -100,7 +100,7 @@ class LocalRuntime:
         if pool is None:
             raise NotDeployed(faas_id)
         try:
-            request = json.dumps({"context": context, "payload": payload}, separators=(",", ":")).encode()
+            request = dumps({"context": context, "payload": payload})
         except (TypeError, ValueError) as exc:
             return _failed("InputError", f"Invalid Input: {exc}")
         try:
