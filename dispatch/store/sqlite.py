@@ -19,14 +19,17 @@ from dispatch.schemas.envelope import Event, decode, unrelayed_types
 from .ports import ConcurrencyConflict, Recorded
 from .watermark import Watermark
 
+# Every table an append touches is one B-tree page write in the WAL per commit: positions are
+# plain rowids (events are never deleted, so the next is always the highest plus one, without
+# AUTOINCREMENT's sqlite_sequence row), and tracking is keyed by its name alone (WITHOUT ROWID).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
-    position INTEGER PRIMARY KEY AUTOINCREMENT,
+    position INTEGER PRIMARY KEY,
     stream TEXT NOT NULL, version INTEGER NOT NULL,
     type TEXT NOT NULL, type_version INTEGER NOT NULL, data TEXT NOT NULL,
     UNIQUE (stream, version));
 CREATE TABLE IF NOT EXISTS blobs (digest TEXT PRIMARY KEY, data BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS tracking (name TEXT PRIMARY KEY, position INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS tracking (name TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS resources (
     org TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL,
     PRIMARY KEY (org, kind, name));

@@ -1,8 +1,9 @@
 """Read models on SQLite: resources by (organization, kind, name) and runs by function."""
 import json
-from dispatch.schemas.wirejson import dumps_text
 import sqlite3
 from typing import Any
+
+from dispatch.schemas.wirejson import dumps_text
 
 from .ports import Recorded
 from .sqlite import SQLiteStore
