@@ -21,7 +21,7 @@ from dispatch.schemas.envelope import Command, Event
 from . import rabbitmq_codec as codec
 from . import rabbitmq_dead_letters as letters
 from .ports import DeadLetter, Handler
-from .rabbitmq_batches import Coalescer, batch_message
+from .rabbitmq_batches import Coalescer, Encoded, batch_message
 from .rabbitmq_cloudevents import IngressConsumer
 from .rabbitmq_consumer import Delivery, QueueConsumer
 from .rabbitmq_publisher import Publisher, Unroutable
@@ -225,8 +225,10 @@ class RabbitMQBus:
     async def _send(self, command: Command, reply_to: str | None) -> None:
         await self._publish([command], codec.outgoing(command, reply_to))
 
-    async def _publish_commands(self, routing_key: str, commands: list[Command]) -> None:
-        await self._publish(commands, codec.outgoing(commands[0]) if len(commands) == 1 else batch_message(commands))
+    async def _publish_commands(self, routing_key: str, members: list[Encoded]) -> None:
+        commands = [command for command, _ in members]
+        alone = len(members) == 1
+        await self._publish(commands, codec.outgoing(commands[0], body=members[0][1]) if alone else batch_message(members))
 
     async def _publish(self, commands: list[Command], message: aio_pika.Message) -> None:
         delivery = self._running()

@@ -25,8 +25,9 @@ REPLAYED = "x-dispatch-replayed"
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 
 
-def outgoing(message: Message, reply_to: str | None = None) -> aio_pika.Message:
-    body = dumps(message.envelope())
+def outgoing(message: Message, reply_to: str | None = None, body: bytes | None = None) -> aio_pika.Message:
+    """`body`: the envelope as JSON, when it is encoded already."""
+    body = dumps(message.envelope()) if body is None else body
     return aio_pika.Message(body, message_id=message.message_id, type=message.type_name(),
                             content_type="application/json", reply_to=reply_to,
                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT, headers={ATTEMPT: 1})

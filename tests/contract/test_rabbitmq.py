@@ -283,6 +283,26 @@ def _appender_of_text(into: list):
     return append
 
 
+async def test_large_commands_sent_together_leave_in_batches_of_a_megabyte_at_most(buses, amqp_url):
+    earlier = buses()
+    earlier.handle(Work, _echo)
+    await earlier.start()
+    await earlier.close()
+
+    sender = buses()
+    await sender.start()
+    await asyncio.gather(*(sender.send(Work(text=str(i) * 400_000)) for i in range(10)))
+    # The first two leave alone, the rest two by two: 400 kB each, at most 1 MiB a message.
+    assert await _queued(amqp_url, sender.topology.command_queue("Work")) == 6
+
+    handled: list[str] = []
+    later = buses()
+    later.handle(Work, _appender_of_text(handled))
+    await later.start()
+    await eventually(lambda: len(handled) >= 10, timeout=30)
+    assert sorted(text[0] for text in handled) == [str(i) for i in range(10)]
+
+
 async def test_a_failing_command_sent_with_others_is_retried_and_dead_lettered_alone(buses, amqp_url):
     earlier = buses()
     earlier.handle(Work, _echo)
