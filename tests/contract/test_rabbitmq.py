@@ -257,14 +257,19 @@ async def _queued(amqp_url: str, queue: str) -> int:
         return (await channel.declare_queue(queue, passive=True)).declaration_result.message_count
 
 
-async def test_concurrent_sends_reach_the_broker_as_fewer_messages_and_each_is_handled_once(buses, amqp_url):
+async def _sender_to_an_idle_queue(buses) -> RabbitMQBus:
+    """A bus sending Work to its queue while nothing consumes it (the handler's process is gone)."""
     earlier = buses()
     earlier.handle(Work, _echo)
     await earlier.start()
-    await earlier.close()  # the queue stays; nothing consumes it while the sends arrive
-
+    await earlier.close()
     sender = buses()
     await sender.start()
+    return sender
+
+
+async def test_concurrent_sends_reach_the_broker_as_fewer_messages_and_each_is_handled_once(buses, amqp_url):
+    sender = await _sender_to_an_idle_queue(buses)
     await asyncio.gather(*(sender.send(Work(text=str(i))) for i in range(300)))
     assert await _queued(amqp_url, sender.topology.command_queue("Work")) < 100
 
@@ -284,13 +289,7 @@ def _appender_of_text(into: list):
 
 
 async def test_large_commands_sent_together_leave_in_batches_of_a_megabyte_at_most(buses, amqp_url):
-    earlier = buses()
-    earlier.handle(Work, _echo)
-    await earlier.start()
-    await earlier.close()
-
-    sender = buses()
-    await sender.start()
+    sender = await _sender_to_an_idle_queue(buses)
     await asyncio.gather(*(sender.send(Work(text=str(i) * 400_000)) for i in range(10)))
     # The first two leave alone, the rest two by two: 400 kB each, at most 1 MiB a message.
     assert await _queued(amqp_url, sender.topology.command_queue("Work")) == 6
@@ -304,13 +303,7 @@ async def test_large_commands_sent_together_leave_in_batches_of_a_megabyte_at_mo
 
 
 async def test_a_failing_command_sent_with_others_is_retried_and_dead_lettered_alone(buses, amqp_url):
-    earlier = buses()
-    earlier.handle(Work, _echo)
-    await earlier.start()
-    await earlier.close()
-
-    sender = buses()
-    await sender.start()
+    sender = await _sender_to_an_idle_queue(buses)
     sent = [Work(text="poison" if i == 7 else str(i)) for i in range(50)]
     await asyncio.gather(*(sender.send(command) for command in sent))
     assert await _queued(amqp_url, sender.topology.command_queue("Work")) < 50
