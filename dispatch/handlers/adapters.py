@@ -59,7 +59,8 @@ def runtime_from(settings: Settings) -> FunctionRuntime:
         owner = installation_owner(settings.data_dir) if settings.store == "sqlite" else None
         return DockerRuntime(settings.data_dir / "docker", namespace=settings.namespace, url=settings.docker_url,
                              owner=owner, max_replicas=settings.max_workers_per_function,
-                             idle_seconds=settings.idle_seconds, max_log_bytes=settings.max_log_bytes)
+                             idle_seconds=settings.idle_seconds, max_log_bytes=settings.max_log_bytes,
+                             max_queued_runs=settings.max_queued_runs)
     from dispatch.drivers.local import LocalRuntime  # it knows about processes: only when chosen
 
     root = settings.data_dir / "runtime"

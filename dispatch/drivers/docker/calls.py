@@ -11,7 +11,7 @@ import asyncio
 import aiohttp
 
 from dispatch.drivers.docker.containers import Launcher
-from dispatch.drivers.docker.pool import Pool, PoolClosed, ReplicaFailed
+from dispatch.drivers.docker.pool import Pool, PoolClosed, PoolFull, ReplicaFailed
 from dispatch.drivers.ports import Invocation, NotDeployed
 
 TIMEOUT_MESSAGE = "Function execution exceeded the timeout"
@@ -25,6 +25,8 @@ async def call(pool: Pool, launcher: Launcher, http: aiohttp.ClientSession, body
     for _ in range(_ATTEMPTS):
         try:
             member = await pool.acquire()
+        except PoolFull as full:
+            return failed("SystemError", f"function {launcher.name} is at capacity: {full.queued} runs queued")
         except ReplicaFailed as exc:
             return failed("SystemError", f"cannot start the function container: {exc.reason}")
         except PoolClosed:

@@ -1,5 +1,6 @@
 """The containers of one deployment: between min and max replicas, each taking up to `concurrency`
-calls at once; calls beyond that wait in order. Replicas idle for `idle_seconds` stop down to the
+calls at once; calls beyond that wait in order, `max_queued` at most (past that a call fails at
+once with PoolFull, rather than wait behind a queue that only grows). Replicas idle for `idle_seconds` stop down to the
 minimum (to zero when it is 0); a replica that failed or timed out is discarded and replaced."""
 import asyncio
 import time
@@ -20,6 +21,12 @@ class PoolClosed(Exception):
     """The deployment was removed while a call waited for a replica."""
 
 
+class PoolFull(Exception):
+    def __init__(self, queued: int):
+        super().__init__(f"{queued} runs queued")
+        self.queued = queued
+
+
 @dataclass(eq=False)
 class Member:
     replica: Any
@@ -29,8 +36,10 @@ class Member:
 
 class Pool:
     def __init__(self, start: Callable[[], Awaitable[Any]], stop: Callable[[Any], Awaitable[None]],
-                 min_replicas: int, max_replicas: int, concurrency: int, idle_seconds: float):
+                 min_replicas: int, max_replicas: int, concurrency: int, idle_seconds: float,
+                 max_queued: int = 1000):
         self._start, self._stop = start, stop
+        self.max_queued = max(0, max_queued)
         self.min_replicas = max(0, min_replicas)
         self.max_replicas = max(1, max_replicas, self.min_replicas)
         self.concurrency = max(1, concurrency)
@@ -65,6 +74,8 @@ class Pool:
             if member is not None:
                 member.in_flight += 1
                 return member
+            if len(self._waiters) >= self.max_queued:
+                raise PoolFull(len(self._waiters))
             if (len(self._waiters) + 1 > self._starting * self.concurrency
                     and len(self.members) + self._starting < self.max_replicas):
                 self._spawn()

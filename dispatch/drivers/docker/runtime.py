@@ -40,7 +40,8 @@ class _Deployment:
 class DockerRuntime:
     def __init__(self, data_dir: Path, namespace: str = "dispatch", url: str | None = None,
                  owner: str | None = None, network_mode: str = "auto", min_replicas: int = 1,
-                 max_replicas: int = 4, idle_seconds: float = 300.0, max_log_bytes: int = 1 << 20):
+                 max_replicas: int = 4, idle_seconds: float = 300.0, max_log_bytes: int = 1 << 20,
+                 max_queued_runs: int = 1000):
         """`url`: the engine (default DOCKER_HOST, else the local socket). `owner`: who the containers
         belong to (default this process; see installation.py). `network_mode`: bridge, host, or auto
         (host when the engine has no bridge network). Build logs are kept under `data_dir/build-logs`."""
@@ -52,6 +53,7 @@ class DockerRuntime:
         self._network_mode = network_mode
         self._defaults = (min_replicas, max_replicas, idle_seconds)
         self._max_log_bytes = max_log_bytes
+        self._max_queued_runs = max_queued_runs
         self._docker: aiodocker.Docker | None = None
         self._http: aiohttp.ClientSession | None = None
         self._address = "127.0.0.1"
@@ -189,7 +191,8 @@ class DockerRuntime:
         pool = Pool(launcher.start, launcher.stop,
                     minimum if spec.min_replicas is None else spec.min_replicas,
                     maximum if spec.max_replicas is None else spec.max_replicas,
-                    spec.concurrency or 1, idle if spec.idle_seconds is None else spec.idle_seconds)
+                    spec.concurrency or 1, idle if spec.idle_seconds is None else spec.idle_seconds,
+                    self._max_queued_runs)
         return _Deployment(pool, launcher, tag)
 
     async def _stop(self, faas_id: str) -> None:
