@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from dispatch.errors import NotFound, Rejected
 from dispatch.schemas.commands import ExecuteFunction
-from dispatch.schemas.envelope import new_id
+from dispatch.schemas.envelope import new_ordered_id
 from dispatch.schemas.resources import Run
 from dispatch.schemas.wirejson import dumps_text
 
@@ -23,7 +23,7 @@ def new_run(function: str, body: dict[str, Any]) -> dict[str, Any]:
         run = Run.model_validate(body)
     except ValidationError:
         raise Rejected("Bad Request: Invalid Payload") from None
-    return {**run.wire(), "name": new_id(), "functionName": function, "output": None, "error": None,
+    return {**run.wire(), "name": new_ordered_id(), "functionName": function, "output": None, "error": None,
             "status": "INITIALIZED", "logs": {"stdout": [], "stderr": []}, "reason": None}
 
 

@@ -23,6 +23,16 @@ def new_id() -> str:
     return str(uuid.UUID(int=_ids.getrandbits(128), version=4))
 
 
+def new_ordered_id() -> str:
+    """A version 7 UUID: 48 bits of Unix milliseconds, then 74 random bits. Names made one after
+    the other sort one after the other, so the records of runs started together land on the same
+    index pages of the log and the read models instead of one random page each."""
+    value = (time.time_ns() // 1_000_000) << 80 | 0x7 << 76 | 0b10 << 62
+    random_bits = _ids.getrandbits(74)
+    value |= (random_bits >> 62) << 64 | random_bits & ((1 << 62) - 1)
+    return str(uuid.UUID(int=value))
+
+
 class Message(BaseModel):
     model_config = ConfigDict(extra="ignore")
 

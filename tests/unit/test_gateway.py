@@ -2,6 +2,7 @@
 import asyncio
 import json
 import re
+import uuid
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -203,6 +204,15 @@ async def test_a_body_over_the_size_limit_answers_413_with_a_json_error(settings
         body = await answer(response, 413)
     assert body["code"] == 413 and body["message"]
     assert await platform.views.get_resource(ORG, "Secret", "s") is None
+
+
+async def test_run_names_are_uuids_that_sort_in_the_order_the_runs_were_made(client, hello):
+    names = []
+    for _ in range(3):
+        names.append((await answer(await exec_(client), 200))["name"])
+        await asyncio.sleep(0.002)  # the order holds from one millisecond to the next
+    assert [str(uuid.UUID(name)) for name in names] == names
+    assert sorted(names) == names
 
 
 async def test_a_function_and_its_runs_in_one_organization_are_not_found_in_another(client, hello):
