@@ -45,10 +45,16 @@ class DeploymentSpec:
     idle_seconds: int | None = None
     memory_mb: int | None = None
     cpu_seconds: int | None = None
+    """CPU time one run may use; past it the runtime kills what runs it (see cpu_message)."""
     cpus: float | None = None
     secrets: tuple[str, ...] = ()
     """Names of the secrets the function reads; their values reach it per run in context.secrets."""
     labels: tuple[tuple[str, str], ...] = ()
+
+
+def cpu_message(cpu_seconds: int) -> str:
+    """The error of a run killed for its CPU time, the same on every runtime."""
+    return f"Function exceeded its CPU time limit of {cpu_seconds} s"
 
 
 @dataclass

@@ -100,7 +100,7 @@ class FunctionLimits(Wire):
 
     memory_mb: int | None = Field(default=None, ge=16, alias="memoryMB")
     cpu_seconds: int | None = Field(default=None, ge=1)
-    """CPU time a worker may use before it is killed (local runtime)."""
+    """CPU time one run may use before what runs it is killed (local and Docker runtimes)."""
     cpus: float | None = Field(default=None, gt=0)
     """Share of CPU cores (containers)."""
 

@@ -223,6 +223,25 @@ async def test_a_run_over_its_memory_limit_fails_naming_the_limit_and_the_next_r
     await runtime.undeploy(faas_id)
 
 
+async def test_a_run_over_its_cpu_time_fails_naming_the_limit_and_the_next_run_works(runtime, image):
+    faas_id = await deploy(runtime, image[0], """
+        import time
+        def handle(context, payload):
+            until = time.monotonic() + payload
+            while time.monotonic() < until:
+                pass
+            return payload
+        """, cpu_seconds=1)
+
+    killed = await runtime.invoke(faas_id, {}, 30, 0)
+    after = await runtime.invoke(faas_id, {}, 0.1, 0)
+
+    assert killed.error == {"type": "FunctionError", "message": "Function exceeded its CPU time limit of 1 s",
+                            "stacktrace": []}
+    assert (after.output, after.error) == (0.1, None)
+    await runtime.undeploy(faas_id)
+
+
 async def test_a_run_over_its_timeout_replaces_its_container(runtime, engine, image):
     faas_id = await deploy(runtime, image[0], WHO)
     first = await runtime.invoke(faas_id, {}, 0, 0)

@@ -2,7 +2,7 @@
 
 A replica that answered a timeout or an exit has ended its server (the function servers exit after
 those, §3.6), one that overran the run's timeout is killed, one that vanished mid-call is examined
-for the reason (its memory limit, an exit): all are discarded and the pool starts fresh ones. A
+for the reason (its memory limit, its CPU time, an exit): all are discarded and the pool starts fresh ones. A
 connection refused before the request left means the container had died idle: the call goes to
 another replica, since the function never saw it.
 """
@@ -11,8 +11,9 @@ import asyncio
 import aiohttp
 
 from dispatch.drivers.docker.containers import Launcher
+from dispatch.drivers.docker.cpu_time import watched
 from dispatch.drivers.docker.pool import Pool, PoolClosed, PoolFull, ReplicaFailed
-from dispatch.drivers.ports import Invocation, NotDeployed
+from dispatch.drivers.ports import Invocation, NotDeployed, cpu_message
 
 TIMEOUT_MESSAGE = "Function execution exceeded the timeout"
 _ATTEMPTS = 3
@@ -34,9 +35,10 @@ async def call(pool: Pool, launcher: Launcher, http: aiohttp.ClientSession, body
         container = member.replica
         limit = timeout_ms / 1000 + _GRACE_SECONDS if timeout_ms > 0 else None
         try:
-            async with asyncio.timeout(limit):
-                async with http.post(container.url, data=body, headers={"Content-Type": "application/json"}) as answer:
-                    status, text = answer.status, await answer.read()
+            async with watched(launcher.docker, container.id, launcher.limits.cpu_seconds) as cpu:
+                async with asyncio.timeout(limit):
+                    async with http.post(container.url, data=body, headers={"Content-Type": "application/json"}) as answer:
+                        status, text = answer.status, await answer.read()
         except aiohttp.ClientConnectorError:
             pool.discard(member)
             continue
@@ -44,6 +46,9 @@ async def call(pool: Pool, launcher: Launcher, http: aiohttp.ClientSession, body
             pool.discard(member)
             return failed("FunctionError", TIMEOUT_MESSAGE)
         except aiohttp.ClientError:
+            if cpu.exceeded:
+                pool.discard(member)
+                return failed("FunctionError", cpu_message(launcher.limits.cpu_seconds))
             kind, message, lines = await launcher.ending(container)
             pool.discard(member)
             return failed(kind, message, stderr=lines)

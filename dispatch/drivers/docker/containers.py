@@ -37,6 +37,8 @@ class Limits:
     cpus: float | None = None
     log_bytes: int = 1 << 20
     """Per stream and call, as the function server caps what it captures."""
+    cpu_seconds: int | None = None
+    """Per call, watched from outside (see cpu_time.py)."""
 
 
 async def run_once(docker: aiodocker.Docker, image: str, command: tuple[str, ...],

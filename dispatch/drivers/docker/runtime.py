@@ -186,7 +186,7 @@ class DockerRuntime:
     def _deployment(self, spec: DeploymentSpec, tag: str, labels: dict[str, str]) -> _Deployment:
         minimum, maximum, idle = self._defaults
         launcher = Launcher(self._docker, self._http, tag, spec.name or spec.faas_id, {**labels, KIND: "replica"},
-                            Limits(spec.memory_mb, spec.cpus, self._max_log_bytes), self._network_mode,
+                            Limits(spec.memory_mb, spec.cpus, self._max_log_bytes, spec.cpu_seconds), self._network_mode,
                             self._address, self._ports, READY_TIMEOUT_SECONDS, self._repository)
         pool = Pool(launcher.start, launcher.stop,
                     minimum if spec.min_replicas is None else spec.min_replicas,

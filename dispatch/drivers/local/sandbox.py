@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dispatch.drivers.local.forkserver import Exit
+from dispatch.drivers.ports import cpu_message
 
 EXIT_OUT_OF_MEMORY = 86  # dispatch.runtimes.python3.pipe.EXIT_OUT_OF_MEMORY
 _FIRST_UID = 1_900_000_000
@@ -34,10 +35,6 @@ CPU_CEILING_RUNS = 10
 
 def memory_message(memory_mb: int) -> str:
     return f"Function exceeded its memory limit of {memory_mb} MB"
-
-
-def cpu_message(cpu_seconds: int) -> str:
-    return f"Function exceeded its CPU time limit of {cpu_seconds} s"
 
 
 @dataclass(frozen=True)

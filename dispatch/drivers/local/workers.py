@@ -8,7 +8,8 @@ from typing import Any
 
 from dispatch.drivers.local.forkserver import Exit, ForkFailed, ForkServer, close_all
 from dispatch.drivers.local.lines import LineReader, OutputTail
-from dispatch.drivers.local.sandbox import Limits, cpu_message, cpu_used
+from dispatch.drivers.local.sandbox import Limits, cpu_used
+from dispatch.drivers.ports import cpu_message
 
 # A dead process's last answers may still be in the pipe when its exit is reported.
 _EXIT_SETTLE_SECONDS = 0.05
