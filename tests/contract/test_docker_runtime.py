@@ -295,31 +295,6 @@ async def test_runs_beyond_max_replicas_wait_for_a_free_container(runtime, image
     await runtime.undeploy(faas_id)
 
 
-async def test_a_full_queue_fails_new_runs_at_once_with_a_clear_error(image, tmp_path):
-    runtime = docker_engine.runtime_for_tests(tmp_path / "docker-runtime", max_queued_runs=2)
-    try:
-        faas_id = await deploy(runtime, image[0], rendezvous.source("python3", """
-            def handle(context, payload):
-                meet(payload, "run")
-                return "done"
-            """), min_replicas=1, max_replicas=1)
-        async with Rendezvous() as held:
-            running = [asyncio.ensure_future(runtime.invoke(faas_id, {}, held.address, 0)) for _ in range(3)]
-            assert await held.arrived(1, seconds=60)  # one run holds the only container, two wait
-
-            refused = await runtime.invoke(faas_id, {}, held.address, 0)
-            unfinished = [not run.done() for run in running]
-            held.open()
-            finished = await asyncio.gather(*running)
-    finally:
-        await runtime.close()
-
-    assert refused.error == {"type": "SystemError", "message": f"function {faas_id} is at capacity: 2 runs queued",
-                             "stacktrace": []}
-    assert unfinished == [True] * 3
-    assert [result.output for result in finished] == ["done"] * 3
-
-
 async def test_an_idle_function_scales_to_zero_and_back(runtime, engine, image):
     faas_id = await deploy(runtime, image[0], WHO, min_replicas=0, idle_seconds=1)
     assert len(await containers_of(engine, faas_id)) == 1

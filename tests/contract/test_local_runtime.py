@@ -128,31 +128,6 @@ async def test_runs_queue_while_workers_start_and_beyond_max_replicas(runtime, t
     assert len({result.output for result in results}) == 2
 
 
-async def test_a_full_queue_fails_new_runs_at_once_with_a_clear_error(tmp_path):
-    runtime = LocalRuntime(tmp_path / "runtime-data", max_queued_runs=2)
-    try:
-        faas_id = await deploy(runtime, tmp_path, "python3", "held.py", rendezvous.source("python3", """
-            def handle(context, payload):
-                meet(payload, "run")
-                return "done"
-            """), max_replicas=1)
-        async with Rendezvous() as held:
-            running = [asyncio.ensure_future(runtime.invoke(faas_id, {}, held.address, 0)) for _ in range(3)]
-            assert await held.arrived(1)  # one run holds the only worker, two wait in the queue
-
-            refused = await runtime.invoke(faas_id, {}, held.address, 0)
-            unfinished = [not run.done() for run in running]
-            held.open()
-            finished = await asyncio.gather(*running)
-    finally:
-        await runtime.close()
-
-    assert refused.error == {"type": "SystemError", "message": f"function {faas_id} is at capacity: 2 runs queued",
-                             "stacktrace": []}
-    assert unfinished == [True] * 3  # refused while the running and queued runs were still unfinished
-    assert [result.output for result in finished] == ["done"] * 3
-
-
 # ---- several runs per worker
 
 

@@ -20,8 +20,7 @@ from tests import docker_engine
 from tests.contract import rendezvous
 from tests.contract.rendezvous import Rendezvous
 
-ADAPTERS: dict[str, Callable[[Path], FunctionRuntime]] = {"local": lambda data_dir: LocalRuntime(data_dir),
-                                                          "docker": docker_engine.runtime_for_tests}
+ADAPTERS: dict[str, Callable[..., FunctionRuntime]] = {"local": LocalRuntime, "docker": docker_engine.runtime_for_tests}
 MARKS = {"docker": [pytest.mark.docker]}
 JON = {"name": "Jon", "place": "Winterfell"}
 HELLO_PY = """
@@ -36,16 +35,28 @@ module.exports = async function (context, payload) {
 
 
 @pytest.fixture(params=[pytest.param(name, marks=MARKS.get(name, [])) for name in ADAPTERS])
-async def function_runtime(request, tmp_path) -> AsyncIterator[FunctionRuntime]:
+async def runtime_with(request, tmp_path) -> AsyncIterator[Callable[..., FunctionRuntime]]:
+    """Makes the adapter with the runtime options a test names (the same on every adapter)."""
     if request.param == "docker" and request.function.__name__ in docker_engine.CONTRACT_EXCEPTIONS:
         pytest.skip(docker_engine.CONTRACT_EXCEPTIONS[request.function.__name__])
-    runtime = ADAPTERS[request.param](tmp_path / "runtime-data")
-    yield runtime
-    await runtime.close()
+    made: list[FunctionRuntime] = []
+
+    def make(**options) -> FunctionRuntime:
+        made.append(ADAPTERS[request.param](tmp_path / f"runtime-data-{len(made)}", **options))
+        return made[-1]
+
+    yield make
+    for runtime in made:
+        await runtime.close()
+
+
+@pytest.fixture
+def function_runtime(runtime_with) -> FunctionRuntime:
+    return runtime_with()
 
 
 async def deploy(runtime: FunctionRuntime, tmp_path: Path, language: str, files: dict[str, str],
-                 handler: str = "", manifest: str = "") -> str:
+                 handler: str = "", manifest: str = "", **scale) -> str:
     """Build an image for `language`, deploy `files` (one file alone, or a folder) and return the faas id."""
     number = len(list(tmp_path.glob("src-*")))
     folder = tmp_path / f"src-{number}"
@@ -57,7 +68,8 @@ async def deploy(runtime: FunctionRuntime, tmp_path: Path, language: str, files:
                                                 manifest=manifest))
     faas_id = f"fn-{number}"
     await runtime.deploy(DeploymentSpec(faas_id=faas_id, name=f"fn{number}", organization="dispatch",
-                                        language=language, image_location=image, source=archive, handler=handler))
+                                        language=language, image_location=image, source=archive, handler=handler,
+                                        **scale))
     return faas_id
 
 
@@ -492,3 +504,25 @@ async def test_local_runtime_queues_calls_beyond_max_workers(tmp_path):
     assert [r.error for r in results] == [None] * 4
     assert len({r.output for r in results}) == 2
     assert held.most_at_once == 2
+
+
+async def test_a_full_queue_fails_new_runs_at_once_with_a_clear_error(runtime_with, tmp_path):
+    runtime = runtime_with(max_queued_runs=2)
+    faas_id = await deploy(runtime, tmp_path, "python3", {"held.py": rendezvous.source("python3", """
+        def handle(context, payload):
+            meet(payload, "run")
+            return "done"
+        """)}, min_replicas=1, max_replicas=1)
+    async with Rendezvous() as held:
+        running = [asyncio.ensure_future(runtime.invoke(faas_id, {}, held.address, 0)) for _ in range(3)]
+        assert await held.arrived(1, seconds=60)  # one run holds the only worker, two wait in the queue
+
+        refused = await runtime.invoke(faas_id, {}, held.address, 0)
+        unfinished = [not run.done() for run in running]
+        held.open()
+        finished = await asyncio.gather(*running)
+
+    assert refused.error == {"type": "SystemError", "message": "function fn0 is at capacity: 2 runs queued",
+                             "stacktrace": []}
+    assert unfinished == [True] * 3  # refused while the running and queued runs were still unfinished
+    assert [result.output for result in finished] == ["done"] * 3
