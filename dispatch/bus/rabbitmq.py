@@ -227,8 +227,10 @@ class RabbitMQBus:
 
     async def _publish_commands(self, routing_key: str, members: list[Encoded]) -> None:
         commands = [command for command, _ in members]
-        alone = len(members) == 1
-        await self._publish(commands, codec.outgoing(commands[0], body=members[0][1]) if alone else batch_message(members))
+        if len(members) == 1:
+            await self._publish(commands, codec.outgoing(commands[0], body=members[0][1]))
+        else:
+            await self._publish(commands, batch_message(members))
 
     async def _publish(self, commands: list[Command], message: aio_pika.Message) -> None:
         delivery = self._running()

@@ -19,6 +19,7 @@ TIMEOUT_MESSAGE = "Function execution exceeded the timeout"
 _ATTEMPTS = 3
 # The function server answers its own deadline; the platform's clock is the backstop a little later.
 _GRACE_SECONDS = 0.25
+_JSON = {"Content-Type": "application/json"}
 
 
 async def call(pool: Pool, launcher: Launcher, http: aiohttp.ClientSession, body: bytes,
@@ -37,7 +38,7 @@ async def call(pool: Pool, launcher: Launcher, http: aiohttp.ClientSession, body
         try:
             async with watched(launcher.docker, container.id, launcher.limits.cpu_seconds) as cpu:
                 async with asyncio.timeout(limit):
-                    async with http.post(container.url, data=body, headers={"Content-Type": "application/json"}) as answer:
+                    async with http.post(container.url, data=body, headers=_JSON) as answer:
                         status, text = answer.status, await answer.read()
         except aiohttp.ClientConnectorError:
             pool.discard(member)
