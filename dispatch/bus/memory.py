@@ -161,6 +161,7 @@ class InMemoryBus:
                     self._dead_letter(message, consumer.name, _describe(error), attempt)
                     raise Unavailable(f"{message.type_name()} failed after {attempt} attempts: {error}")
                 await asyncio.sleep(self.retry_delay * 2 ** (attempt - 1))
+                message.mark_repeated()
 
     def _dead_letter(self, message: Message, consumer: str, error: str, attempts: int) -> None:
         self._dead.append(DeadLetter(message.message_id, message.type_name(), consumer, error,

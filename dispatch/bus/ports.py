@@ -1,6 +1,8 @@
 """The MessageBus port: commands to exactly one handler, events to every subscriber group,
 request/reply correlated by message id. Delivery is at-least-once; consumers are idempotent by
-message id; a message that keeps failing goes to the dead letters and never stops a consumer."""
+message id, and a delivery that may repeat an earlier one (a retry, a redelivery after a crash)
+reaches its handler marked `repeated`; a message that keeps failing goes to the dead letters and
+never stops a consumer."""
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Protocol
 

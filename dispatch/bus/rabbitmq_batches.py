@@ -127,6 +127,7 @@ class Member:
         self._batch = batch
         self.body = body
         self.headers = batch.incoming.headers
+        self.redelivered = batch.incoming.redelivered
         self.content_type = "application/json"
         self.reply_to = None
         self.processed = False

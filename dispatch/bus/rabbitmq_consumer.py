@@ -122,6 +122,8 @@ class QueueConsumer(Consumer):
         except Exception as error:  # noqa: BLE001 - anything undecodable is a poison message
             await self._give_up(incoming, self.queue.name, f"undecodable: {codec.describe(error)}", attempt)
             return await _quietly(incoming.ack())
+        if attempt > 1 or incoming.redelivered:
+            message.mark_repeated()
         handler = self.handlers.get(message.type_name())
         if handler is None:
             reason = f"no handler for {message.type_name()} on {self.queue.name}"

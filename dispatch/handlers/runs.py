@@ -27,7 +27,8 @@ async def execute_function(cmd: c.ExecuteFunction, events: EventLog, executor: E
     then runs the function and emits RunFinished; the command is settled only after that, so a
     crash in between delivers it again and the accepted run is finished by whoever gets it.
     Otherwise: emits RunFinished, preceded by RunAccepted when the run is slow so that it can be
-    followed while it runs."""
+    followed while it runs. A repeated delivery of a run already finished answers with it and
+    does not run the function again."""
     stream = f"Run:{cmd.organization}:{cmd.run['name']}"
     try:
         function = await executor.ready_function(cmd.organization, cmd.run["functionName"])
@@ -37,6 +38,8 @@ async def execute_function(cmd: c.ExecuteFunction, events: EventLog, executor: E
         function = None  # an event's run: accepted now, run once the deploy under way ends
     except DispatchError as refusal:
         return await _refuse(cmd, events, stream, refusal)
+    if cmd.repeated and (finished := await _finished(events, stream)) is not None:
+        return finished  # an earlier delivery ran it; the acceptance path below checks by itself
     stamp = int(time.time())
     run = {**cmd.run, **_ids(function), "status": Status.INITIALIZED.value, "executedTime": stamp,
            "modifiedTime": stamp}
@@ -68,6 +71,14 @@ async def _refuse(cmd: c.ExecuteFunction, events: EventLog, stream: str, refusal
     if cmd.once and (recorded := await events.read_stream(stream)):
         return {"run": recorded[-1].event.run, "position": recorded[-1].position}
     return await _record(events, stream, 0, _refused(cmd, refusal))
+
+
+async def _finished(events: EventLog, stream: str) -> dict | None:
+    """The run as an earlier delivery recorded it, when that delivery finished it."""
+    recorded = await events.read_stream(stream)
+    if recorded and recorded[-1].event.run["status"] in FINISHED:
+        return {"run": recorded[-1].event.run, "position": recorded[-1].position}
+    return None
 
 
 def _ids(function: dict | None) -> dict:

@@ -7,7 +7,7 @@ import time
 import uuid
 from typing import Any, Callable, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 _registry: dict[str, type["Message"]] = {}
 _upcasters: dict[tuple[str, int], Callable[[dict], dict]] = {}
@@ -40,8 +40,20 @@ class Message(BaseModel):
     correlation_id: str | None = None
     causation_id: str | None = None
     time: float = Field(default_factory=time.time)
+    _repeated: bool = PrivateAttr(default=False)
 
     version: ClassVar[int] = 1
+
+    @property
+    def repeated(self) -> bool:
+        """True when this delivery may repeat one whose handler already acted (a retry, a broker's
+        redelivery after a crash). Not on the wire: the bus that delivers it says so. A handler
+        whose effects reach outside the log checks the log before acting again."""
+        return self._repeated
+
+    def mark_repeated(self) -> "Message":
+        self._repeated = True
+        return self
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

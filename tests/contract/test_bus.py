@@ -99,6 +99,20 @@ async def test_a_failing_handler_is_retried_until_it_succeeds(bus):
     assert len(attempts) == 3
 
 
+async def test_a_retried_message_tells_its_handler_it_may_repeat_an_earlier_attempt(bus):
+    seen = []
+
+    async def flaky(message):
+        seen.append(message.repeated)
+        if len(seen) < 2:
+            raise RuntimeError("transient")
+        return "done"
+
+    bus.handle(Ping, flaky)
+    assert await bus.request(Ping(), timeout=5) == "done"
+    assert seen == [False, True]
+
+
 async def test_a_poison_message_is_dead_lettered_and_the_consumer_keeps_going(bus):
     async def handler(message):
         if message.text == "poison":

@@ -6,6 +6,7 @@ import structlog.testing
 
 from dispatch.errors import Conflict, NotFound, Rejected
 from dispatch.handlers.bootstrap import bootstrap
+from dispatch.handlers.runs import execute_function
 from dispatch.schemas import commands as c
 from dispatch.schemas import events as e
 from tests.fakes import InProcessRuntime
@@ -273,6 +274,22 @@ async def test_a_redelivered_run_command_answers_with_the_first_recorded_run(pla
     first = await platform.bus.request(c.ExecuteFunction(organization=ORG, run=run), 10)
     again = await platform.bus.request(c.ExecuteFunction(organization=ORG, run=run), 10)  # a new message id
     assert again["run"] == first["run"] and again["position"] == first["position"]
+
+
+async def test_a_repeated_delivery_of_a_finished_run_does_not_run_the_function_again(platform, tmp_path):
+    await seed(platform)
+    calls = tmp_path / "calls"
+    await create_function(platform, source=b"def handle(c, p):\n    open(p['calls'], 'a').write('x')\n    return 1\n")
+    await settled(platform, "Function", "hello")
+    run = {"name": "once", "functionName": "hello", "blocking": False, "input": {"calls": str(calls)}}
+    command = c.ExecuteFunction(organization=ORG, run=run, record_acceptance=False)
+    first = await execute_function(command, events=platform.store, executor=platform.executor)
+
+    again = await execute_function(command.model_copy().mark_repeated(), events=platform.store,
+                                   executor=platform.executor)
+
+    assert again == first and first["run"]["status"] == "READY"
+    assert calls.read_text() == "x"
 
 
 async def test_a_run_accepted_before_a_crash_is_finished_after_the_restart(settings):
