@@ -52,6 +52,11 @@ class DeploymentSpec:
     labels: tuple[tuple[str, str], ...] = ()
 
 
+def capacity_message(function: str, queued: int) -> str:
+    """The error of a run refused because its function's queue is full, the same on every runtime."""
+    return f"function {function} is at capacity: {queued} runs queued"
+
+
 def cpu_message(cpu_seconds: int) -> str:
     """The error of a run killed for its CPU time, the same on every runtime."""
     return f"Function exceeded its CPU time limit of {cpu_seconds} s"

@@ -2,9 +2,9 @@
 
 A replica that answered a timeout or an exit has ended its server (the function servers exit after
 those, §3.6), one that overran the run's timeout is killed, one that vanished mid-call is examined
-for the reason (its memory limit, its CPU time, an exit): all are discarded and the pool starts fresh ones. A
-connection refused before the request left means the container had died idle: the call goes to
-another replica, since the function never saw it.
+for the reason (its memory limit, its CPU time, an exit): all are discarded and the pool starts
+fresh ones. A connection refused before the request left means the container had died idle: the
+call goes to another replica, since the function never saw it.
 """
 import asyncio
 
@@ -13,7 +13,7 @@ import aiohttp
 from dispatch.drivers.docker.containers import Launcher
 from dispatch.drivers.docker.cpu_time import watched
 from dispatch.drivers.docker.pool import Pool, PoolClosed, PoolFull, ReplicaFailed
-from dispatch.drivers.ports import Invocation, NotDeployed, cpu_message
+from dispatch.drivers.ports import Invocation, NotDeployed, capacity_message, cpu_message
 
 TIMEOUT_MESSAGE = "Function execution exceeded the timeout"
 _ATTEMPTS = 3
@@ -28,7 +28,7 @@ async def call(pool: Pool, launcher: Launcher, http: aiohttp.ClientSession, body
         try:
             member = await pool.acquire()
         except PoolFull as full:
-            return failed("SystemError", f"function {launcher.name} is at capacity: {full.queued} runs queued")
+            return failed("SystemError", capacity_message(launcher.name, full.queued))
         except ReplicaFailed as exc:
             return failed("SystemError", f"cannot start the function container: {exc.reason}")
         except PoolClosed:

@@ -1,7 +1,8 @@
 """The containers of one deployment: between min and max replicas, each taking up to `concurrency`
 calls at once; calls beyond that wait in order, `max_queued` at most (past that a call fails at
-once with PoolFull, rather than wait behind a queue that only grows). Replicas idle for `idle_seconds` stop down to the
-minimum (to zero when it is 0); a replica that failed or timed out is discarded and replaced."""
+once with PoolFull, rather than wait behind a queue that only grows). Replicas idle for
+`idle_seconds` stop down to the minimum (to zero when it is 0); a replica that failed or timed out
+is discarded and replaced."""
 import asyncio
 import time
 from collections import deque

@@ -2,7 +2,6 @@
 by pools of containers running the same function servers as the local runtime (§3.2 over HTTP)."""
 import asyncio
 import contextlib
-import json
 import re
 import shutil
 import tempfile
@@ -24,6 +23,7 @@ from dispatch.drivers.docker.pool import Pool, ReplicaFailed
 from dispatch.drivers.ports import BuildFailed, DeploymentSpec, ImageSpec, Invocation, NotDeployed, Progress
 from dispatch.errors import Rejected
 from dispatch.schemas import source
+from dispatch.schemas.wirejson import dumps
 
 READY_TIMEOUT_SECONDS = 60.0
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -150,7 +150,7 @@ class DockerRuntime:
         if deployment is None:
             raise NotDeployed(faas_id)
         try:
-            body = json.dumps({"context": context, "payload": payload}, separators=(",", ":")).encode()
+            body = dumps({"context": context, "payload": payload})
         except (TypeError, ValueError) as exc:
             return failed("InputError", f"Invalid Input: {exc}")
         return await call(deployment.pool, deployment.launcher, self._http, body, timeout_ms)
@@ -185,8 +185,9 @@ class DockerRuntime:
 
     def _deployment(self, spec: DeploymentSpec, tag: str, labels: dict[str, str]) -> _Deployment:
         minimum, maximum, idle = self._defaults
+        limits = Limits(spec.memory_mb, spec.cpus, self._max_log_bytes, spec.cpu_seconds)
         launcher = Launcher(self._docker, self._http, tag, spec.name or spec.faas_id, {**labels, KIND: "replica"},
-                            Limits(spec.memory_mb, spec.cpus, self._max_log_bytes, spec.cpu_seconds), self._network_mode,
+                            limits, self._network_mode,
                             self._address, self._ports, READY_TIMEOUT_SECONDS, self._repository)
         pool = Pool(launcher.start, launcher.stop,
                     minimum if spec.min_replicas is None else spec.min_replicas,

@@ -14,7 +14,8 @@ from dispatch.drivers.local.languages import PACKAGE_PARENT, Language, WorkerSpe
 from dispatch.drivers.local.pool import AtCapacity, Scale, WorkerPool
 from dispatch.drivers.local.sandbox import Limits, Users
 from dispatch.drivers.local.workers import Worker, WorkerDied, WorkerNotReady, WorkerTimedOut
-from dispatch.drivers.ports import BuildFailed, DeploymentSpec, ImageSpec, Invocation, NotDeployed, Progress
+from dispatch.drivers.ports import (BuildFailed, DeploymentSpec, ImageSpec, Invocation, NotDeployed, Progress,
+                                    capacity_message)
 from dispatch.errors import Rejected
 from dispatch.schemas import source
 from dispatch.schemas.wirejson import dumps
@@ -106,7 +107,7 @@ class LocalRuntime:
         try:
             worker = await pool.acquire()
         except AtCapacity as full:
-            return _failed("SystemError", f"function {pool.name} is at capacity: {full.queued} runs queued")
+            return _failed("SystemError", capacity_message(pool.name, full.queued))
         except (WorkerNotReady, OSError) as exc:
             return _failed("SystemError", f"cannot start the function process: {getattr(exc, 'reason', exc)}")
         try:
