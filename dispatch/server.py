@@ -13,7 +13,7 @@ from aiohttp import web
 from dispatch.errors import Unavailable
 from dispatch.gateway.accepted import AcceptedRuns
 from dispatch.gateway.app import create_api_app, create_app
-from dispatch.gateway.logs import configure_logging
+from dispatch.gateway.logs import app_runner, configure_logging
 from dispatch.gateway.tls import serve_https
 from dispatch.handlers.bootstrap import bootstrap
 from dispatch.settings import Settings
@@ -42,7 +42,7 @@ def exclusive(data_dir: Path, doing: str) -> Iterator[None]:
 
 
 async def _listen(app: web.Application, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None)
+    runner = app_runner(app)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()

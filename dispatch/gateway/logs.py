@@ -1,33 +1,55 @@
-"""Structured logs: one line per request, carrying its correlation id."""
+"""Structured logs: one line per request, carrying its correlation id.
+
+A log line is rendered to bytes and written in one call. The request line is written by
+aiohttp's access-log hook, which runs once the response is on its way: a client waiting for its
+answer never waits for the line about it."""
 import logging
 import time
 
 import structlog
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from dispatch.schemas.envelope import new_id
-from dispatch.schemas.wirejson import dumps_text
+from dispatch.schemas.wirejson import dumps
 
 from .context import CORRELATION_ID
+
+STARTED = web.RequestKey("started", float)
 
 log = structlog.get_logger("dispatch.gateway")
 
 
 def configure_logging(level: str = "info") -> None:
     structlog.configure(
-        processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
-                    structlog.processors.TimeStamper(fmt="iso"), structlog.processors.format_exc_info,
-                    structlog.processors.JSONRenderer(serializer=dumps_text)],
+        processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso"),
+                    structlog.processors.format_exc_info, structlog.processors.JSONRenderer(serializer=dumps)],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        cache_logger_on_first_use=True)
+        logger_factory=structlog.BytesLoggerFactory(), cache_logger_on_first_use=True)
 
 
 @web.middleware
 async def request_log(request: web.Request, handler):
+    """Give the request its correlation id (the caller's X-Request-Id, else a new one), and the
+    response the same X-Request-Id."""
     request[CORRELATION_ID] = request.headers.get("X-Request-Id") or new_id()
-    started = time.perf_counter()
+    request[STARTED] = time.perf_counter()
     response = await handler(request)
-    log.info("request", method=request.method, path=request.path, status=response.status,
-             ms=round((time.perf_counter() - started) * 1000, 2), correlation_id=request[CORRELATION_ID])
     response.headers["X-Request-Id"] = request[CORRELATION_ID]
     return response
+
+
+class RequestLine(AbstractAccessLogger):
+    """The line about a request, once its response was written."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, _: float) -> None:
+        # aiohttp's own figure comes from the loop's clock, which ticks in milliseconds on uvloop
+        started = request.get(STARTED)
+        ms = None if started is None else round((time.perf_counter() - started) * 1000, 2)
+        log.info("request", method=request.method, path=request.path, status=response.status, ms=ms,
+                 correlation_id=request.get(CORRELATION_ID))
+
+
+def app_runner(app: web.Application) -> web.AppRunner:
+    """A runner for one of the gateway's apps that logs each request with RequestLine."""
+    return web.AppRunner(app, access_log_class=RequestLine, access_log=logging.getLogger("dispatch.gateway"))

@@ -424,3 +424,38 @@ async def test_exec_within_an_application_finds_only_its_functions_and_tags_the_
     assert [r["name"] for r in listed] == [run["name"]]
     await answer(await call(client, "GET", f"/v1/runs/{run['name']}?tags=Application=shop"), 200)
     await answer(await call(client, "GET", f"/v1/runs/{run['name']}?tags=Application=blog"), 404)
+
+
+async def test_each_request_is_logged_once_after_its_answer_with_the_request_id_it_answered(settings, platform):
+    import aiohttp
+    import structlog.testing
+    from aiohttp import web
+
+    from dispatch.gateway.logs import app_runner
+
+    runner = app_runner(create_app(settings, platform))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        with structlog.testing.capture_logs() as logged:
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"http://127.0.0.1:{port}/v1/function",
+                                       headers={"X-Request-Id": "req-7", "X-Dispatch-Org": ORG}) as given:
+                    assert given.status == 200 and given.headers["X-Request-Id"] == "req-7"
+                async with session.get(f"http://127.0.0.1:{port}/v1/function/nope",
+                                       headers={"X-Dispatch-Org": ORG}) as missing:
+                    assert missing.status == 404
+                    generated = missing.headers["X-Request-Id"]
+            for _ in range(100):
+                if len([line for line in logged if line["event"] == "request"]) == 2:
+                    break
+                await asyncio.sleep(0.01)
+    finally:
+        await runner.cleanup()
+    lines = [line for line in logged if line["event"] == "request"]
+    assert [(line["method"], line["path"], line["status"], line["correlation_id"]) for line in lines] == [
+        ("GET", "/v1/function", 200, "req-7"), ("GET", "/v1/function/nope", 404, generated)]
+    assert all(isinstance(line["ms"], float) and line["ms"] >= 0 for line in lines)
+    assert uuid.UUID(generated).version == 4
