@@ -1,5 +1,6 @@
 """`/v1/runs`: execute a function (blocking or not) and read the recorded runs."""
 import asyncio
+import functools
 import time
 from typing import Any
 
@@ -19,12 +20,26 @@ from .resources import PLATFORM
 
 
 def new_run(function: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A run from a caller's body, which may set only what a caller may set."""
     try:
         run = Run.model_validate(body)
     except ValidationError:
         raise Rejected("Bad Request: Invalid Payload") from None
     return {**run.wire(), "name": new_ordered_id(), "functionName": function, "output": None, "error": None,
             "status": "INITIALIZED", "logs": {"stdout": [], "stderr": []}, "reason": None}
+
+
+@functools.cache
+def _blank() -> dict[str, Any]:
+    return Run().wire()
+
+
+def http_run(function: str, blocking: bool, payload: Any, context: dict[str, Any]) -> dict[str, Any]:
+    """A run for a request to a user API. The gateway made every field itself from the request
+    (the payload is parsed JSON, form fields or text), so there is nothing to validate: the run
+    is the blank one with those fields and fresh lists."""
+    return {**_blank(), "name": new_ordered_id(), "functionName": function, "blocking": blocking, "input": payload,
+            "httpContext": context, "secrets": [], "services": [], "tags": [], "logs": {"stdout": [], "stderr": []}}
 
 
 async def execute(platform, accepted: AcceptedRuns, organization_name: str, run: dict, correlation: str,

@@ -14,7 +14,7 @@ from .context import SETTINGS, correlation_id
 from .credentials import CREDENTIALS, Unauthorized
 from .errors import error_response, loads
 from .resources import PLATFORM
-from .runs import execute, new_run
+from .runs import execute, http_run
 
 FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 HIDDEN_HEADERS = {"authorization", "cookie", "x-consumer-username", "x-consumer-id", "x-consumer-custom-id",
@@ -151,7 +151,7 @@ async def serve(request: web.Request) -> web.StreamResponse:
         return _answer(request, route, {}, web.json_response({"message": bad.message}, status=bad.status))
     blocking = request.headers.get("x-dispatch-blocking", "true").lower() != "false"
     context = http_context(request, matched, caller)
-    run = new_run(route.function, {"blocking": blocking, "input": payload, "httpContext": context})
+    run = http_run(route.function, blocking, payload, context)
     try:
         status, result = await execute(platform, request.app[ACCEPTED], route.organization, run, correlation_id(request),
                                        request.app[SETTINGS].blocking_wait_seconds)

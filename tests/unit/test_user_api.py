@@ -86,6 +86,18 @@ async def test_a_post_answers_only_the_runs_output_with_the_run_id_in_a_header(c
     assert run["functionName"] == "echo" and run["output"] == {"name": "Jon"}
 
 
+async def test_a_run_made_by_an_api_is_recorded_with_every_field_of_a_run_made_on_v1_runs(client, caller, functions):
+    await expose(client, "hello", "echo")
+    response = await caller.post(f"/{ORG}/hello", json={"name": "Jon"})
+    by_api = await answer(await call(client, "GET", f"/v1/runs/{response.headers['X-Dispatch-Run']}"), 200)
+    by_exec = await answer(await call(client, "POST", "/v1/runs?functionName=echo",
+                                      json={"blocking": True, "input": {"name": "Jon"}}), 200)
+    assert by_api.keys() == by_exec.keys()
+    varying = {"name", "httpContext", "executedTime", "finishedTime", "modifiedTime"}
+    assert {k: v for k, v in by_api.items() if k not in varying} == {k: v for k, v in by_exec.items() if k not in varying}
+    assert by_api["httpContext"]["uri"] == f"/{ORG}/hello" and by_exec["httpContext"] is None
+
+
 async def test_a_get_turns_the_query_into_the_input_with_repeated_keys_as_arrays(client, caller, functions):
     await expose(client, "hello", "echo")
     response = await caller.get(f"/{ORG}/hello?a=1&a=2&b=3", data=b"ignored")
