@@ -2,6 +2,7 @@
 import asyncio
 import time
 from functools import partial
+from typing import Awaitable, Callable
 
 import structlog
 
@@ -50,17 +51,41 @@ async def execute_function(cmd: c.ExecuteFunction, events: EventLog, executor: E
         if cmd.once and accepted.get("by", cmd.message_id) != cmd.message_id:
             return accepted  # another command for the same run (an event delivered twice) runs it
         return AnswerFirst(accepted, _finish(cmd, events, executor, stream, accepted["run"], function))
-    work = asyncio.ensure_future(executor.run(cmd.organization, function, run))
-    version = 0
-    done, _ = await asyncio.wait({work}, timeout=SLOW_RUN_SECONDS)
-    if not done:
-        started = {**run, "status": Status.CREATING.value}
-        await _record(events, stream, 0, e.RunAccepted(organization=cmd.organization, run=started).caused_by(cmd))
-        version = 1
+    slow = _WhenSlow(lambda: _record(events, stream, 0, e.RunAccepted(
+        organization=cmd.organization, run={**run, "status": Status.CREATING.value}).caused_by(cmd)))
+    try:
+        finished = await executor.run(cmd.organization, function, run)
+    finally:
+        slow.cancel()
+    version = 1 if await slow.recorded() else 0
     answer = await _record(events, stream, version,
-                           e.RunFinished(organization=cmd.organization, run=await work).caused_by(cmd))
+                           e.RunFinished(organization=cmd.organization, run=finished).caused_by(cmd))
     _log_run(answer["run"], cmd)
     return answer
+
+
+class _WhenSlow:
+    """Records a run as accepted (CREATING) once it has run for SLOW_RUN_SECONDS, so that it can be
+    followed while it runs; a run that ends sooner is recorded once, finished. A timer rather than
+    a task to wait on: most runs end in milliseconds, and the timer costs them nothing."""
+
+    def __init__(self, record: Callable[[], Awaitable[dict]]):
+        self._record = record
+        self._accepted: asyncio.Task | None = None
+        self._timer = asyncio.get_running_loop().call_later(SLOW_RUN_SECONDS, self._fire)
+
+    def _fire(self) -> None:
+        self._accepted = asyncio.ensure_future(self._record())
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    async def recorded(self) -> bool:
+        """True when the acceptance was recorded (waiting for it to be, if it is under way)."""
+        if self._accepted is None:
+            return False
+        await self._accepted
+        return True
 
 
 async def _refuse(cmd: c.ExecuteFunction, events: EventLog, stream: str, refusal: DispatchError) -> dict:

@@ -328,3 +328,53 @@ async def test_a_run_is_logged_in_one_line_and_a_create_in_its_command_line(plat
     commands = [line.get("type") for line in logged if line["event"] == "command"]
     assert [(line["run"], line["status"]) for line in runs] == [(run["name"], "READY")]
     assert "CreateFunction" in commands and "ExecuteFunction" not in commands
+
+
+class GatedRuntime(InProcessRuntime):
+    """Runs hold until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def invoke(self, faas_id, context, payload, timeout_ms):
+        await self.gate.wait()
+        return await super().invoke(faas_id, context, payload, timeout_ms)
+
+
+async def test_a_blocking_run_still_running_after_a_second_can_be_followed_then_is_recorded_finished(
+        settings, monkeypatch):
+    monkeypatch.setattr("dispatch.handlers.runs.SLOW_RUN_SECONDS", 0.05)
+    runtime = GatedRuntime()
+    platform = bootstrap(settings, runtime=runtime)
+    await platform.start()
+    try:
+        await seed(platform)
+        await create_function(platform)
+        await settled(platform, "Function", "hello")
+        waiting = asyncio.ensure_future(execute(platform, payload={"name": "A", "place": "B"}))
+        following = None
+        for _ in range(500):
+            following = next(iter(await platform.views.list_runs(ORG, "hello", None)), None)
+            if following:
+                break
+            await asyncio.sleep(0.01)
+        assert following and following["status"] == "CREATING" and not waiting.done()
+        runtime.gate.set()
+        run = await waiting
+        assert run["status"] == "READY" and run["output"] == {"myField": "Hello, A from B"}
+        recorded = await platform.store.read_stream(f"Run:{ORG}:{run['name']}")
+        assert [type(r.event).__name__ for r in recorded] == ["RunAccepted", "RunFinished"]
+        assert (await platform.views.get_run(ORG, run["name"]))["status"] == "READY"
+    finally:
+        runtime.gate.set()
+        await platform.close()
+
+
+async def test_a_quick_blocking_run_is_recorded_once_finished(platform):
+    await seed(platform)
+    await create_function(platform)
+    await settled(platform, "Function", "hello")
+    run = await execute(platform, payload={"name": "A", "place": "B"})
+    recorded = await platform.store.read_stream(f"Run:{ORG}:{run['name']}")
+    assert [type(r.event).__name__ for r in recorded] == ["RunFinished"]
