@@ -67,9 +67,16 @@ class InMemoryBus:
         self._spawn(self._deliver(self._command_consumer(command), command))
 
     async def request(self, command: Command, timeout: float) -> Any:
-        answered = asyncio.get_running_loop().create_future()
+        # The handler runs in a task of its own: a caller that stops waiting (a timeout, a client
+        # gone) leaves the command to finish, as on a broker.
+        loop = asyncio.get_running_loop()
+        answered = loop.create_future()
         self._spawn(self._deliver(self._command_consumer(command), command, answered))
-        return await asyncio.wait_for(asyncio.shield(answered), timeout)
+        timer = loop.call_later(timeout, _settle, answered, None, asyncio.TimeoutError())
+        try:
+            return await answered
+        finally:
+            timer.cancel()
 
     async def publish(self, event: Event) -> None:
         for consumer in self._groups.get(event.type_name(), {}).values():

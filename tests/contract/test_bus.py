@@ -233,3 +233,19 @@ async def test_work_after_the_answer_that_fails_is_retried(bus):
     assert await bus.request(Ping(), timeout=5) == "accepted"
     await eventually(lambda: len(tries) == 2, timeout=15)
     assert await bus.dead_letters() == []
+
+
+async def test_a_request_not_answered_in_time_times_out_and_its_handler_still_finishes(bus):
+    release, done = asyncio.Event(), []
+
+    async def handler(message):
+        await release.wait()
+        done.append(message.text)
+        return "late"
+
+    bus.handle(Ping, handler)
+    with pytest.raises(asyncio.TimeoutError):
+        await bus.request(Ping(text="slow"), timeout=0.2)
+    release.set()
+    await eventually(lambda: done == ["slow"])
+    assert await bus.request(Ping(text="next"), timeout=5) == "late"
