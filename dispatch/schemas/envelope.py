@@ -4,10 +4,9 @@ Wire type names are the class names: a message is never typed twice by hand.
 """
 import random
 import time
-import uuid
 from typing import Any, Callable, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field
 
 _registry: dict[str, type["Message"]] = {}
 _upcasters: dict[tuple[str, int], Callable[[dict], dict]] = {}
@@ -17,10 +16,14 @@ _random = random.SystemRandom().getrandbits(64)
 _ids = random.Random(_random ^ time.time_ns())
 
 
+_VERSION_4 = 0x4 << 76 | 0b10 << 62
+_VERSION_BITS = 0xF << 76 | 0b11 << 62
+
+
 def new_id() -> str:
     """A random (version 4) UUID. Seeded once from the OS: ids must be unique, not secret, and
     the hot path makes several per run, where one getrandom() call each is measurable."""
-    return str(uuid.UUID(int=_ids.getrandbits(128), version=4))
+    return _text(_ids.getrandbits(128) & ~_VERSION_BITS | _VERSION_4)
 
 
 def new_ordered_id() -> str:
@@ -30,7 +33,13 @@ def new_ordered_id() -> str:
     value = (time.time_ns() // 1_000_000) << 80 | 0x7 << 76 | 0b10 << 62
     random_bits = _ids.getrandbits(74)
     value |= (random_bits >> 62) << 64 | random_bits & ((1 << 62) - 1)
-    return str(uuid.UUID(int=value))
+    return _text(value)
+
+
+def _text(value: int) -> str:
+    """What str(uuid.UUID(int=value)) gives, in half the time (a UUID object is not needed)."""
+    digits = "%032x" % value
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 class Message(BaseModel):
@@ -40,7 +49,6 @@ class Message(BaseModel):
     correlation_id: str | None = None
     causation_id: str | None = None
     time: float = Field(default_factory=time.time)
-    _repeated: bool = PrivateAttr(default=False)
 
     version: ClassVar[int] = 1
 
@@ -49,10 +57,12 @@ class Message(BaseModel):
         """True when this delivery may repeat one whose handler already acted (a retry, a broker's
         redelivery after a crash). Not on the wire: the bus that delivers it says so. A handler
         whose effects reach outside the log checks the log before acting again."""
-        return self._repeated
+        return bool(self.__pydantic_private__ and self.__pydantic_private__.get("repeated"))
 
     def mark_repeated(self) -> "Message":
-        self._repeated = True
+        # Kept in pydantic's slot for private values without declaring a PrivateAttr: a declared
+        # one costs every message built (thousands a second) an initialisation step.
+        object.__setattr__(self, "__pydantic_private__", {**(self.__pydantic_private__ or {}), "repeated": True})
         return self
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
