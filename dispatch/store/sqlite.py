@@ -59,6 +59,10 @@ def _record(row: tuple) -> Recorded:
     return Recorded(position, stream, version, event)  # type: ignore[arg-type]
 
 
+def _conflict(stream: str, current: int, expected: int) -> ConcurrencyConflict:
+    return ConcurrencyConflict(f"stream {stream} is at version {current}, expected {expected}")
+
+
 class SQLiteStore:
     def __init__(self, path: Path):
         self.path = path
@@ -161,14 +165,22 @@ class SQLiteStore:
     @staticmethod
     def _append_one(db: sqlite3.Connection, stream: str, expected: int,
                     events: list[Event]) -> list[Recorded] | Exception:
-        (current,) = db.execute("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = ?", (stream,)).fetchone()
-        if current != expected:
-            return ConcurrencyConflict(f"stream {stream} is at version {current}, expected {expected}")
+        # A new stream (most appends: every run is one) needs no lookup: its first version is 1,
+        # and the unique (stream, version) index refuses it when the stream already exists.
+        if expected != 0:
+            (current,) = db.execute("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = ?",
+                                    (stream,)).fetchone()
+            if current != expected:
+                return _conflict(stream, current, expected)
         recorded = []
         for version, event in enumerate(events, start=expected + 1):
-            cursor = db.execute(
-                "INSERT INTO events (stream, version, type, type_version, data) VALUES (?, ?, ?, ?, ?)",
-                (stream, version, event.type_name(), event.version, event.model_dump_json()))
+            try:
+                cursor = db.execute(
+                    "INSERT INTO events (stream, version, type, type_version, data) VALUES (?, ?, ?, ?, ?)",
+                    (stream, version, event.type_name(), event.version, event.model_dump_json()))
+            except sqlite3.IntegrityError:
+                (current,) = db.execute("SELECT MAX(version) FROM events WHERE stream = ?", (stream,)).fetchone()
+                return _conflict(stream, current, expected)
             recorded.append(Recorded(cursor.lastrowid, stream, version, event))
         return recorded
 
