@@ -7,7 +7,6 @@ Runs in a throwaway schema (and a temporary directory), dropped afterwards.
 """
 import argparse
 import asyncio
-import json
 import os
 import sys
 import tempfile

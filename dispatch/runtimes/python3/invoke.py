@@ -15,6 +15,7 @@ from dispatch.runtimes.python3.loader import Function
 # §3.6: bad input shows up in Python as ValueError or TypeError raised by the function.
 INPUT_ERRORS = (ValueError, TypeError)
 NO_LOGS = '{"stdout":[],"stderr":[]}'
+_OUTPUT = json.JSONEncoder(allow_nan=False)  # json.dumps(allow_nan=False) would build one per call
 
 
 class OutOfMemory(Exception):
@@ -110,12 +111,13 @@ def _finish(logs: Capture, error: dict | None, result: Any) -> bytes:
     output = "null"
     if error is None:
         try:
-            output = json.dumps(result, allow_nan=False)
+            output = _OUTPUT.encode(result)
         except (TypeError, ValueError) as exc:
             error = {"type": "FunctionError", "message": f"result is not JSON serialisable: {exc}", "stacktrace": []}
-    logs_json = json.dumps({"stdout": logs.stdout.lines(), "stderr": logs.stderr.lines()})
+    stdout, stderr = logs.stdout.lines(), logs.stderr.lines()
+    logs_json = json.dumps({"stdout": stdout, "stderr": stderr}) if stdout or stderr else NO_LOGS
     out_of_memory = error is not None and error.pop("outOfMemory", False)
-    envelope = _envelope(logs_json, json.dumps(error), output)
+    envelope = _envelope(logs_json, "null" if error is None else json.dumps(error), output)
     if out_of_memory:
         raise OutOfMemory(envelope)
     return envelope

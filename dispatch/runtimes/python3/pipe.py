@@ -82,7 +82,8 @@ class _Retire(BaseException):
 
 def _line(ident, envelope: bytes, retire: str | None = None) -> bytes:
     extra = f',"retire":"{retire}"' if retire else ""
-    return f'{{"id":{json.dumps(ident)}{extra},"answer":'.encode() + envelope + b"}"
+    ident_json = str(ident) if type(ident) is int else json.dumps(ident)
+    return f'{{"id":{ident_json}{extra},"answer":'.encode() + envelope + b"}"
 
 
 async def _serve_concurrently(function, routers, requests, responses, limit, concurrency, memory_mb,
