@@ -16,11 +16,13 @@ virtualenv of its own (the first line; --functions-framework names its executabl
 """
 import argparse
 import asyncio
+import json
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import aiohttp
@@ -103,7 +105,14 @@ async def cold_starts(server: DispatchServer, session: aiohttp.ClientSession, la
     return {"deploy": deploys, "zero": after_zero, "warm": warm, "distinct workers": len(pids)}
 
 
-async def warm_overhead(server: DispatchServer, session: aiohttp.ClientSession, runs: int, framework_cli: Path) -> dict:
+CONCURRENCY = (1, 4, 16)
+
+
+async def warm_overhead(server: DispatchServer, session: aiohttp.ClientSession, runs: int, rounds: int,
+                        framework_cli: Path) -> dict:
+    """Per concurrency, `rounds` rounds of runs/rounds requests to each server, taking turns (which
+    goes first alternates): the machine's speed drifts over minutes, and each round's ratio
+    compares two measurements taken seconds apart."""
     await server.create(session, "function", {"name": "noop", "image": "python3", "source": source_of("noop.py", NOOP)})
     await wait_ready(server, session, "function", "noop")
     await server.create(session, "api", {"name": "noop", "function": "noop", "methods": ["POST"], "uris": ["/noop"]})
@@ -114,27 +123,30 @@ async def warm_overhead(server: DispatchServer, session: aiohttp.ClientSession, 
     framework = subprocess.Popen([str(framework_cli), "--target", "handle",
                                   "--source", str(folder / "main.py"), "--host", "127.0.0.1", "--port", str(port)],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    urls = {"functions-framework": f"http://127.0.0.1:{port}/",
+            "dispatch": f"http://127.0.0.1:{server.api_port}/bench/noop"}
     try:
-        await listening(session, f"http://127.0.0.1:{port}/")
+        await listening(session, urls["functions-framework"])
         results = {}
-        for concurrency in (1, 16):
-            for label, url in (("functions-framework", f"http://127.0.0.1:{port}/"),
-                               ("dispatch", f"http://127.0.0.1:{server.api_port}/bench/noop")):
-                results[(label, concurrency)] = await measure(session, url, concurrency, runs)
+        for concurrency in CONCURRENCY:
+            for url in urls.values():
+                await closed_loop(partial(call, session, url), concurrency, 200)  # warm-up
+            measured = {label: [] for label in urls}
+            for turn in range(rounds):
+                for label in (list(urls) if turn % 2 == 0 else list(urls)[::-1]):
+                    measured[label].append(await closed_loop(partial(call, session, urls[label]), concurrency,
+                                                             runs // rounds))
+            results[concurrency] = measured
     finally:
         framework.terminate()
         framework.wait(timeout=10)
     return results
 
 
-async def measure(session: aiohttp.ClientSession, url: str, concurrency: int, runs: int) -> dict:
-    async def call() -> None:
-        async with session.post(url, json={"n": 1}) as answer:
-            body = await answer.json()
-            assert answer.status == 200 and body == {"n": 1}, (answer.status, body)
-
-    await closed_loop(call, concurrency, 200)  # warm-up
-    return await closed_loop(call, concurrency, runs)
+async def call(session: aiohttp.ClientSession, url: str) -> None:
+    async with session.post(url, json={"n": 1}) as answer:
+        body = await answer.json()
+        assert answer.status == 200 and body == {"n": 1}, (answer.status, body)
 
 
 async def listening(session: aiohttp.ClientSession, url: str) -> None:
@@ -150,6 +162,27 @@ async def listening(session: aiohttp.ClientSession, url: str) -> None:
 async def recorded_runs(server: DispatchServer, session: aiohttp.ClientSession, name: str) -> int:
     async with session.get(f"{server.url}/v1/runs?functionName={name}", headers=ORG) as answer:
         return len(await answer.json())
+
+
+def wakeup_penalty(samples: int = 500) -> str:
+    """What a process pays for having slept: the same small piece of work timed back to back and
+    right after a 2 ms sleep, as every process on a request's path sleeps at concurrency 1. On a
+    virtual machine whose idle cores are given back to the host the second is several times the first."""
+    document = {f"field{i}": [i, str(i), {"nested": i}] for i in range(8)}
+
+    def timed(pause: float) -> float:
+        durations = []
+        for _ in range(samples):
+            if pause:
+                time.sleep(pause)
+            started = time.perf_counter()
+            json.loads(json.dumps(document))
+            durations.append(time.perf_counter() - started)
+        return statistics.median(durations)
+
+    busy, after_sleep = timed(0), timed(0.002)
+    return (f"the same work takes {busy * 1e6:.0f} us back to back and {after_sleep * 1e6:.0f} us right after"
+            f" a 2 ms sleep ({after_sleep / busy:.1f}x)")
 
 
 def memory(server: DispatchServer) -> dict:
@@ -170,16 +203,17 @@ def memory(server: DispatchServer) -> dict:
     return found
 
 
-async def main(cold: int, runs: int, framework_cli: Path) -> None:
+async def main(cold: int, runs: int, rounds: int, framework_cli: Path) -> None:
     if not framework_cli.exists():
         sys.exit(f"{framework_cli} not found; install functions-framework as the docstring shows:\n{__doc__}")
+    wakeup = wakeup_penalty()
     with DispatchServer() as server:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
             await setup_images(server, session)
             await asyncio.sleep(1)
             idle_rss = psutil.Process(server.process.pid).memory_info().rss
             starts = {language: await cold_starts(server, session, language, cold) for language in CODE}
-            overhead = await warm_overhead(server, session, runs, framework_cli)
+            overhead = await warm_overhead(server, session, runs, rounds, framework_cli)
             await asyncio.sleep(1)
             recorded = await recorded_runs(server, session, "noop")
             sizes = memory(server)
@@ -189,16 +223,22 @@ async def main(cold: int, runs: int, framework_cli: Path) -> None:
         print(f"  {language:8} first run after scale to zero    {percentiles(figures['zero'])}"
               f"   ({figures['distinct workers']} distinct workers)")
         print(f"  {language:8} warm run, same path               {percentiles(figures['warm'])}")
-    print(f"\nWarm no-op runs, {runs} per case: functions-framework (gunicorn) vs Dispatch user API route")
-    print(f"{'case':<34}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}")
-    for (label, concurrency), figures in overhead.items():
-        print(f"{label + f', concurrency {concurrency}':<34}{figures['p50_ms']:>9.2f}{figures['p99_ms']:>9.2f}"
-              f"{figures['per_s']:>9.0f}")
-    for concurrency in (1, 16):
-        ff, ours = overhead[("functions-framework", concurrency)], overhead[("dispatch", concurrency)]
-        print(f"concurrency {concurrency}: dispatch/functions-framework throughput {ours['per_s'] / ff['per_s']:.2f}x,"
-              f" p99 {ours['p99_ms'] / ff['p99_ms']:.2f}x")
-    print(f"runs recorded by dispatch: {recorded} of {2 * (runs + 200)} sent")
+    print(f"\nWarm no-op runs: functions-framework (gunicorn) vs a Dispatch user API route, {runs} runs per case"
+          f" in {rounds} alternating rounds; each round's ratio is Dispatch's figure over functions-framework's")
+    print(f"{'case':<36}{'p50 ms':>8}{'p99 ms':>8}{'req/s':>8}   per-round throughput ratios -> median")
+    for concurrency, measured in overhead.items():
+        ratios = [ours["per_s"] / theirs["per_s"]
+                  for ours, theirs in zip(measured["dispatch"], measured["functions-framework"])]
+        for label, rows in measured.items():
+            line = (f"{label + f', concurrency {concurrency}':<36}{statistics.median(r['p50_ms'] for r in rows):>8.2f}"
+                    f"{statistics.median(r['p99_ms'] for r in rows):>8.2f}"
+                    f"{statistics.median(r['per_s'] for r in rows):>8.0f}")
+            if label == "dispatch":
+                line += f"   {' '.join(f'{x:.2f}' for x in ratios)} -> {statistics.median(ratios):.2f}x"
+            print(line)
+    sent = len(CONCURRENCY) * (200 + rounds * (runs // rounds))
+    print(f"runs recorded by dispatch: {recorded} of {sent} sent")
+    print(f"machine: {wakeup}")
     print(f"\nMemory: server RSS idle {idle_rss / 2**20:.1f} MB, after the runs {sizes['server RSS'] / 2**20:.1f} MB;"
           f" zygote USS {sizes['zygote USS'] / 2**20:.1f} MB")
     for kind in ("python workers", "nodejs workers"):
@@ -212,7 +252,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cold", type=int, default=20)
     parser.add_argument("--runs", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--functions-framework", type=Path,
                         default=Path.home() / ".cache" / "dispatch-bench" / "ff" / "bin" / "functions-framework")
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.cold, arguments.runs, arguments.functions_framework))
+    asyncio.run(main(arguments.cold, arguments.runs, arguments.rounds, arguments.functions_framework))
