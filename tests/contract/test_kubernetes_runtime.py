@@ -378,6 +378,22 @@ async def test_a_run_past_its_timeout_is_a_function_error(kube, runtimes, node, 
     assert "exceeded the timeout" in result.error["message"]
 
 
+async def test_a_python_run_past_its_cpu_time_is_a_function_error_naming_the_limit(kube, runtimes, node, tmp_path):
+    runtime = runtimes(service_url=f"http://127.0.0.1:{node.port}/")
+    burn = "def handle(context, payload):\n    while payload['burn']:\n        pass\n    return 'within'\n"
+    spec = function(tmp_path, text=burn, cpu_seconds=1)
+    await runtime.deploy(spec)
+    command = owned(kube, spec.faas_id)["Deployment"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[-3:] == ["--cpu-seconds", "1", "--http"]
+
+    within = await runtime.invoke(spec.faas_id, {}, {"burn": False}, 0)
+    over = await runtime.invoke(spec.faas_id, {}, {"burn": True}, 0)
+
+    assert (within.output, within.error) == ("within", None)
+    assert over.error["type"] == "FunctionError"
+    assert over.error["message"] == "Function exceeded its CPU time limit of 1 s"
+
+
 async def test_a_function_nothing_answers_for_is_a_system_error(kube, runtimes, tmp_path):
     runtime = runtimes(service_url="http://127.0.0.1:9/")
     spec = function(tmp_path)

@@ -68,12 +68,12 @@ def start_function_server(tmp_path):
     """Start a server in HTTP mode for a source file; wait for /healthz to answer; stop it afterwards."""
     started: list[subprocess.Popen] = []
 
-    def start(language: str, filename: str, text: str) -> tuple[subprocess.Popen, int]:
+    def start(language: str, filename: str, text: str, *flags: str) -> tuple[subprocess.Popen, int]:
         source = tmp_path / language
         source.mkdir()
         (source / filename).write_text(text)
         port = _free_port()
-        server = subprocess.Popen(_command(language, source, "--http", "--port", str(port)), env=_env(),
+        server = subprocess.Popen(_command(language, source, "--http", "--port", str(port), *flags), env=_env(),
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         started.append(server)
         for _ in range(100):
@@ -127,6 +127,26 @@ def test_http_server_answers_a_call_past_its_deadline_with_the_timeout_error(sta
 
     assert answer["context"]["error"]["message"] == "Function execution exceeded the timeout"
     assert server.wait(timeout=5) != 0  # the stuck call cannot be stopped in-process: a fresh one takes over
+
+
+def test_python_http_server_answers_a_call_past_its_cpu_time_with_the_limit_then_exits(start_function_server):
+    burn = "def handle(context, payload):\n    while payload['burn']:\n        pass\n    return 'within'\n"
+    server, port = start_function_server("python3", "burn.py", burn, "--cpu-seconds", "1")
+
+    within = _request(port, "/", _envelope({"burn": False}))
+    status, over = _request(port, "/", _envelope({"burn": True}))
+
+    assert within == (200, {"context": {"logs": {"stdout": [], "stderr": []}, "error": None}, "payload": "within"})
+    assert status == 200 and over["context"]["error"]["type"] == "FunctionError"
+    assert over["context"]["error"]["message"] == "Function exceeded its CPU time limit of 1 s"
+    assert server.wait(timeout=5) == 71  # the call cannot be stopped in-process: a fresh process takes over
+
+
+def test_a_container_names_a_cpu_time_limit_in_the_words_of_every_other_runtime():
+    from dispatch.drivers.ports import cpu_message
+    from dispatch.runtimes.python3.invoke import cpu_message as in_container
+
+    assert in_container(3) == cpu_message(3)
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

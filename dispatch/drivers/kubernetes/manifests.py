@@ -190,7 +190,9 @@ def _server_command(spec: DeploymentSpec, options: Options) -> list[str]:
     handler = ["--handler", spec.handler] if spec.handler else []
     limit = ["--max-log-bytes", str(options.max_log_bytes)]
     if spec.language == "python3":
-        return ["python3", "-m", "dispatch.runtimes.python3", "--source", _SOURCE_DIR, *handler, *limit]
+        # The Python function server enforces a run's CPU time itself; Kubernetes has no such limit.
+        cpu = ["--cpu-seconds", str(spec.cpu_seconds)] if spec.cpu_seconds else []
+        return ["python3", "-m", "dispatch.runtimes.python3", "--source", _SOURCE_DIR, *handler, *limit, *cpu]
     return ["node", f"{_MOUNT}/runtime/server.js", "--source", _SOURCE_DIR, *handler, *limit]
 
 

@@ -1,8 +1,8 @@
 """Serve one Python function.
 
     python -P -m dispatch.runtimes.python3 --source DIR [--handler mod.func] [--library DIR]...
-        [--request-fd 3 --response-fd 4 [--concurrency N] [--memory-mb M] [--cpu-seconds S] | --http [--port 8080] | --check]
-        [--max-log-bytes N]
+        [--request-fd 3 --response-fd 4 [--concurrency N] [--memory-mb M] | --http [--port 8080] | --check]
+        [--cpu-seconds S] [--max-log-bytes N]
 
 Pipe mode (the default) is how the local runtime drives warm workers (see pipe.py; the local runtime
 forks them from a zygote, see forkserver.py, rather than running this command); `--http` serves §3.2 on
@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         from dispatch.runtimes.python3 import http_mode  # http.server costs import time pipe workers skip
 
         port = args.port or int(os.environ.get("PORT") or 8080)
-        return http_mode.serve(function, problem, routers, port, args.max_log_bytes, os.environ.get("HOST", ""))
+        return http_mode.serve(function, problem, routers, port, args.max_log_bytes, os.environ.get("HOST", ""),
+                               args.cpu_seconds)
     return pipe.serve(function, problem, routers, args.request_fd, args.response_fd, args.max_log_bytes,
                       args.concurrency, args.memory_mb, args.cpu_seconds)
 
@@ -56,7 +57,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--memory-mb", type=int, default=None,
                         help="pipe mode: the worker's memory limit, named when a call runs out of memory")
     parser.add_argument("--cpu-seconds", type=int, default=None,
-                        help="pipe mode: CPU time each call may use (the soft RLIMIT_CPU, reset per call)")
+                        help="CPU time each call may use (pipe mode: the soft RLIMIT_CPU, reset per call;"
+                             " HTTP mode: read while the call runs; past it the call is answered, then the process exits)")
     parser.add_argument("--http", action="store_true", help="serve HTTP instead of the pipe protocol")
     parser.add_argument("--port", type=int, default=0, help="HTTP port (implies --http; default $PORT or 8080)")
     parser.add_argument("--check", action="store_true", help="validate the handler and exit")

@@ -1,15 +1,16 @@
 """HTTP mode: the §3.2 runtime server on a port, for containers. Standard library only.
 
 Calls run one at a time, like Dispatch's single language worker per container. A call still running at
-its deadline cannot be stopped inside the process, and a call that exits the interpreter cannot be
-carried on with; in both cases the server answers first, then exits and leaves the restart to the
-container's supervisor.
+its deadline or past its CPU time (`cpu_seconds`) cannot be stopped inside the process, and a call that
+exits the interpreter cannot be carried on with; in each case the server answers first, then exits and
+leaves the restart to the container's supervisor.
 """
 import json
 import os
 import signal
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from dispatch.runtimes.python3 import invoke
@@ -17,17 +18,21 @@ from dispatch.runtimes.python3.capture import StreamRouter
 from dispatch.runtimes.python3.loader import Function, HandlerError
 
 EXIT_AFTER_TIMEOUT = 70
+EXIT_AFTER_CPU_LIMIT = 71
+CPU_CHECK_SECONDS = 0.05
 
 
 class FunctionServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, port: int, function, problem, routers, limit: int, host: str = ""):
+    def __init__(self, port: int, function, problem, routers, limit: int, host: str = "",
+                 cpu_seconds: int | None = None):
         super().__init__((host, port), _Handler)
         self.function: Function | None = function
         self.problem: HandlerError | None = problem
         self.routers: tuple[StreamRouter, StreamRouter] = routers
         self.limit = limit
+        self.cpu_seconds = cpu_seconds
         self.calls = threading.Lock()
 
     def run(self, body: bytes) -> tuple[bytes, int | None]:
@@ -44,14 +49,34 @@ class FunctionServer(ThreadingHTTPServer):
         with self.calls:
             outcome: list = []
             worker = threading.Thread(target=self._call, args=(request, outcome), daemon=True)
+            used_before = time.process_time()
             worker.start()
-            worker.join(left)
+            over_cpu = self._wait(worker, left, used_before)
+        if over_cpu:
+            return invoke.failure("FunctionError", invoke.cpu_message(self.cpu_seconds)), EXIT_AFTER_CPU_LIMIT
         if not outcome:
             return invoke.failure("FunctionError", "Function execution exceeded the timeout"), EXIT_AFTER_TIMEOUT
         if isinstance(outcome[0], SystemExit):
             code = outcome[0].code if isinstance(outcome[0].code, int) else 1
             return invoke.failure("SystemError", f"function process exited with code {code} while running"), code
         return outcome[0], None
+
+    def _wait(self, worker: threading.Thread, seconds_left: float | None, used_before: float) -> bool:
+        """Wait for the call until it ends or its deadline passes; True when it used its CPU time
+        first. One call runs at a time, so the process's CPU time is the call's, threads it
+        started included (as RLIMIT_CPU counts them in pipe mode)."""
+        if not self.cpu_seconds:
+            worker.join(seconds_left)
+            return False
+        end = None if seconds_left is None else time.monotonic() + seconds_left
+        while worker.is_alive():
+            if time.process_time() - used_before >= self.cpu_seconds:
+                return True
+            step = CPU_CHECK_SECONDS if end is None else min(CPU_CHECK_SECONDS, end - time.monotonic())
+            if step <= 0:
+                return False
+            worker.join(step)
+        return False
 
     def _call(self, request: invoke.Request, outcome: list) -> None:
         try:
@@ -94,9 +119,9 @@ class _Handler(BaseHTTPRequestHandler):
         """Access lines would land in the running call's captured stderr; the platform logs runs itself."""
 
 
-def serve(function, problem, routers, port: int, limit: int, host: str = "") -> int:
+def serve(function, problem, routers, port: int, limit: int, host: str = "", cpu_seconds: int | None = None) -> int:
     """`host` "" listens on every address; a container sharing the host's network listens on 127.0.0.1."""
-    server = FunctionServer(port, function, problem, routers, limit, host)
+    server = FunctionServer(port, function, problem, routers, limit, host, cpu_seconds)
     # shutdown() waits for serve_forever() to return, so it cannot run on the thread it interrupts.
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     try:

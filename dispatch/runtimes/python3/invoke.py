@@ -30,6 +30,11 @@ def memory_message(memory_mb: int) -> str:
     return f"Function exceeded its memory limit of {memory_mb} MB"
 
 
+def cpu_message(cpu_seconds: int) -> str:
+    """The text of dispatch.drivers.ports.cpu_message, which a function's container does not have."""
+    return f"Function exceeded its CPU time limit of {cpu_seconds} s"
+
+
 class Request:
     """A decoded request body: the context given to the function, its payload, and the deadline if any."""
 
