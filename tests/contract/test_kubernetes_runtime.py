@@ -32,8 +32,10 @@ from dispatch.handlers.bootstrap import bootstrap
 from dispatch.schemas import commands as c
 from dispatch.schemas import source
 from dispatch.settings import Settings
+from tests.contract import rendezvous
 from tests.contract.kubernetes_api import KubernetesAPI, container_status, pod
 from tests.contract.kubernetes_node import IMAGE_PATH, Node
+from tests.contract.rendezvous import Rendezvous
 from tests.unit.conftest import settled, source_of
 
 HELLO = """
@@ -392,6 +394,27 @@ async def test_a_python_run_past_its_cpu_time_is_a_function_error_naming_the_lim
     assert (within.output, within.error) == ("within", None)
     assert over.error["type"] == "FunctionError"
     assert over.error["message"] == "Function exceeded its CPU time limit of 1 s"
+
+
+async def test_a_pod_runs_as_many_calls_at_once_as_the_functions_concurrency(kube, runtimes, node, tmp_path):
+    runtime = runtimes(service_url=f"http://127.0.0.1:{node.port}/")
+    spec = function(tmp_path, text=rendezvous.source("python3", """
+        def handle(context, payload):
+            meet(payload, "run")
+            return "met"
+        """), concurrency=2)
+    await runtime.deploy(spec)
+    command = owned(kube, spec.faas_id)["Deployment"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("--concurrency") + 1] == "2"
+
+    async with Rendezvous() as held:
+        running = [asyncio.ensure_future(runtime.invoke(spec.faas_id, {}, held.address, 0)) for _ in range(2)]
+        together = await held.arrived(2, seconds=30)
+        held.open()
+        results = await asyncio.gather(*running)
+
+    assert together and held.most_at_once == 2
+    assert [(r.output, r.error) for r in results] == [("met", None), ("met", None)]
 
 
 async def test_a_function_nothing_answers_for_is_a_system_error(kube, runtimes, tmp_path):

@@ -506,6 +506,29 @@ async def test_local_runtime_queues_calls_beyond_max_workers(tmp_path):
     assert held.most_at_once == 2
 
 
+@pytest.mark.parametrize("language", ["python3", "nodejs"])
+async def test_one_worker_with_concurrency_two_runs_two_calls_at_once(function_runtime, tmp_path, language):
+    code = {"python3": """
+        import os
+        def handle(context, payload):
+            meet(payload, "run")
+            return os.getpid()
+        """, "nodejs": """
+        module.exports = async (context, payload) => { await meet(payload, 'run'); return process.pid; };
+        """}[language]
+    files = {"held.py" if language == "python3" else "held.js": rendezvous.source(language, code)}
+    faas_id = await deploy(function_runtime, tmp_path, language, files, min_replicas=1, max_replicas=1,
+                           concurrency=2)
+    async with Rendezvous() as held:
+        running = [asyncio.ensure_future(function_runtime.invoke(faas_id, {}, held.address, 0)) for _ in range(2)]
+        together = await held.arrived(2, seconds=60)
+        held.open()
+        results = await asyncio.gather(*running)
+
+    assert together and held.most_at_once == 2
+    assert [r.error for r in results] == [None, None] and len({r.output for r in results}) == 1
+
+
 async def test_a_full_queue_fails_new_runs_at_once_with_a_clear_error(runtime_with, tmp_path):
     runtime = runtime_with(max_queued_runs=2)
     faas_id = await deploy(runtime, tmp_path, "python3", {"held.py": rendezvous.source("python3", """

@@ -129,6 +129,45 @@ def test_http_server_answers_a_call_past_its_deadline_with_the_timeout_error(sta
     assert server.wait(timeout=5) != 0  # the stuck call cannot be stopped in-process: a fresh one takes over
 
 
+MEETING = {
+    "python3": ("meet.py", """
+import threading
+met = threading.Event()
+def handle(context, payload):
+    print(payload["role"])
+    if payload["role"] == "second":
+        met.set()
+        return "second"
+    return "together" if met.wait(5) else "alone"
+"""),
+    "nodejs": ("meet.js", """
+let meet;
+const met = new Promise((resolve) => { meet = resolve; });
+module.exports = async (context, payload) => {
+  console.log(payload.role);
+  if (payload.role === 'second') { meet(); return 'second'; }
+  return Promise.race([met.then(() => 'together'), new Promise((resolve) => setTimeout(() => resolve('alone'), 5000))]);
+};
+"""),
+}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_http_server_with_concurrency_runs_calls_at_once_each_with_its_own_logs(start_function_server, language):
+    import threading
+
+    _, port = start_function_server(language, *MEETING[language], "--concurrency", "2")
+    answers = {}
+    first = threading.Thread(target=lambda: answers.update(first=_request(port, "/", _envelope({"role": "first"}))))
+    first.start()
+    time.sleep(0.2)  # the first call is waiting for the second
+    answers["second"] = _request(port, "/", _envelope({"role": "second"}))
+    first.join(10)
+
+    assert [(answers[role][1]["payload"], answers[role][1]["context"]["logs"]["stdout"]) for role in answers] == [
+        ("second", ["second"]), ("together", ["first"])]
+
+
 def test_python_http_server_answers_a_call_past_its_cpu_time_with_the_limit_then_exits(start_function_server):
     burn = "def handle(context, payload):\n    while payload['burn']:\n        pass\n    return 'within'\n"
     server, port = start_function_server("python3", "burn.py", burn, "--cpu-seconds", "1")

@@ -38,6 +38,8 @@ class Limits:
     log_bytes: int = 1 << 20
     """Per stream and call, as the function server caps what it captures."""
     cpu_seconds: int | None = None
+    concurrency: int = 1
+    """Calls the function server runs at once (`scale.concurrency`); the pool never sends more."""
     """Per call, watched from outside (see cpu_time.py)."""
 
 
@@ -128,7 +130,7 @@ class Launcher:
 
     def _config(self, port: int) -> dict:
         host_config: dict = {"Init": True, "NetworkMode": self.network_mode}
-        env = [f"PORT={port}", f"MAX_LOG_BYTES={self.limits.log_bytes}"]
+        env = [f"PORT={port}", f"MAX_LOG_BYTES={self.limits.log_bytes}", f"CONCURRENCY={self.limits.concurrency}"]
         on_this_host = self.address == "127.0.0.1"
         if self.network_mode == "host":
             env.append(f"HOST={'127.0.0.1' if on_this_host else ''}")

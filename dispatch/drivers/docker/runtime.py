@@ -185,14 +185,14 @@ class DockerRuntime:
 
     def _deployment(self, spec: DeploymentSpec, tag: str, labels: dict[str, str]) -> _Deployment:
         minimum, maximum, idle = self._defaults
-        limits = Limits(spec.memory_mb, spec.cpus, self._max_log_bytes, spec.cpu_seconds)
+        limits = Limits(spec.memory_mb, spec.cpus, self._max_log_bytes, spec.cpu_seconds, spec.concurrency or 1)
         launcher = Launcher(self._docker, self._http, tag, spec.name or spec.faas_id, {**labels, KIND: "replica"},
                             limits, self._network_mode,
                             self._address, self._ports, READY_TIMEOUT_SECONDS, self._repository)
         pool = Pool(launcher.start, launcher.stop,
                     minimum if spec.min_replicas is None else spec.min_replicas,
                     maximum if spec.max_replicas is None else spec.max_replicas,
-                    spec.concurrency or 1, idle if spec.idle_seconds is None else spec.idle_seconds,
+                    limits.concurrency, idle if spec.idle_seconds is None else spec.idle_seconds,
                     self._max_queued_runs)
         return _Deployment(pool, launcher, tag)
 

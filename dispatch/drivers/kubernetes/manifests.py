@@ -189,6 +189,8 @@ def _container(spec: DeploymentSpec, name: str, command: list[str]) -> dict:
 def _server_command(spec: DeploymentSpec, options: Options) -> list[str]:
     handler = ["--handler", spec.handler] if spec.handler else []
     limit = ["--max-log-bytes", str(options.max_log_bytes)]
+    if spec.concurrency and spec.concurrency > 1:
+        limit += ["--concurrency", str(spec.concurrency)]
     if spec.language == "python3":
         # The Python function server enforces a run's CPU time itself; Kubernetes has no such limit.
         cpu = ["--cpu-seconds", str(spec.cpu_seconds)] if spec.cpu_seconds else []

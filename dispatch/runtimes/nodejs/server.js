@@ -2,7 +2,7 @@
 // Serve one Node.js function (no npm packages needed).
 //
 //   node server.js --source DIR [--handler ./hello.js] [--max-log-bytes N]
-//       [--request-fd 3 --response-fd 4 [--concurrency N] | --http [--port 8080] | --check]
+//       [--request-fd 3 --response-fd 4 | --http [--port 8080] | --check] [--concurrency N]
 //
 // Pipe mode (default) is how the local runtime drives warm workers: newline-delimited JSON requests
 // `{"id": 7, "context": …, "payload": …}` on the request fd; `{"ready": …}` then one
@@ -10,7 +10,8 @@
 // --concurrency calls run at once (the platform never sends more), each with its own log capture.
 // `--http` serves
 // the §3.2 protocol on --port or $PORT (8080) for containers, on the address $HOST (default: every
-// address). `--check` only validates the handler.
+// address), up to --concurrency calls at once, the others waiting their turn. `--check` only
+// validates the handler.
 const fs = require('fs');
 const http = require('http');
 const net = require('net');
@@ -261,8 +262,30 @@ async function runOverHttp(fn, problem, body, limit) {
   return Promise.race([calling, overrun]).finally(() => clearTimeout(timer));
 }
 
+// At most `slots` tasks at once; the others wait their turn, first come first served.
+function limiter(slots) {
+  let free = slots;
+  const waiting = [];
+  const release = () => {
+    const next = waiting.shift();
+    if (next) next();
+    else free++;
+  };
+  return (task) => new Promise((resolve) => {
+    const start = () => resolve(task().finally(release));
+    if (free > 0) {
+      free--;
+      start();
+    } else {
+      waiting.push(start);
+    }
+  });
+}
+
 function serveHttp(fn, problem, args) {
-  let queue = Promise.resolve(); // one call at a time, like Dispatch's single worker per container
+  // --concurrency calls at once (default 1, like Dispatch's single worker per container)
+  sharedCalls = args.concurrency > 1;
+  const limit = limiter(Math.max(1, args.concurrency));
   const send = (res, status, body) => res
     .writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) })
     .end(body);
@@ -275,8 +298,7 @@ function serveHttp(fn, problem, args) {
     const chunks = [];
     req.on('data', (chunk) => chunks.push(chunk));
     req.on('end', () => {
-      const run = queue.then(() => runOverHttp(fn, problem, Buffer.concat(chunks).toString('utf8'), args.maxLogBytes));
-      queue = run.catch(() => {});
+      const run = limit(() => runOverHttp(fn, problem, Buffer.concat(chunks).toString('utf8'), args.maxLogBytes));
       run.then((answer) => {
         // A call still running past its deadline cannot be stopped: answer, then let a fresh process take over.
         if (answer.exitCode !== undefined) res.on('finish', () => process.exit(answer.exitCode));

@@ -1,8 +1,8 @@
 """Serve one Python function.
 
     python -P -m dispatch.runtimes.python3 --source DIR [--handler mod.func] [--library DIR]...
-        [--request-fd 3 --response-fd 4 [--concurrency N] [--memory-mb M] | --http [--port 8080] | --check]
-        [--cpu-seconds S] [--max-log-bytes N]
+        [--request-fd 3 --response-fd 4 [--memory-mb M] | --http [--port 8080] | --check]
+        [--concurrency N] [--cpu-seconds S] [--max-log-bytes N]
 
 Pipe mode (the default) is how the local runtime drives warm workers (see pipe.py; the local runtime
 forks them from a zygote, see forkserver.py, rather than running this command); `--http` serves §3.2 on
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
         port = args.port or int(os.environ.get("PORT") or 8080)
         return http_mode.serve(function, problem, routers, port, args.max_log_bytes, os.environ.get("HOST", ""),
-                               args.cpu_seconds)
+                               args.cpu_seconds, args.concurrency)
     return pipe.serve(function, problem, routers, args.request_fd, args.response_fd, args.max_log_bytes,
                       args.concurrency, args.memory_mb, args.cpu_seconds)
 
@@ -53,7 +53,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-log-bytes", type=int, default=1 << 20, help="cap per stream and call")
     parser.add_argument("--request-fd", type=int, default=3)
     parser.add_argument("--response-fd", type=int, default=4)
-    parser.add_argument("--concurrency", type=int, default=1, help="pipe mode: calls in flight at once")
+    parser.add_argument("--concurrency", type=int, default=1, help="calls in flight at once")
     parser.add_argument("--memory-mb", type=int, default=None,
                         help="pipe mode: the worker's memory limit, named when a call runs out of memory")
     parser.add_argument("--cpu-seconds", type=int, default=None,

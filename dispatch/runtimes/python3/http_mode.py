@@ -1,9 +1,10 @@
 """HTTP mode: the §3.2 runtime server on a port, for containers. Standard library only.
 
-Calls run one at a time, like Dispatch's single language worker per container. A call still running at
-its deadline or past its CPU time (`cpu_seconds`) cannot be stopped inside the process, and a call that
-exits the interpreter cannot be carried on with; in each case the server answers first, then exits and
-leaves the restart to the container's supervisor.
+Calls run one at a time, like Dispatch's single language worker per container, or up to
+`concurrency` at once, each on a thread of its own with its own log capture (the others wait their
+turn). A call still running at its deadline or past its CPU time (`cpu_seconds`) cannot be stopped
+inside the process, and a call that exits the interpreter cannot be carried on with; in each case
+the server answers first, then exits and leaves the restart to the container's supervisor.
 """
 import json
 import os
@@ -26,14 +27,15 @@ class FunctionServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, port: int, function, problem, routers, limit: int, host: str = "",
-                 cpu_seconds: int | None = None):
+                 cpu_seconds: int | None = None, concurrency: int = 1):
         super().__init__((host, port), _Handler)
         self.function: Function | None = function
         self.problem: HandlerError | None = problem
         self.routers: tuple[StreamRouter, StreamRouter] = routers
         self.limit = limit
         self.cpu_seconds = cpu_seconds
-        self.calls = threading.Lock()
+        self.shared = concurrency > 1
+        self.calls = threading.BoundedSemaphore(max(1, concurrency))
 
     def run(self, body: bytes) -> tuple[bytes, int | None]:
         """The response envelope, and the exit code when the process must end after answering."""
@@ -63,8 +65,9 @@ class FunctionServer(ThreadingHTTPServer):
 
     def _wait(self, worker: threading.Thread, seconds_left: float | None, used_before: float) -> bool:
         """Wait for the call until it ends or its deadline passes; True when it used its CPU time
-        first. One call runs at a time, so the process's CPU time is the call's, threads it
-        started included (as RLIMIT_CPU counts them in pipe mode)."""
+        first. The process's CPU time counts: with one call at a time it is the call's, threads it
+        started included (as RLIMIT_CPU counts them in pipe mode); calls running together share
+        the allowance."""
         if not self.cpu_seconds:
             worker.join(seconds_left)
             return False
@@ -80,7 +83,7 @@ class FunctionServer(ThreadingHTTPServer):
 
     def _call(self, request: invoke.Request, outcome: list) -> None:
         try:
-            outcome.append(invoke.call(self.function, request, self.routers, self.limit))
+            outcome.append(invoke.call(self.function, request, self.routers, self.limit, self.shared))
         except BaseException as exc:  # sys.exit() in the function: the process ends, as in pipe mode
             outcome.append(SystemExit(exc.code if isinstance(exc, SystemExit) else 1))
 
@@ -119,9 +122,10 @@ class _Handler(BaseHTTPRequestHandler):
         """Access lines would land in the running call's captured stderr; the platform logs runs itself."""
 
 
-def serve(function, problem, routers, port: int, limit: int, host: str = "", cpu_seconds: int | None = None) -> int:
+def serve(function, problem, routers, port: int, limit: int, host: str = "", cpu_seconds: int | None = None,
+          concurrency: int = 1) -> int:
     """`host` "" listens on every address; a container sharing the host's network listens on 127.0.0.1."""
-    server = FunctionServer(port, function, problem, routers, limit, host, cpu_seconds)
+    server = FunctionServer(port, function, problem, routers, limit, host, cpu_seconds, concurrency)
     # shutdown() waits for serve_forever() to return, so it cannot run on the thread it interrupts.
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     try:

@@ -9,4 +9,5 @@ ENV HANDLER=${HANDLER} NODE_PATH=/image/node_modules LANG=C.UTF-8 LC_ALL=C.UTF-8
 WORKDIR /
 RUN node /opt/dispatch/server.js --source /function --handler "$HANDLER" --check
 CMD exec node /opt/dispatch/server.js --source /function --handler "$HANDLER" \
-    --max-log-bytes "${MAX_LOG_BYTES:-1048576}" --http
+    --max-log-bytes "${MAX_LOG_BYTES:-1048576}" \
+    --concurrency "${CONCURRENCY:-1}" --http

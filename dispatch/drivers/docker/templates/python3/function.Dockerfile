@@ -10,4 +10,5 @@ ENV HANDLER=${HANDLER} PYTHONPATH=/opt/dispatch PYTHONUNBUFFERED=1 PYTHONIOENCOD
 WORKDIR /
 RUN python3 -m dispatch.runtimes.python3 --source /function --handler "$HANDLER" --library /image/site-packages --check
 CMD exec python3 -m dispatch.runtimes.python3 --source /function --handler "$HANDLER" \
-    --library /image/site-packages --max-log-bytes "${MAX_LOG_BYTES:-1048576}" --http
+    --library /image/site-packages --max-log-bytes "${MAX_LOG_BYTES:-1048576}" \
+    --concurrency "${CONCURRENCY:-1}" --http
