@@ -246,6 +246,28 @@ async def test_a_call_over_its_timeout_fails_and_the_next_call_works(function_ru
     assert (after.output, after.error) == ("woke", None)
 
 
+async def test_a_call_over_its_timeout_ends_the_calls_beside_it_with_the_reason(function_runtime, tmp_path):
+    code = """
+        import time
+        def handle(context, payload):
+            meet(payload["at"], payload["role"])
+            time.sleep(payload["seconds"])
+            return "woke"
+        """
+    faas_id = await deploy(function_runtime, tmp_path, "python3", {"slow.py": rendezvous.source("python3", code)},
+                           min_replicas=1, max_replicas=1, concurrency=2)
+    async with Rendezvous(quorum=1) as passing:
+        beside = asyncio.ensure_future(function_runtime.invoke(
+            faas_id, {}, {"seconds": 30, "at": passing.address, "role": "beside"}, 0))
+        assert await passing.arrived(1, seconds=60)
+        late = await function_runtime.invoke(faas_id, {}, {"seconds": 30, "at": passing.address, "role": "late"}, 500)
+        ended = await asyncio.wait_for(beside, 30)
+
+    assert late.error["message"] == "Function execution exceeded the timeout"
+    assert ended.error["type"] == "SystemError"
+    assert ended.error["message"].endswith(": another run on the same function process exceeded its timeout")
+
+
 async def test_a_deadline_already_passed_does_not_invoke_the_function(function_runtime, tmp_path):
     faas_id = await deploy(function_runtime, tmp_path, "python3", {"d.py": "def handle(c, p):\n    print('ran')\n"})
 

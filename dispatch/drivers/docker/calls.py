@@ -3,7 +3,7 @@
 A replica that answered a timeout or an exit has ended its server (the function servers exit after
 those, §3.6), one that overran the run's timeout is killed, one that vanished mid-call is examined
 for the reason (its memory limit, its CPU time, an exit): all are discarded and the pool starts
-fresh ones. A connection refused before the request left means the container had died idle: the
+fresh ones. Calls running beside one that ended its replica's server end with it, and say why. A connection refused before the request left means the container had died idle: the
 call goes to another replica, since the function never saw it.
 """
 import asyncio
@@ -16,6 +16,8 @@ from dispatch.drivers.docker.pool import Pool, PoolClosed, PoolFull, ReplicaFail
 from dispatch.drivers.ports import Invocation, NotDeployed, capacity_message, cpu_message
 
 TIMEOUT_MESSAGE = "Function execution exceeded the timeout"
+TIMEOUT_BESIDE = "another run on the same function process exceeded its timeout"
+"""What the calls running beside a call past its timeout end with (scale.concurrency above 1)."""
 _ATTEMPTS = 3
 # The function server answers its own deadline; the platform's clock is the backstop a little later.
 _GRACE_SECONDS = 0.25
@@ -44,12 +46,16 @@ async def call(pool: Pool, launcher: Launcher, http: aiohttp.ClientSession, body
             pool.discard(member)
             continue
         except TimeoutError:
+            member.ended_by = member.ended_by or TIMEOUT_BESIDE
             pool.discard(member)
             return failed("FunctionError", TIMEOUT_MESSAGE)
         except aiohttp.ClientError:
             if cpu.exceeded:
                 pool.discard(member)
                 return failed("FunctionError", cpu_message(launcher.limits.cpu_seconds))
+            if member.ended_by:
+                pool.discard(member)
+                return failed("SystemError", f"the function process ended during the call: {member.ended_by}")
             kind, message, lines = await launcher.ending(container)
             pool.discard(member)
             return failed(kind, message, stderr=lines)
@@ -62,6 +68,8 @@ async def call(pool: Pool, launcher: Launcher, http: aiohttp.ClientSession, body
             return failed("SystemError", f"unreadable answer from the function container (HTTP {status}): "
                                          f"{text[:200]!r}")
         if _server_ends(invocation):
+            if invocation.error.get("message") == TIMEOUT_MESSAGE:
+                member.ended_by = member.ended_by or TIMEOUT_BESIDE
             pool.discard(member)
         else:
             pool.release(member)

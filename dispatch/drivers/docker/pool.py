@@ -33,6 +33,8 @@ class Member:
     replica: Any
     in_flight: int = 0
     idle_since: float = field(default_factory=time.monotonic)
+    ended_by: str | None = None
+    """Why it was discarded while other calls were in it, when one of its calls ended it."""
 
 
 class Pool:
