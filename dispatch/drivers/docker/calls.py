@@ -3,8 +3,9 @@
 A replica that answered a timeout or an exit has ended its server (the function servers exit after
 those, §3.6), one that overran the run's timeout is killed, one that vanished mid-call is examined
 for the reason (its memory limit, its CPU time, an exit): all are discarded and the pool starts
-fresh ones. Calls running beside one that ended its replica's server end with it, and say why. A connection refused before the request left means the container had died idle: the
-call goes to another replica, since the function never saw it.
+fresh ones. Calls running beside one that ended its replica's server end with it, and say why. A
+connection refused before the request left means the container had died idle: the call goes to
+another replica, since the function never saw it.
 """
 import asyncio
 

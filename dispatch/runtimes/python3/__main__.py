@@ -58,7 +58,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="pipe mode: the worker's memory limit, named when a call runs out of memory")
     parser.add_argument("--cpu-seconds", type=int, default=None,
                         help="CPU time each call may use (pipe mode: the soft RLIMIT_CPU, reset per call;"
-                             " HTTP mode: read while the call runs; past it the call is answered, then the process exits)")
+                             " HTTP mode: read while the call runs, past it the call is answered, then the"
+                             " process exits)")
     parser.add_argument("--http", action="store_true", help="serve HTTP instead of the pipe protocol")
     parser.add_argument("--port", type=int, default=0, help="HTTP port (implies --http; default $PORT or 8080)")
     parser.add_argument("--check", action="store_true", help="validate the handler and exit")
