@@ -249,3 +249,18 @@ async def test_a_request_not_answered_in_time_times_out_and_its_handler_still_fi
     release.set()
     await eventually(lambda: done == ["slow"])
     assert await bus.request(Ping(text="next"), timeout=5) == "late"
+
+
+async def test_a_request_repeated_after_its_answer_gets_the_same_answer_without_running_again(bus):
+    runs = []
+
+    async def handler(message):
+        runs.append(message.text)
+        return {"run": {"name": message.text, "output": [len(runs), 2 ** 70]}}
+
+    bus.handle(Ping, handler)
+    sent = Ping(text="once")
+    first = await bus.request(sent, timeout=5)
+    again = await bus.request(sent, timeout=5)
+    assert first == again == {"run": {"name": "once", "output": [1, 2 ** 70]}}
+    assert runs == ["once"]
