@@ -17,7 +17,8 @@ app = typer.Typer(no_args_is_help=False)
 # A function's scale and limits, shared by `create function` and `update function`.
 MinReplicas = Annotated[Optional[int], typer.Option(min=0, help="Workers kept warm even when idle (0: scale to zero).")]
 MaxReplicas = Annotated[Optional[int], typer.Option(min=1, help="Most workers at once; runs queue beyond.")]
-Concurrency = Annotated[Optional[int], typer.Option(min=1, help="Runs in flight at once per worker, container or pod (default 1).")]
+Concurrency = Annotated[Optional[int], typer.Option(
+    min=1, help="Runs in flight at once per worker, container or pod (default 1).")]
 IdleSeconds = Annotated[Optional[int], typer.Option(min=0, help="Idle time after which workers above --min-replicas stop.")]
 MemoryMB = Annotated[Optional[int], typer.Option("--memory-mb", min=16, help="Memory limit of a worker, in MB.")]
 CpuSeconds = Annotated[Optional[int], typer.Option(min=1, help="CPU time a run may use, in seconds.")]

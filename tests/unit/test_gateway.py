@@ -4,10 +4,14 @@ import json
 import re
 import uuid
 
+import aiohttp
 import pytest
+import structlog.testing
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from dispatch.gateway.app import create_app
+from dispatch.gateway.logs import app_runner
 
 from .conftest import HELLO, source_of
 
@@ -427,17 +431,11 @@ async def test_exec_within_an_application_finds_only_its_functions_and_tags_the_
 
 
 async def test_each_request_is_logged_once_after_its_answer_with_the_request_id_it_answered(settings, platform):
-    import aiohttp
-    import structlog.testing
-    from aiohttp import web
-
-    from dispatch.gateway.logs import app_runner
-
     runner = app_runner(create_app(settings, platform))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    port = runner.addresses[0][1]
     try:
         with structlog.testing.capture_logs() as logged:
             async with aiohttp.ClientSession() as session:

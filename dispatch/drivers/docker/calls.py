@@ -47,7 +47,7 @@ async def call(pool: Pool, launcher: Launcher, http: aiohttp.ClientSession, body
             pool.discard(member)
             continue
         except TimeoutError:
-            member.ended_by = member.ended_by or TIMEOUT_BESIDE
+            member.ended_by = TIMEOUT_BESIDE
             pool.discard(member)
             return failed("FunctionError", TIMEOUT_MESSAGE)
         except aiohttp.ClientError:
@@ -70,7 +70,7 @@ async def call(pool: Pool, launcher: Launcher, http: aiohttp.ClientSession, body
                                          f"{text[:200]!r}")
         if _server_ends(invocation):
             if invocation.error.get("message") == TIMEOUT_MESSAGE:
-                member.ended_by = member.ended_by or TIMEOUT_BESIDE
+                member.ended_by = TIMEOUT_BESIDE
             pool.discard(member)
         else:
             pool.release(member)

@@ -38,9 +38,9 @@ class Limits:
     log_bytes: int = 1 << 20
     """Per stream and call, as the function server caps what it captures."""
     cpu_seconds: int | None = None
+    """Per call, watched from outside (see cpu_time.py)."""
     concurrency: int = 1
     """Calls the function server runs at once (`scale.concurrency`); the pool never sends more."""
-    """Per call, watched from outside (see cpu_time.py)."""
 
 
 async def run_once(docker: aiodocker.Docker, image: str, command: tuple[str, ...],

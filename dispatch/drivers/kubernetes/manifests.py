@@ -187,15 +187,15 @@ def _container(spec: DeploymentSpec, name: str, command: list[str]) -> dict:
 
 
 def _server_command(spec: DeploymentSpec, options: Options) -> list[str]:
-    handler = ["--handler", spec.handler] if spec.handler else []
-    limit = ["--max-log-bytes", str(options.max_log_bytes)]
+    flags = ["--handler", spec.handler] if spec.handler else []
+    flags += ["--max-log-bytes", str(options.max_log_bytes)]
     if spec.concurrency and spec.concurrency > 1:
-        limit += ["--concurrency", str(spec.concurrency)]
+        flags += ["--concurrency", str(spec.concurrency)]
     if spec.language == "python3":
         # The Python function server enforces a run's CPU time itself; Kubernetes has no such limit.
         cpu = ["--cpu-seconds", str(spec.cpu_seconds)] if spec.cpu_seconds else []
-        return ["python3", "-m", "dispatch.runtimes.python3", "--source", _SOURCE_DIR, *handler, *limit, *cpu]
-    return ["node", f"{_MOUNT}/runtime/server.js", "--source", _SOURCE_DIR, *handler, *limit]
+        return ["python3", "-m", "dispatch.runtimes.python3", "--source", _SOURCE_DIR, *flags, *cpu]
+    return ["node", f"{_MOUNT}/runtime/server.js", "--source", _SOURCE_DIR, *flags]
 
 
 def _server_files(language: str) -> dict[str, tuple[str, bytes]]:
