@@ -164,8 +164,8 @@ def test_http_server_with_concurrency_runs_calls_at_once_each_with_its_own_logs(
     answers["second"] = _request(port, "/", _envelope({"role": "second"}))
     first.join(10)
 
-    assert {role: (answer["payload"], answer["context"]["logs"]["stdout"]) for role, (_, answer) in answers.items()} == {
-        "first": ("together", ["first"]), "second": ("second", ["second"])}
+    seen = {role: (answer["payload"], answer["context"]["logs"]["stdout"]) for role, (_, answer) in answers.items()}
+    assert seen == {"first": ("together", ["first"]), "second": ("second", ["second"])}
 
 
 def test_python_http_server_answers_a_call_past_its_cpu_time_with_the_limit_then_exits(start_function_server):
