@@ -32,9 +32,15 @@ def _not_json(constant: str):
     raise ValueError(f"{constant} is not JSON")
 
 
+_STRICT = json.JSONDecoder(parse_constant=_not_json)
+
+
 def loads(body: bytes):
-    """Strict JSON: Python would take NaN and Infinity, which later turn silently into null."""
-    return json.loads(body, parse_constant=_not_json)
+    """Strict JSON: Python would take NaN and Infinity, which later turn silently into null. As
+    json.loads, with one decoder built once rather than one per call."""
+    if isinstance(body, (bytes, bytearray)):
+        body = body.decode(json.detect_encoding(body), "surrogatepass")
+    return _STRICT.decode(body)
 
 
 class Unprocessable(DispatchError):

@@ -79,10 +79,12 @@ class Relay:
 
     async def _publish(self, batch: list[Recorded], last: int) -> None:
         """Publish `batch`, the relayed events up to position `last`."""
-        await self.projected(last)
-        # Published together, confirmed together: one broker round trip per batch, not per event.
-        # Order across a batch is not kept; every reaction reads the state it acts on.
-        await asyncio.gather(*(self.bus.publish(r.event) for r in batch if r.event.relayed))
+        relayed = [r.event for r in batch if r.event.relayed]
+        if relayed:  # most commits are runs' records, which only the read models need
+            await self.projected(last)
+            # Published together, confirmed together: one broker round trip per batch, not per
+            # event. Order across a batch is not kept; every reaction reads the state it acts on.
+            await asyncio.gather(*(self.bus.publish(event) for event in relayed))
         self.position = last
         await self._save()
 

@@ -1,5 +1,7 @@
 """The management API (/v1) as a Dispatch client sees it: status codes, bodies, error texts."""
 import asyncio
+import datetime as dt
+import io
 import json
 import re
 import uuid
@@ -11,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from dispatch.gateway.app import create_app
-from dispatch.gateway.logs import app_runner
+from dispatch.gateway.logs import app_runner, configure_logging
 
 from .conftest import HELLO, source_of
 
@@ -428,6 +430,31 @@ async def test_exec_within_an_application_finds_only_its_functions_and_tags_the_
     assert [r["name"] for r in listed] == [run["name"]]
     await answer(await call(client, "GET", f"/v1/runs/{run['name']}?tags=Application=shop"), 200)
     await answer(await call(client, "GET", f"/v1/runs/{run['name']}?tags=Application=blog"), 404)
+
+
+def test_log_lines_are_json_with_level_utc_time_and_the_traceback_of_an_exception():
+    saved = structlog.get_config()
+    written = io.BytesIO()
+    try:
+        configure_logging("info")
+        structlog.configure(logger_factory=structlog.BytesLoggerFactory(file=written))
+        log = structlog.get_logger("test")
+        log.debug("hidden")
+        log.info("run", run="r-1", value=object())
+        try:
+            raise KeyError("gone")
+        except KeyError:
+            log.exception("handler failed", consumer="runs")
+        log.warn("slow", ms=1500.0)
+    finally:
+        structlog.configure(**saved)
+    lines = [json.loads(line) for line in written.getvalue().splitlines()]
+    assert [(line["event"], line["level"]) for line in lines] == [
+        ("run", "info"), ("handler failed", "error"), ("slow", "warning")]
+    assert lines[0]["run"] == "r-1" and lines[0]["value"].startswith("<object object at")
+    assert "KeyError: 'gone'" in lines[1]["exception"] and "exc_info" not in lines[1]
+    stamped = dt.datetime.fromisoformat(lines[2]["timestamp"].replace("Z", "+00:00"))
+    assert lines[2]["timestamp"].endswith("Z") and abs(stamped - dt.datetime.now(dt.timezone.utc)).total_seconds() < 60
 
 
 async def test_each_request_is_logged_once_after_its_answer_with_the_request_id_it_answered(settings, platform):
