@@ -11,7 +11,8 @@ virtualenv of its own (the first line; --functions-framework names its executabl
   finds no worker), Python and Node.js;
 - warm overhead: the same no-op function behind functions-framework (its own CLI: gunicorn, one
   process, its default threads) and behind a Dispatch API route on the user-API port; same client,
-  same concurrency; Dispatch must record every run;
+  same concurrency; Dispatch must record every run. A third server is the floor of the HTTP layer
+  alone: an aiohttp app on uvloop (what Dispatch's gateway is built on) that answers the body back;
 - memory: the server's RSS once idle, the zygote's, and each warm worker's USS (pages it does not share).
 """
 import argparse
@@ -37,6 +38,16 @@ CODE = {
 }
 NOOP = "def handle(context, payload):\n    return payload\n"
 NOOP_FF = "def handle(request):\n    return request.get_json(silent=True) or {}\n"
+HTTP_FLOOR = """
+import json, sys, uvloop
+from aiohttp import web
+async def echo(request):
+    return web.json_response(json.loads(await request.read()))
+app = web.Application()
+app.router.add_post("/", echo)
+uvloop.install()
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+"""
 
 
 def percentiles(samples: list[float]) -> str:
@@ -119,14 +130,17 @@ async def warm_overhead(server: DispatchServer, session: aiohttp.ClientSession, 
     await wait_ready(server, session, "api", "noop")
     folder = Path(tempfile.mkdtemp(prefix="ff-bench-"))
     (folder / "main.py").write_text(NOOP_FF)
-    port = free_port()
-    framework = subprocess.Popen([str(framework_cli), "--target", "handle",
-                                  "--source", str(folder / "main.py"), "--host", "127.0.0.1", "--port", str(port)],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port, floor_port = free_port(), free_port()
+    servers = [subprocess.Popen([str(framework_cli), "--target", "handle", "--source", str(folder / "main.py"),
+                                 "--host", "127.0.0.1", "--port", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+               subprocess.Popen([sys.executable, "-c", HTTP_FLOOR, str(floor_port)])]
     urls = {"functions-framework": f"http://127.0.0.1:{port}/",
-            "dispatch": f"http://127.0.0.1:{server.api_port}/bench/noop"}
+            "dispatch": f"http://127.0.0.1:{server.api_port}/bench/noop",
+            "aiohttp floor": f"http://127.0.0.1:{floor_port}/"}
     try:
-        await listening(session, urls["functions-framework"])
+        for url in (urls["functions-framework"], urls["aiohttp floor"]):
+            await listening(session, url)
         results = {}
         for concurrency in CONCURRENCY:
             for url in urls.values():
@@ -138,8 +152,9 @@ async def warm_overhead(server: DispatchServer, session: aiohttp.ClientSession, 
                                                              runs // rounds))
             results[concurrency] = measured
     finally:
-        framework.terminate()
-        framework.wait(timeout=10)
+        for process in servers:
+            process.terminate()
+            process.wait(timeout=10)
     return results
 
 
@@ -223,19 +238,22 @@ async def main(cold: int, runs: int, rounds: int, framework_cli: Path) -> None:
         print(f"  {language:8} first run after scale to zero    {percentiles(figures['zero'])}"
               f"   ({figures['distinct workers']} distinct workers)")
         print(f"  {language:8} warm run, same path               {percentiles(figures['warm'])}")
-    print(f"\nWarm no-op runs: functions-framework (gunicorn) vs a Dispatch user API route, {runs} runs per case"
-          f" in {rounds} alternating rounds; each round's ratio is Dispatch's figure over functions-framework's")
+    print(f"\nWarm no-op runs: functions-framework (gunicorn) vs a Dispatch user API route, and the floor of the"
+          f" HTTP layer alone (aiohttp answering the body back); {runs} runs per case in {rounds} alternating rounds;"
+          f" each round's ratio is that server's throughput over functions-framework's")
     print(f"{'case':<36}{'p50 ms':>8}{'p99 ms':>8}{'req/s':>8}   per-round throughput ratios -> median")
     for concurrency, measured in overhead.items():
-        ratios = [ours["per_s"] / theirs["per_s"]
-                  for ours, theirs in zip(measured["dispatch"], measured["functions-framework"])]
         for label, rows in measured.items():
             line = (f"{label + f', concurrency {concurrency}':<36}{statistics.median(r['p50_ms'] for r in rows):>8.2f}"
                     f"{statistics.median(r['p99_ms'] for r in rows):>8.2f}"
                     f"{statistics.median(r['per_s'] for r in rows):>8.0f}")
-            if label == "dispatch":
+            if label != "functions-framework":
+                ratios = [ours["per_s"] / theirs["per_s"] for ours, theirs in zip(rows, measured["functions-framework"])]
                 line += f"   {' '.join(f'{x:.2f}' for x in ratios)} -> {statistics.median(ratios):.2f}x"
             print(line)
+        p50 = {label: statistics.median(r["p50_ms"] for r in rows) for label, rows in measured.items()}
+        print(f"{'':<4}p50 above the floor: functions-framework +{p50['functions-framework'] - p50['aiohttp floor']:.2f} ms,"
+              f" dispatch +{p50['dispatch'] - p50['aiohttp floor']:.2f} ms")
     sent = len(CONCURRENCY) * (200 + rounds * (runs // rounds))
     print(f"runs recorded by dispatch: {recorded} of {sent} sent")
     print(f"machine: {wakeup}")
