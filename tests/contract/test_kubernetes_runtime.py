@@ -38,6 +38,8 @@ from tests.contract.kubernetes_node import IMAGE_PATH, Node
 from tests.contract.rendezvous import Rendezvous
 from tests.unit.conftest import settled, source_of
 
+NEEDS_NODE = pytest.mark.skipif(shutil.which("node", path=IMAGE_PATH) is None, reason="node is not installed")
+
 HELLO = """
 def handle(context, payload):
     print("hello from the pod")
@@ -355,7 +357,7 @@ async def test_an_archive_with_its_folder_entry_and_without_end_blocks_unpacks_i
     assert result.output["myField"] == "Hello, Bran"
 
 
-@pytest.mark.skipif(shutil.which("node", path=IMAGE_PATH) is None, reason="node is not installed")
+@NEEDS_NODE
 async def test_a_nodejs_function_runs_from_its_pod_spec(kube, runtimes, node, tmp_path):
     runtime = runtimes(service_url=f"http://127.0.0.1:{node.port}/")
     spec = function(tmp_path, text="module.exports = (context, payload) => `Hello, ${payload.name}`;\n",
@@ -380,10 +382,16 @@ async def test_a_run_past_its_timeout_is_a_function_error(kube, runtimes, node, 
     assert "exceeded the timeout" in result.error["message"]
 
 
-async def test_a_python_run_past_its_cpu_time_is_a_function_error_naming_the_limit(kube, runtimes, node, tmp_path):
+BURN = {
+    "python3": "def handle(context, payload):\n    while payload['burn']:\n        pass\n    return 'within'\n",
+    "nodejs": "module.exports = (context, payload) => {\n  while (payload.burn) {}\n  return 'within';\n};\n",
+}
+
+
+@pytest.mark.parametrize("language", ["python3", pytest.param("nodejs", marks=NEEDS_NODE)])
+async def test_a_run_past_its_cpu_time_is_a_function_error_naming_the_limit(kube, runtimes, node, tmp_path, language):
     runtime = runtimes(service_url=f"http://127.0.0.1:{node.port}/")
-    burn = "def handle(context, payload):\n    while payload['burn']:\n        pass\n    return 'within'\n"
-    spec = function(tmp_path, text=burn, cpu_seconds=1)
+    spec = function(tmp_path, text=BURN[language], cpu_seconds=1, language=language)
     await runtime.deploy(spec)
     command = owned(kube, spec.faas_id)["Deployment"]["spec"]["template"]["spec"]["containers"][0]["command"]
     assert command[-3:] == ["--cpu-seconds", "1", "--http"]

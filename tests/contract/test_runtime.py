@@ -246,15 +246,28 @@ async def test_a_call_over_its_timeout_fails_and_the_next_call_works(function_ru
     assert (after.output, after.error) == ("woke", None)
 
 
-async def test_a_call_over_its_timeout_ends_the_calls_beside_it_with_the_reason(function_runtime, tmp_path):
-    code = """
+@pytest.mark.parametrize("language, code", [
+    ("python3", """
         import time
         def handle(context, payload):
             meet(payload["at"], payload["role"])
             time.sleep(payload["seconds"])
             return "woke"
-        """
-    faas_id = await deploy(function_runtime, tmp_path, "python3", {"slow.py": rendezvous.source("python3", code)},
+        """),
+    # the late call keeps Node.js's only thread busy: the call beside it cannot end on its own
+    ("nodejs", """
+        module.exports = async (context, payload) => {
+          await meet(payload.at, payload.role);
+          if (payload.role === 'late') while (true);
+          await new Promise((resolve) => setTimeout(resolve, payload.seconds * 1000));
+          return 'woke';
+        };
+        """),
+])
+async def test_a_call_over_its_timeout_ends_the_calls_beside_it_with_the_reason(function_runtime, tmp_path,
+                                                                                language, code):
+    name = "slow.js" if language == "nodejs" else "slow.py"
+    faas_id = await deploy(function_runtime, tmp_path, language, {name: rendezvous.source(language, code)},
                            min_replicas=1, max_replicas=1, concurrency=2)
     async with Rendezvous(quorum=1) as passing:
         beside = asyncio.ensure_future(function_runtime.invoke(

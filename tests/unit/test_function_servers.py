@@ -168,9 +168,33 @@ def test_http_server_with_concurrency_runs_calls_at_once_each_with_its_own_logs(
     assert seen == {"first": ("together", ["first"]), "second": ("second", ["second"])}
 
 
-def test_python_http_server_answers_a_call_past_its_cpu_time_with_the_limit_then_exits(start_function_server):
-    burn = "def handle(context, payload):\n    while payload['burn']:\n        pass\n    return 'within'\n"
-    server, port = start_function_server("python3", "burn.py", burn, "--cpu-seconds", "1")
+BURN = {
+    "python3": ("burn.py", """
+import time
+def handle(context, payload):
+    if payload.get("sleep"):
+        time.sleep(payload["sleep"])
+        return "slept"
+    while payload["burn"]:
+        pass
+    return "within"
+"""),
+    "nodejs": ("burn.js", """
+module.exports = async (context, payload) => {
+  if (payload.sleep) {
+    await new Promise((resolve) => setTimeout(resolve, payload.sleep * 1000));
+    return 'slept';
+  }
+  while (payload.burn) { /* keeps the thread busy */ }
+  return 'within';
+};
+"""),
+}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_http_server_answers_a_call_past_its_cpu_time_with_the_limit_then_exits(start_function_server, language):
+    server, port = start_function_server(language, *BURN[language], "--cpu-seconds", "1")
 
     within = _request(port, "/", _envelope({"burn": False}))
     status, over = _request(port, "/", _envelope({"burn": True}))
@@ -178,7 +202,40 @@ def test_python_http_server_answers_a_call_past_its_cpu_time_with_the_limit_then
     assert within == (200, {"context": {"logs": {"stdout": [], "stderr": []}, "error": None}, "payload": "within"})
     assert status == 200 and over["context"]["error"]["type"] == "FunctionError"
     assert over["context"]["error"]["message"] == "Function exceeded its CPU time limit of 1 s"
-    assert server.wait(timeout=5) == 71  # the call cannot be stopped in-process: a fresh process takes over
+    assert server.wait(timeout=5) != 0  # the call cannot be stopped in-process: a fresh process takes over
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_http_server_answers_a_call_keeping_its_thread_busy_past_its_deadline_then_exits(
+        start_function_server, language):
+    server, port = start_function_server(language, *BURN[language])
+    deadline = (datetime.now(timezone.utc) + timedelta(milliseconds=300)).isoformat()
+
+    status, answer = _request(port, "/", _envelope({"burn": True}, deadline=deadline))
+
+    assert status == 200 and answer["context"]["error"] == {
+        "type": "FunctionError", "message": "Function execution exceeded the timeout", "stacktrace": []}
+    assert server.wait(timeout=5) != 0
+
+
+def test_nodejs_http_server_answers_the_calls_beside_a_busy_call_past_its_deadline_with_why_they_ended(
+        start_function_server):
+    import threading
+
+    server, port = start_function_server("nodejs", *BURN["nodejs"], "--concurrency", "2")
+    answers = {}
+    sleeper = threading.Thread(target=lambda: answers.update(sleeper=_request(port, "/", _envelope({"sleep": 5}))))
+    sleeper.start()
+    time.sleep(0.3)  # the sleeping call is in flight
+    soon = (datetime.now(timezone.utc) + timedelta(milliseconds=300)).isoformat()
+    _, busy = _request(port, "/", _envelope({"burn": True}, deadline=soon))
+    sleeper.join(10)
+
+    assert busy["context"]["error"]["message"] == "Function execution exceeded the timeout"
+    assert answers["sleeper"][1]["context"]["error"] == {
+        "type": "SystemError", "stacktrace": [], "message": "the function process ended during the call: "
+                                                            "another run on the same function process exceeded its timeout"}
+    assert server.wait(timeout=5) != 0
 
 
 def test_a_container_names_a_cpu_time_limit_in_the_words_of_every_other_runtime():

@@ -19,6 +19,7 @@ from dispatch.drivers.ports import Invocation, NotDeployed, capacity_message, cp
 TIMEOUT_MESSAGE = "Function execution exceeded the timeout"
 TIMEOUT_BESIDE = "another run on the same function process exceeded its timeout"
 """What the calls running beside a call past its timeout end with (scale.concurrency above 1)."""
+ENDED_DURING_CALL = "the function process ended during the call"
 _ATTEMPTS = 3
 # The function server answers its own deadline; the platform's clock is the backstop a little later.
 _GRACE_SECONDS = 0.25
@@ -56,7 +57,7 @@ async def call(pool: Pool, launcher: Launcher, http: aiohttp.ClientSession, body
                 return failed("FunctionError", cpu_message(launcher.limits.cpu_seconds))
             if member.ended_by:
                 pool.discard(member)
-                return failed("SystemError", f"the function process ended during the call: {member.ended_by}")
+                return failed("SystemError", f"{ENDED_DURING_CALL}: {member.ended_by}")
             kind, message, lines = await launcher.ending(container)
             pool.discard(member)
             return failed(kind, message, stderr=lines)
@@ -85,4 +86,5 @@ def failed(kind: str, message: str, stderr: list[str] | None = None) -> Invocati
 def _server_ends(invocation: Invocation) -> bool:
     error = invocation.error or {}
     message = str(error.get("message", ""))
-    return message == TIMEOUT_MESSAGE or (error.get("type") == "SystemError" and "exited with code" in message)
+    ended = "exited with code" in message or message.startswith(ENDED_DURING_CALL)
+    return message == TIMEOUT_MESSAGE or (error.get("type") == "SystemError" and ended)

@@ -191,10 +191,11 @@ def _server_command(spec: DeploymentSpec, options: Options) -> list[str]:
     flags += ["--max-log-bytes", str(options.max_log_bytes)]
     if spec.concurrency and spec.concurrency > 1:
         flags += ["--concurrency", str(spec.concurrency)]
+    if spec.cpu_seconds:
+        # The function server enforces a run's CPU time itself; Kubernetes has no such limit.
+        flags += ["--cpu-seconds", str(spec.cpu_seconds)]
     if spec.language == "python3":
-        # The Python function server enforces a run's CPU time itself; Kubernetes has no such limit.
-        cpu = ["--cpu-seconds", str(spec.cpu_seconds)] if spec.cpu_seconds else []
-        return ["python3", "-m", "dispatch.runtimes.python3", "--source", _SOURCE_DIR, *flags, *cpu]
+        return ["python3", "-m", "dispatch.runtimes.python3", "--source", _SOURCE_DIR, *flags]
     return ["node", f"{_MOUNT}/runtime/server.js", "--source", _SOURCE_DIR, *flags]
 
 

@@ -2,7 +2,7 @@
 // Serve one Node.js function (no npm packages needed).
 //
 //   node server.js --source DIR [--handler ./hello.js] [--max-log-bytes N]
-//       [--request-fd 3 --response-fd 4 | --http [--port 8080] | --check] [--concurrency N]
+//       [--request-fd 3 --response-fd 4 | --http [--port 8080] [--cpu-seconds S] | --check] [--concurrency N]
 //
 // Pipe mode (default) is how the local runtime drives warm workers: newline-delimited JSON requests
 // `{"id": 7, "context": …, "payload": …}` on the request fd; `{"ready": …}` then one
@@ -10,21 +10,23 @@
 // --concurrency calls run at once (the platform never sends more), each with its own log capture.
 // `--http` serves
 // the §3.2 protocol on --port or $PORT (8080) for containers, on the address $HOST (default: every
-// address), up to --concurrency calls at once, the others waiting their turn. `--check` only
-// validates the handler.
+// address), up to --concurrency calls at once, the others waiting their turn, each call allowed
+// --cpu-seconds of CPU time when given. `--check` only validates the handler.
 const fs = require('fs');
 const http = require('http');
 const net = require('net');
 const path = require('path');
 const readline = require('readline');
 const { AsyncLocalStorage } = require('async_hooks');
+const { Worker, isMainThread, workerData } = require('worker_threads');
 
 const EXIT_AFTER_TIMEOUT = 70;
+const TIMEOUT_MESSAGE = 'Function execution exceeded the timeout';
 
 function parseArgs(argv) {
   const args = {
     source: '.', handler: '', maxLogBytes: 1 << 20, requestFd: 3, responseFd: 4, http: false, port: 0, check: false,
-    concurrency: 1,
+    concurrency: 1, cpuSeconds: 0,
   };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
@@ -35,6 +37,7 @@ function parseArgs(argv) {
     else if (flag === '--request-fd') args.requestFd = Number(value());
     else if (flag === '--response-fd') args.responseFd = Number(value());
     else if (flag === '--concurrency') args.concurrency = Number(value());
+    else if (flag === '--cpu-seconds') args.cpuSeconds = Number(value());
     else if (flag === '--port') { args.port = Number(value()); args.http = true; }
     else if (flag === '--http') args.http = true;
     else if (flag === '--check') args.check = true;
@@ -246,20 +249,130 @@ async function servePipe(fn, problem, args) {
   process.exit(0);
 }
 
+// ---- the watchdog (http mode)
+// A call that keeps Node.js's only thread busy can be neither stopped nor timed on that thread: its
+// deadline's timer never fires, no CPU time check runs and the calls beside it cannot end either. A
+// thread of its own watches the calls in flight. Once one is past its deadline (and the grace its own
+// timer had to answer) or has used its CPU time, the watchdog claims every call in flight, writes each
+// its answer on its connection and kills the process; the container's supervisor starts a fresh one,
+// as after any call past its limit.
+
+const WATCH_MS = 50;
+const GRACE_MS = 100;
+const FREE = 0;
+const RUNNING = 1;
+const CLAIMED = 2;
+const IN_FLIGHT = 0; // states[0]: how many calls run; states[1 + slot]: that slot's state
+
+class Watchdog {
+  constructor(slots, cpuSeconds) {
+    this.states = new Int32Array(new SharedArrayBuffer(4 * (slots + 1)));
+    this.values = new Float64Array(new SharedArrayBuffer(8 * 3 * slots)); // per slot: fd, deadline, CPU at start
+    const watching = { states: this.states.buffer, values: this.values.buffer, cpuSeconds };
+    this.thread = new Worker(__filename, { workerData: watching, stdout: false, stderr: false });
+    this.thread.unref();
+  }
+
+  // Watch a call answering on `socket`; the slot to hand to finish().
+  start(socket, deadline) {
+    const slot = this.states.findIndex((state, index) => index > IN_FLIGHT && state === FREE) - 1;
+    if (slot < 0) return -1; // more calls than slots cannot be: the limiter admits `slots` at once
+    const fd = socket && socket._handle && typeof socket._handle.fd === 'number' ? socket._handle.fd : -1;
+    this.values.set([fd, deadline === null ? 0 : deadline, cpuMicros()], 3 * slot);
+    Atomics.store(this.states, 1 + slot, RUNNING);
+    if (Atomics.add(this.states, IN_FLIGHT, 1) === 0) Atomics.notify(this.states, IN_FLIGHT);
+    return slot;
+  }
+
+  // True when the call's answer is still this thread's to write, false when the watchdog wrote it.
+  finish(slot) {
+    if (slot < 0) return true;
+    const owned = Atomics.compareExchange(this.states, 1 + slot, RUNNING, FREE) === RUNNING;
+    if (owned) Atomics.sub(this.states, IN_FLIGHT, 1);
+    return owned;
+  }
+}
+
+function cpuMicros() {
+  const used = process.cpuUsage();
+  return used.user + used.system;
+}
+
+function watch({ states: statesBuffer, values: valuesBuffer, cpuSeconds }) {
+  const states = new Int32Array(statesBuffer);
+  const values = new Float64Array(valuesBuffer);
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    Atomics.wait(states, IN_FLIGHT, 0); // idle: sleep until a call starts
+    Atomics.wait(pause, 0, 0, WATCH_MS);
+    for (let slot = 0; slot < states.length - 1; slot++) {
+      if (Atomics.load(states, 1 + slot) !== RUNNING) continue;
+      const [, deadline, cpuAtStart] = values.subarray(3 * slot, 3 * slot + 3);
+      if (deadline && Date.now() > deadline + GRACE_MS) endAll(states, values, slot, TIMEOUT_MESSAGE, 'its timeout');
+      else if (cpuSeconds && cpuMicros() - cpuAtStart >= cpuSeconds * 1e6) {
+        endAll(states, values, slot, cpuMessage(cpuSeconds), 'its CPU time limit');
+      }
+    }
+  }
+}
+
+// Answer the offending call and the calls beside it, then end the process; nothing when the offender
+// ended meanwhile (its own thread answers it).
+function endAll(states, values, offender, message, limit) {
+  const claim = (slot) => Atomics.compareExchange(states, 1 + slot, RUNNING, CLAIMED) === RUNNING;
+  if (!claim(offender)) return;
+  try {
+    answerOn(values[3 * offender], failure('FunctionError', message));
+    const beside = failure('SystemError', 'the function process ended during the call: another run on the same'
+      + ` function process exceeded ${limit}`);
+    for (let slot = 0; slot < states.length - 1; slot++) {
+      if (slot !== offender && claim(slot)) answerOn(values[3 * slot], beside);
+    }
+    fs.writeSync(2, `function process ending: a call keeps its thread busy past ${limit} (${message})\n`);
+  } finally {
+    process.kill(process.pid, 'SIGKILL');
+  }
+}
+
+function cpuMessage(seconds) {
+  return `Function exceeded its CPU time limit of ${seconds} s`;
+}
+
+function answerOn(fd, body) {
+  if (fd < 0) return; // no descriptor to write on: the caller sees the connection close
+  const head = 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n'
+    + `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n`;
+  try {
+    writeAll(fd, head + body);
+  } catch (err) {
+    // the caller went away: nobody to answer
+  }
+}
+
 // ---- http mode
 
-async function runOverHttp(fn, problem, body, limit) {
+async function runOverHttp(fn, problem, body, limit, watchdog, socket) {
   if (problem) return { body: failure('FunctionError', problem.error.message) };
   const request = parseRequest(body);
   if (request.error) return { body: request.error };
+  if (request.deadline !== null && request.deadline <= Date.now()) {
+    return { body: failure('FunctionError', 'Did not invoke, already exceeded timeout') };
+  }
+  const slot = watchdog.start(socket, request.deadline);
   const calling = call(fn, request, limit).then((answer) => ({ body: answer }));
-  if (request.deadline === null) return calling;
   let timer;
-  const overrun = new Promise((resolve) => {
-    const timedOut = { body: failure('FunctionError', 'Function execution exceeded the timeout'), exitCode: EXIT_AFTER_TIMEOUT };
+  const overrun = request.deadline === null ? calling : new Promise((resolve) => {
+    const timedOut = { body: failure('FunctionError', TIMEOUT_MESSAGE), exitCode: EXIT_AFTER_TIMEOUT };
     timer = setTimeout(() => resolve(timedOut), Math.max(0, request.deadline - Date.now()));
   });
-  return Promise.race([calling, overrun]).finally(() => clearTimeout(timer));
+  let answer;
+  try {
+    answer = await Promise.race([calling, overrun]);
+  } finally {
+    clearTimeout(timer);
+    if (!watchdog.finish(slot)) answer = { answered: true }; // the watchdog wrote it
+  }
+  return answer;
 }
 
 // At most `slots` tasks at once; the others wait their turn, first come first served.
@@ -286,6 +399,7 @@ function serveHttp(fn, problem, args) {
   // --concurrency calls at once (default 1, like Dispatch's single worker per container)
   sharedCalls = args.concurrency > 1;
   const limit = limiter(Math.max(1, args.concurrency));
+  const watchdog = new Watchdog(Math.max(1, args.concurrency), args.cpuSeconds);
   const send = (res, status, body) => res
     .writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) })
     .end(body);
@@ -298,8 +412,10 @@ function serveHttp(fn, problem, args) {
     const chunks = [];
     req.on('data', (chunk) => chunks.push(chunk));
     req.on('end', () => {
-      const run = limit(() => runOverHttp(fn, problem, Buffer.concat(chunks).toString('utf8'), args.maxLogBytes));
+      const body = Buffer.concat(chunks).toString('utf8');
+      const run = limit(() => runOverHttp(fn, problem, body, args.maxLogBytes, watchdog, req.socket));
       run.then((answer) => {
+        if (answer.answered) return; // the watchdog answered it and ends the process
         // A call still running past its deadline cannot be stopped: answer, then let a fresh process take over.
         if (answer.exitCode !== undefined) res.on('finish', () => process.exit(answer.exitCode));
         send(res, 200, answer.body);
@@ -313,6 +429,7 @@ function serveHttp(fn, problem, args) {
 }
 
 function main() {
+  if (!isMainThread) return watch(workerData);
   const args = parseArgs(process.argv.slice(2));
   installRouters();
   const source = path.resolve(args.source);
