@@ -355,9 +355,6 @@ async function runOverHttp(fn, problem, body, limit, watchdog, socket) {
   if (problem) return { body: failure('FunctionError', problem.error.message) };
   const request = parseRequest(body);
   if (request.error) return { body: request.error };
-  if (request.deadline !== null && request.deadline <= Date.now()) {
-    return { body: failure('FunctionError', 'Did not invoke, already exceeded timeout') };
-  }
   const slot = watchdog.start(socket, request.deadline);
   const calling = call(fn, request, limit).then((answer) => ({ body: answer }));
   let timer;
