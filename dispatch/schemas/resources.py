@@ -1,8 +1,9 @@
 """Dispatch v1 resources in their wire format (camelCase JSON, Unix-second times)."""
+import types
 from enum import Enum
-from typing import Any
+from typing import Any, ClassVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 NAME_PATTERN = r"^[\w\d][\w\d\-]*$"
@@ -22,10 +23,39 @@ class Status(str, Enum):
 
 
 class Wire(BaseModel):
+    """A wire model. `null` for a field that has a default and does not itself take `null` means
+    that default: Dispatch's Go client sends `null` for every list or object the user left empty
+    (Go's nil slices and maps), and that must read as "empty", not as a type error."""
+
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    _null_means_default: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        keys = set()
+        for name, field in cls.model_fields.items():
+            if not field.is_required() and not _takes_none(field.annotation):
+                keys.update(key for key in (name, field.alias) if key)
+        cls._null_means_default = frozenset(keys)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_defaulted_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict) and None in data.values():
+            return {k: v for k, v in data.items() if v is not None or k not in cls._null_means_default}
+        return data
 
     def wire(self, **exclude: bool) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude={k for k, v in exclude.items() if v})
+
+
+def _takes_none(annotation: Any) -> bool:
+    if annotation is None or annotation is type(None) or annotation is Any:
+        return True
+    if get_origin(annotation) in (Union, types.UnionType):
+        return any(_takes_none(arg) for arg in get_args(annotation))
+    return False
 
 
 class Tag(Wire):
@@ -222,5 +252,10 @@ class Driver(Resource):
     modified_time: int = Field(default=0, alias="modified-time")
 
 
+class Application(Resource):
+    """A name for a group of resources (deprecated in Dispatch, kept for its clients): membership is
+    the tag `Application=<name>` on the members; deleting it leaves them alone."""
+
+
 KINDS: dict[str, type[Resource]] = {cls.__name__: cls for cls in (BaseImage, Image, Function, Secret, API, Subscription,
-                                                                  DriverType, Driver)}
+                                                                  DriverType, Driver, Application)}
