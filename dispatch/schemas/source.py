@@ -5,6 +5,7 @@ named `.//hello.py`; both are accepted. Entries that would land outside the targ
 names, `..`, links pointing outside, also through other links of the same archive) and device or pipe
 entries are refused with `Rejected`.
 """
+import gzip
 import io
 import tarfile
 import zlib
@@ -43,9 +44,12 @@ def extract(data: bytes, dest: Path) -> list[str]:
 def _walk(data: bytes, dest: Path | None) -> list[str]:
     links: dict[str, str] = {}
     names: list[str] = []
+    stream = _Terminated(gzip.GzipFile(fileobj=io.BytesIO(data)))
+    last = None
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r|gz") as tar:
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
             for member in tar:
+                last = member
                 name = _check(member, links)
                 if name is None:
                     continue
@@ -53,11 +57,46 @@ def _walk(data: bytes, dest: Path | None) -> list[str]:
                     _write(tar, member, name, dest)
                 if not member.isdir():
                     names.append(name)
-    except (tarfile.ReadError, tarfile.CompressionError, tarfile.StreamError, EOFError, zlib.error) as exc:
+    except (tarfile.ReadError, tarfile.CompressionError, tarfile.StreamError, EOFError, zlib.error,
+            gzip.BadGzipFile) as exc:
         raise Rejected(f"invalid source archive: not a readable gzip-compressed tar ({exc})") from exc
+    if last is not None and last.offset_data + last.size > stream.length:
+        _refuse(f"it ends inside entry '{last.name}'")  # cut short, not merely left unterminated
     if not names:
         raise Rejected("invalid source archive: it holds no files")
     return names
+
+
+class _Terminated(io.RawIOBase):
+    """The decompressed tar, read as a stream, completed at its end as a closed tar writer would
+    have: the last member's data padded to a 512-byte block and the two end-of-archive blocks
+    added. Go's tar.Writer, which Dispatch's CLI never closes, leaves both out; on a complete
+    archive tarfile stops at the first end block and never reads what is added."""
+
+    def __init__(self, stream: io.BufferedIOBase):
+        self._stream = stream
+        self._read = 0
+        self._tail: bytes | None = None
+
+    @property
+    def length(self) -> int:
+        """The archive's own bytes, without what completes it (once read to its end)."""
+        return self._read
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self._tail is None:
+            count = self._stream.readinto(buffer)
+            if count:
+                self._read += count
+                return count
+            self._tail = bytes(-self._read % tarfile.BLOCKSIZE + 2 * tarfile.BLOCKSIZE)
+        count = min(len(buffer), len(self._tail))
+        buffer[:count] = self._tail[:count]
+        self._tail = self._tail[count:]
+        return count
 
 
 def _check(member: tarfile.TarInfo, links: dict[str, str]) -> str | None:

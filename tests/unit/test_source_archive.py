@@ -33,6 +33,27 @@ def _link(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> tarfile.TarI
     return info
 
 
+def test_archive_whose_last_member_is_not_padded_is_read_whole(tmp_path):
+    """What Go's tar.Writer leaves when it is never closed (Dispatch's CLI): the last member's
+    data stops at its size, with neither the padding to 512 bytes nor the end-of-archive blocks."""
+    body = b"def handle(ctx, payload):\n    return payload\n"
+    padded = gzip.decompress(_archive(("./lib/words.txt", b"winterfell\n"), (".//hello.py", body), terminated=False))
+    unpadded = padded[:len(padded) - (-len(body) % tarfile.BLOCKSIZE)]
+    assert len(unpadded) % tarfile.BLOCKSIZE != 0
+
+    names = source.extract(gzip.compress(unpadded), tmp_path)
+
+    assert sorted(names) == ["hello.py", "lib/words.txt"]
+    assert (tmp_path / "hello.py").read_bytes() == body
+
+
+def test_archive_cut_inside_a_member_is_refused(tmp_path):
+    padded = gzip.decompress(_archive(("hello.py", b"x" * 2000), terminated=False))
+
+    with pytest.raises(Rejected, match="invalid source archive"):
+        source.validate(gzip.compress(padded[:1200]))
+
+
 def test_pack_then_extract_round_trips_a_directory_at_the_archive_root(tmp_path):
     folder = tmp_path / "fn"
     (folder / "lib").mkdir(parents=True)
