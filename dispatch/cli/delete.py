@@ -21,8 +21,8 @@ def delete(ctx: typer.Context, file: File = None, work_dir: WorkDir = Path("."))
         raise typer.Exit(1)
     state = state_of(ctx)
     client = state.client()
-    # Last first: a file lists what others depend on before them, and the server refuses to
-    # delete a base image or image that is still in use.
+    # Last first: a file lists what others depend on before them, so dependents go first and
+    # nothing is left for a moment naming what is already gone.
     documents = load(file, work_dir, "delete")[::-1]
     process(documents, lambda d: client.delete(d.kind.path_of(d.name)), "Deleted", state.output)
 

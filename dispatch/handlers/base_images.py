@@ -6,9 +6,9 @@ from dispatch.drivers.ports import BuildFailed, FunctionRuntime
 from dispatch.schemas import commands as c
 from dispatch.schemas import events as e
 from dispatch.schemas.resources import Status
-from dispatch.store.ports import EventLog, Views
+from dispatch.store.ports import EventLog
 
-from .lifecycle import append, changed, create, delete, load, unused_by, update
+from .lifecycle import append, changed, create, delete, load, update
 
 
 async def create_base_image(cmd: c.CreateBaseImage, events: EventLog) -> dict:
@@ -21,10 +21,10 @@ async def update_base_image(cmd: c.UpdateBaseImage, events: EventLog) -> dict:
     return await update(cmd, events, e.BaseImageUpdated, Status.UPDATING)
 
 
-async def delete_base_image(cmd: c.DeleteBaseImage, events: EventLog, views: Views) -> dict:
-    """Consumes DeleteBaseImage; emits BaseImageDeletionRequested. Refused while an image uses it."""
-    unused = unused_by(views, cmd.organization, "Image", "baseImageName")
-    return await delete(cmd, events, e.BaseImageDeletionRequested, unused)
+async def delete_base_image(cmd: c.DeleteBaseImage, events: EventLog) -> dict:
+    """Consumes DeleteBaseImage; emits BaseImageDeletionRequested. Images built on it keep their
+    builds; one rebuilt later fails, naming the missing base image."""
+    return await delete(cmd, events, e.BaseImageDeletionRequested)
 
 
 async def check_base_image(cmd: c.CheckBaseImage, events: EventLog, runtime: FunctionRuntime) -> None:
@@ -56,10 +56,10 @@ async def remove_when_deletion_requested(event: e.BaseImageDeletionRequested, bu
     await bus.send(c.RemoveBaseImage(organization=event.organization, name=event.name).caused_by(event))
 
 
-def register(bus: MessageBus, events: EventLog, views: Views, runtime: FunctionRuntime) -> None:
+def register(bus: MessageBus, events: EventLog, runtime: FunctionRuntime) -> None:
     bus.handle(c.CreateBaseImage, partial(create_base_image, events=events))
     bus.handle(c.UpdateBaseImage, partial(update_base_image, events=events))
-    bus.handle(c.DeleteBaseImage, partial(delete_base_image, events=events, views=views))
+    bus.handle(c.DeleteBaseImage, partial(delete_base_image, events=events))
     bus.handle(c.CheckBaseImage, partial(check_base_image, events=events, runtime=runtime))
     bus.handle(c.RemoveBaseImage, partial(remove_base_image, events=events))
     for event_type in (e.BaseImageCreated, e.BaseImageUpdated):

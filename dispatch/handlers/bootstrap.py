@@ -30,7 +30,7 @@ def bootstrap(settings: Settings, bus: MessageBus | None = None,
     executor = Executor(ready, runtime, opened, deployments)
 
     if "images" in groups:
-        base_images.register(bus, store, views, runtime)
+        base_images.register(bus, store, runtime)
         images.register(bus, store, views, runtime, store)
     if "functions" in groups:
         functions.register(bus, store, views, store, runtime)

@@ -9,6 +9,7 @@ from dispatch.schemas import events as e
 from dispatch.schemas.resources import Status
 from dispatch.store.ports import BlobStore, EventLog, Views
 
+from .builds import IMAGE_BUILD
 from .lifecycle import Loaded, load
 
 log = structlog.get_logger("dispatch.deployments")
@@ -50,8 +51,13 @@ class Deployments:
         await asyncio.shield(task)
 
     async def _deploy(self, organization: str, function: dict) -> None:
+        """On the build it was deployed with, which outlives a deleted image (builds.py)."""
         loaded = await load(self.events, "Function", organization, function["name"])
-        image = await self.views.get_resource(organization, "Image", function["image"])
+        build = function.get(IMAGE_BUILD)
+        if build:
+            image = {"language": build["language"], "dockerUrl": build["location"]}
+        else:
+            image = await self.views.get_resource(organization, "Image", function["image"])
         if image is None:
             raise BuildFailed(f"image {function['image']} not found")
         await self.runtime.deploy(await deployment_spec(loaded, image, self.blobs))

@@ -15,6 +15,7 @@ from dispatch.schemas.resources import Status
 from dispatch.schemas.source import validate as validate_source
 from dispatch.store.ports import BlobStore, ConcurrencyConflict, EventLog, Views
 
+from .builds import IMAGE_BUILD, build_of, deployed_build, release_build
 from .deployments import deployment_spec
 from .execution import check_schemas
 from .lifecycle import append, broken, changed, create, delete, load, update
@@ -92,24 +93,31 @@ async def _deploy(cmd: c.DeployFunction, events: EventLog, views: Views, blobs: 
     except ConcurrencyConflict:
         return
     loaded = await load(events, "Function", cmd.organization, cmd.name)
+    previous = deployed_build(loaded)
     try:
         location = await runtime.deploy(await deployment_spec(loaded, image, blobs))
-        event = changed(e.FunctionDeployed, cmd, Status.READY, functionImageURL=location or f"local://{cmd.faas_id}")
+        event = changed(e.FunctionDeployed, cmd, Status.READY, functionImageURL=location or f"local://{cmd.faas_id}",
+                        **{IMAGE_BUILD: build_of(image)})
     except BuildFailed as failure:
         event = changed(e.FunctionDeployFailed, cmd, Status.ERROR, failure.reason)
     try:
         await append(events, loaded, cmd, event)
     except ConcurrencyConflict:
         log.info("function changed during its deploy; the newer deploy decides", function=cmd.name)
+        return
+    if previous != image["dockerUrl"]:
+        await release_build(views, runtime, cmd.organization, previous)  # of a deleted image, say
 
 
-async def remove_function(cmd: c.RemoveFunction, events: EventLog, runtime: FunctionRuntime) -> None:
-    """Consumes RemoveFunction; emits FunctionDeleted (its runs go with it)."""
+async def remove_function(cmd: c.RemoveFunction, events: EventLog, views: Views, runtime: FunctionRuntime) -> None:
+    """Consumes RemoveFunction; emits FunctionDeleted (its runs go with it), and removes the build
+    it ran on when that build's image was deleted meanwhile and no other function uses it."""
     loaded = await load(events, "Function", cmd.organization, cmd.name)
     if loaded.status != Status.DELETING.value:
         return
     await runtime.undeploy(loaded.existing()["faasId"])
     await append(events, loaded, cmd, e.FunctionDeleted(organization=cmd.organization, name=cmd.name))
+    await release_build(views, runtime, cmd.organization, deployed_build(loaded))
 
 
 async def deploy_when_changed(event: e.ResourceCreated, bus: MessageBus) -> None:
@@ -138,7 +146,7 @@ def register(bus: MessageBus, events: EventLog, views: Views, blobs: BlobStore, 
     bus.handle(c.DeleteFunction, partial(delete_function, events=events))
     bus.handle(c.DeployFunction, partial(deploy_function, events=events, views=views, blobs=blobs,
                                          runtime=runtime, busy=set()))
-    bus.handle(c.RemoveFunction, partial(remove_function, events=events, runtime=runtime))
+    bus.handle(c.RemoveFunction, partial(remove_function, events=events, views=views, runtime=runtime))
     for event_type in (e.FunctionCreated, e.FunctionUpdated):
         bus.subscribe(event_type, "functions", partial(deploy_when_changed, bus=bus))
     bus.subscribe(e.ImageBuilt, "functions", partial(deploy_waiting_when_image_built, bus=bus, views=views))

@@ -12,7 +12,8 @@ from dispatch.schemas import events as e
 from dispatch.schemas.resources import Status
 from dispatch.store.ports import BlobStore, ConcurrencyConflict, EventLog, Views
 
-from .lifecycle import append, broken, changed, create, delete, load, unused_by, update
+from .builds import release_build
+from .lifecycle import append, broken, changed, create, delete, load, update
 
 log = structlog.get_logger("dispatch.images")
 WAITING = (Status.INITIALIZED.value, Status.CREATING.value, Status.UPDATING.value)
@@ -56,9 +57,10 @@ async def update_image(cmd: c.UpdateImage, events: EventLog, views: Views) -> di
     return await update(cmd, events, e.ImageUpdated, Status.UPDATING, body)
 
 
-async def delete_image(cmd: c.DeleteImage, events: EventLog, views: Views) -> dict:
-    """Consumes DeleteImage; emits ImageDeletionRequested. Refused while a function uses it."""
-    return await delete(cmd, events, e.ImageDeletionRequested, unused_by(views, cmd.organization, "Function", "image"))
+async def delete_image(cmd: c.DeleteImage, events: EventLog) -> dict:
+    """Consumes DeleteImage; emits ImageDeletionRequested. Functions deployed on the image keep
+    running on its build (builds.py)."""
+    return await delete(cmd, events, e.ImageDeletionRequested)
 
 
 async def build_image(cmd: c.BuildImage, events: EventLog, views: Views, runtime: FunctionRuntime,
@@ -110,14 +112,13 @@ async def _build(cmd: c.BuildImage, events: EventLog, views: Views, runtime: Fun
         log.info("image changed during its build; the newer build decides", image=cmd.name)
 
 
-async def remove_image(cmd: c.RemoveImage, events: EventLog, runtime: FunctionRuntime) -> None:
-    """Consumes RemoveImage; emits ImageDeleted."""
+async def remove_image(cmd: c.RemoveImage, events: EventLog, views: Views, runtime: FunctionRuntime) -> None:
+    """Consumes RemoveImage; emits ImageDeleted. The build goes too, unless functions run on it."""
     loaded = await load(events, "Image", cmd.organization, cmd.name)
     if loaded.status != Status.DELETING.value:
         return
-    if loaded.existing().get("dockerUrl"):
-        await runtime.remove_image(loaded.existing()["dockerUrl"])
     await append(events, loaded, cmd, e.ImageDeleted(organization=cmd.organization, name=cmd.name))
+    await release_build(views, runtime, cmd.organization, loaded.existing().get("dockerUrl"))
 
 
 async def build_when_changed(event: e.ResourceEvent, bus: MessageBus) -> None:
@@ -137,9 +138,9 @@ async def remove_when_deletion_requested(event: e.ImageDeletionRequested, bus: M
 def register(bus: MessageBus, events: EventLog, views: Views, runtime: FunctionRuntime, blobs: BlobStore) -> None:
     bus.handle(c.CreateImage, partial(create_image, events=events, views=views))
     bus.handle(c.UpdateImage, partial(update_image, events=events, views=views))
-    bus.handle(c.DeleteImage, partial(delete_image, events=events, views=views))
+    bus.handle(c.DeleteImage, partial(delete_image, events=events))
     bus.handle(c.BuildImage, partial(build_image, events=events, views=views, runtime=runtime, blobs=blobs, busy=set()))
-    bus.handle(c.RemoveImage, partial(remove_image, events=events, runtime=runtime))
+    bus.handle(c.RemoveImage, partial(remove_image, events=events, views=views, runtime=runtime))
     for event_type in (e.ImageCreated, e.ImageUpdated):
         bus.subscribe(event_type, "images", partial(build_when_changed, bus=bus))
     bus.subscribe(e.BaseImageChecked, "images", partial(build_waiting_when_base_ready, bus=bus, views=views))

@@ -113,10 +113,17 @@ async def test_an_image_naming_a_missing_base_image_is_refused_with_400(client):
     assert await answer(response, 400) == {"code": 400, "message": "Error fetching base image x"}
 
 
-async def test_deleting_an_image_a_function_uses_answers_409(client, hello):
-    body = await answer(await call(client, "DELETE", "/v1/image/py"), 409)
-    assert body["code"] == 409 and "function hello" in body["message"]
-    assert (await answer(await call(client, "GET", "/v1/image/py"), 200))["status"] == "READY"
+async def test_deleting_the_images_a_function_uses_answers_deleting_and_the_function_keeps_running(client, hello):
+    """As with Dispatch's clients, which delete images and base images in any order."""
+    assert (await answer(await call(client, "DELETE", "/v1/baseimage/py-base"), 200))["status"] == "DELETING"
+    assert (await answer(await call(client, "DELETE", "/v1/image/py"), 200))["status"] == "DELETING"
+    await gone(client, "/v1/image/py")
+    await gone(client, "/v1/baseimage/py-base")
+    run = await answer(await call(client, "POST", "/v1/runs?functionName=hello",
+                                  json={"blocking": True, "input": {"name": "a", "place": "b"}}), 200)
+    assert run["status"] == "READY" and run["output"] == {"myField": "Hello, a from b"}
+    function = await answer(await call(client, "GET", "/v1/function/hello"), 200)
+    assert "imageBuild" not in function
 
 
 # --- functions ------------------------------------------------------------------------------
