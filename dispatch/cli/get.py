@@ -1,5 +1,5 @@
 """`dispatch get`: tables (or -o json|yaml) of base images, images, functions, secrets, APIs,
-subscriptions, event drivers, event driver types and runs."""
+subscriptions, event drivers, event driver types, applications and runs."""
 from typing import Annotated, Any, Callable, Optional
 
 import typer
@@ -111,7 +111,14 @@ def event_driver_types(ctx: typer.Context, name: Name = None, application: Appli
     """Show event driver types, the built-in ones first: all, or the one named NAME."""
     _show(ctx, KINDS["DriverType"], name, application, ("Name", "Image", "Expose"),
           lambda t: (t.get("name"), "(built in)" if t.get("builtin") else t.get("image"),
-                     "true" if t.get("expose") else "false"))
+                     "true" if t.get("expose") else "false"),
+          {"builtin": "true"})
+
+
+def applications(ctx: typer.Context, name: Name = None) -> None:
+    """Show applications: all, or the one named NAME."""
+    _show(ctx, KINDS["Application"], name, None, ("Name", "Status", "Created Date"),
+          lambda a: (a.get("name"), a.get("status"), local_time(a.get("createdTime"))))
 
 
 def run_list(
@@ -134,4 +141,5 @@ _register(apis, KINDS["API"].aliases)
 _register(subscriptions, KINDS["Subscription"].aliases)
 _register(event_drivers, KINDS["Driver"].aliases)
 _register(event_driver_types, KINDS["DriverType"].aliases)
+_register(applications, KINDS["Application"].aliases)
 _register(run_list, ("run", "runs"))

@@ -53,6 +53,8 @@ KINDS = {
         ),
         Kind("Driver", "/v1/event/drivers", "event driver", "drivers",
              ("eventdriver", "eventdrivers", "event-driver", "event-drivers")),
+        Kind("Application", "/v1/application", "application", "applications",
+             ("application", "applications", "app", "apps")),
         Kind("Policy", "/v1/iam/policy", "policy", "policies"),
         Kind("ServiceAccount", "/v1/iam/serviceaccount", "service account", "serviceaccounts"),
         Kind("Organization", "/v1/iam/organization", "organization", "organizations",
@@ -61,7 +63,7 @@ KINDS = {
              ("serviceinstance", "serviceinstances"), verbs=frozenset({"create", "delete"})),
     )
 }
-NOT_SUPPORTED = {"Application", "ServiceClass", "ServicePlan", "ServiceBinding"}
+NOT_SUPPORTED = {"ServiceClass", "ServicePlan", "ServiceBinding"}
 
 
 class ManifestError(DispatchClientError):

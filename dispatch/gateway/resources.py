@@ -6,6 +6,7 @@ from aiohttp import web
 
 from dispatch.errors import NotFound, Rejected
 from dispatch.handlers.platform import Platform
+from dispatch.handlers.builds import IMAGE_BUILD
 from dispatch.handlers.lifecycle import LABELS
 from dispatch.schemas import commands as c
 from dispatch.schemas import resources as r
@@ -14,6 +15,7 @@ from .context import application_filter, correlation_id, matches_application, or
 from .errors import read_json
 
 PLATFORM = web.AppKey("platform", Platform)
+HIDDEN = ("source", "sourceURL", IMAGE_BUILD)
 Prepare = Callable[[web.Request, dict, dict], tuple[dict, dict]]
 Present = Callable[[web.Request, dict, bool], dict]
 
@@ -34,7 +36,8 @@ class Kind:
         return self.model.__name__
 
     def public(self, resource: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in resource.items() if k not in ("source", "sourceURL")}
+        """Without the write-only source and the server's own bookkeeping."""
+        return {k: v for k, v in resource.items() if k not in HIDDEN}
 
 
 KINDS = [
@@ -46,6 +49,7 @@ KINDS = [
     Kind("event/subscriptions", r.Subscription, c.CreateSubscription, c.UpdateSubscription, c.DeleteSubscription),
     Kind("event/drivertypes", r.DriverType, c.CreateDriverType, c.UpdateDriverType, c.DeleteDriverType),
     Kind("event/drivers", r.Driver, c.CreateDriver, c.UpdateDriver, c.DeleteDriver),
+    Kind("application", r.Application, c.CreateApplication, c.UpdateApplication, c.DeleteApplication, created=200),
 ]
 
 

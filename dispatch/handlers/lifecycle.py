@@ -4,13 +4,14 @@ import time
 from typing import Any, Awaitable, Callable
 
 from dispatch.errors import Conflict, NotFound
-from dispatch.schemas.envelope import Message, new_id
+from dispatch.schemas.envelope import Message, new_ordered_id
 from dispatch.schemas.events import ResourceDeletionRequested, ResourceEvent, evolve, stream_name
 from dispatch.schemas.resources import Status
 from dispatch.store.ports import ConcurrencyConflict, EventLog, Recorded
 
 LABELS = {"BaseImage": "base image", "Image": "image", "Function": "function", "Secret": "secret", "API": "api",
-          "Subscription": "subscription", "DriverType": "driver type", "Driver": "driver"}
+          "Subscription": "subscription", "DriverType": "driver type", "Driver": "driver",
+          "Application": "application"}
 
 
 class Loaded:
@@ -80,7 +81,8 @@ def now() -> int:
 
 def new_resource(kind: str, name: str, body: dict[str, Any], status: Status | None) -> dict[str, Any]:
     stamp = now()
-    return {**body, "id": new_id(), "name": name, "kind": kind, "status": status and status.value,
+    # time-ordered ids: what was created first sorts first (routes of APIs sharing a path)
+    return {**body, "id": new_ordered_id(), "name": name, "kind": kind, "status": status and status.value,
             "reason": None, "createdTime": stamp, "modifiedTime": stamp}
 
 

@@ -66,6 +66,10 @@ class CreateSecret(CreateResource): pass
 class UpdateSecret(UpdateResource): pass
 class DeleteSecret(DeleteResource): pass
 
+class CreateApplication(CreateResource): pass
+class UpdateApplication(UpdateResource): pass
+class DeleteApplication(DeleteResource): pass
+
 class CreateAPI(CreateResource): pass
 class UpdateAPI(UpdateResource): pass
 class DeleteAPI(DeleteResource): pass

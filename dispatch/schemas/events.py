@@ -120,6 +120,11 @@ class DriverDeletionRequested(ResourceDeletionRequested): pass
 class DriverDeleted(ResourceDeleted): pass
 
 
+class ApplicationCreated(ResourceCreated): pass
+class ApplicationUpdated(ResourceUpdated): pass
+class ApplicationDeleted(ResourceDeleted): pass
+
+
 class RunEvent(Event):
     # Runs are read from the read models and no reaction consumes their events; relaying them
     # would double the broker's work on the hot path.

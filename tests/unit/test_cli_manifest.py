@@ -99,13 +99,13 @@ def test_malformed_yaml_names_document_and_line_and_sends_nothing(cli: Cli, fake
 
 
 def test_unknown_and_unsupported_kinds_are_skipped_with_a_warning(cli: Cli, fake: FakeDispatch, tmp_path: Path) -> None:
-    (tmp_path / "f.yaml").write_text("kind: Gizmo\nname: g\n---\nkind: Application\nname: app\n---\nkind: Secret\nname: s\n")
+    (tmp_path / "f.yaml").write_text("kind: Gizmo\nname: g\n---\nkind: ServicePlan\nname: plan\n---\nkind: Secret\nname: s\n")
 
     result = cli("create", "-f", str(tmp_path / "f.yaml"))
 
     assert result.exit_code == 0, result.output
     assert "skipping Gizmo document 1: unknown kind" in result.stderr
-    assert "skipping Application document 2: not supported yet" in result.stderr
+    assert "skipping ServicePlan document 2: not supported yet" in result.stderr
     assert [r.body["name"] for r in fake.requests] == ["s"]
 
 
