@@ -1,7 +1,9 @@
 """Event drivers and driver types on the management API, and what webhook drivers make of pushes.
 
-`/v1/event/drivertypes` lists the built-in types (`builtin: true`) before the organization's
-own; a built-in type cannot be created, changed or deleted. Drivers and types spell their times
+`/v1/event/drivertypes` lists the organization's types, and with `?builtin=true` the built-in
+ones (`builtin: true`) before them: Dispatch's clients, which know no built-in types, see the
+types they created and can delete them all. A built-in type is found by name either way and
+cannot be created, changed or deleted. Drivers and types spell their times
 `created-time` / `modified-time`, as Dispatch's clients expect. An exposed driver's `url` (a
 webhook's, or one of a custom type marked `expose`) is its push URL as the client reached this
 gateway; pushes.py serves it.
@@ -86,14 +88,16 @@ def present_driver_type(request: web.Request, resource: dict, single: bool) -> d
 
 
 class DriverTypeEndpoints(ResourceEndpoints):
-    """The CRUD of driver types, with the built-in ones shown (and refused by the handlers)."""
+    """The CRUD of driver types, with the built-in ones shown when asked for (and refused by the handlers)."""
 
     def __init__(self, kind, **shapes):
         super().__init__(kind, prepare_driver_type, present_driver_type)
 
     async def list(self, request: web.Request) -> web.Response:
         wanted = application_filter(request)
-        items = builtin_types() + await request.app[PLATFORM].views.list_resources(organization(request), "DriverType")
+        items = await request.app[PLATFORM].views.list_resources(organization(request), "DriverType")
+        if request.query.get("builtin", "").lower() in ("true", "1"):
+            items = builtin_types() + items
         return web.json_response([self.present(request, i, False) for i in items if matches_application(i, wanted)])
 
     async def _existing(self, request: web.Request) -> dict:
