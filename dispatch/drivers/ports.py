@@ -131,6 +131,9 @@ class Route:
     """The secret holding the accepted credentials (basic: user -> password; bearer: name -> token)."""
     tls: str = ""
     """The secret holding the hosts' certificate (`tls.crt`) and key (`tls.key`), PEM."""
+    age: str = ""
+    """Sorts older APIs first (their time-ordered id): of two APIs of one organization answering
+    the same request, the older one answers."""
 
 
 class RoutingFailed(Exception):

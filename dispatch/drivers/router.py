@@ -23,7 +23,8 @@ def host_matches(patterns: tuple[str, ...], host: str) -> bool:
 class BuiltinRouter:
     """Routes of the default organization also answer without their `/<org>` prefix, so that on
     a single-tenant server `/hello` reaches the API stored as `/dispatch/hello`. An exact path
-    wins over a template; of two templates, the one with a literal segment further left wins."""
+    wins over a template; of two templates, the one with a literal segment further left wins;
+    of two routes otherwise alike, the older API's."""
 
     def __init__(self, default_organization: str = "dispatch") -> None:
         self.default_organization = default_organization
@@ -55,7 +56,7 @@ class BuiltinRouter:
     def _reindex(self) -> None:
         exact: dict[str, list[Route]] = {}
         templates: dict[int, list[tuple[PathTemplate, Route]]] = {}
-        for route in self._routes.values():
+        for route in sorted(self._routes.values(), key=lambda r: r.age):
             for uri in route.uris:
                 template = PathTemplate.of_stored(uri)
                 if template.literal:

@@ -77,7 +77,10 @@ async def _parsed(request: web.Request) -> Any:
             raise BadRequest(400, "request body is not json") from None
     if not content_type:
         return body.decode("utf-8", errors="replace")
-    raise BadRequest(415, f"request body type is not supported: {content_type}")
+    # as sent: aiohttp reads a value that is no media type (`unsupported-content-type`) as
+    # application/octet-stream, which would name a type the client never sent
+    sent = request.headers["Content-Type"].split(";", 1)[0].strip()
+    raise BadRequest(415, f"request body type is not supported: {sent}")
 
 
 def scheme(request: web.Request) -> str:

@@ -63,15 +63,15 @@ def _overlaps(a: dict, b: dict) -> bool:
             and (not hosts_a or not hosts_b or bool(hosts_a & hosts_b)))
 
 
-async def check_unclaimed(views: Views, organization: str, name: str, body: dict) -> None:
-    """Refuse a route another API already serves: otherwise one would silently hide the other,
-    and a host-bound API could take over another organization's `/<org>/...` paths."""
+async def check_unclaimed(views: Views, organization: str, body: dict) -> None:
+    """Refuse a route an API of another organization serves: a host-bound API could otherwise
+    take over another organization's `/<org>/...` paths. Within one organization APIs may share
+    routes, as in Dispatch; the older one answers (see the router)."""
     for owner, other in await views.list_all("API"):
-        if (owner, other["name"]) == (organization, name) or other.get("status") == Status.DELETING.value:
+        if owner == organization or other.get("status") == Status.DELETING.value:
             continue
         if _overlaps(body, other):
-            who = f"api {other['name']}" if owner == organization else "an api of another organization"
-            raise Conflict(f"the paths {', '.join(body['uris'])} are already served by {who}")
+            raise Conflict(f"the paths {', '.join(body['uris'])} are already served by an api of another organization")
 
 
 def route_of(organization: str, api: dict) -> Route:
@@ -80,22 +80,23 @@ def route_of(organization: str, api: dict) -> Route:
                  hosts=tuple(h.lower() for h in api.get("hosts") or ()),
                  protocols=tuple(api.get("protocols") or ()), cors=bool(api.get("cors")),
                  authentication=api.get("authentication") or "public", auth_secret=api.get("authSecret") or "",
-                 tls=api.get("tls") or "")
+                 tls=api.get("tls") or "",
+                 age=f"{api.get('createdTime') or 0:012d}/{api.get('id') or ''}")
 
 
 async def create_api(cmd: c.CreateAPI, events: EventLog, views: Views) -> dict:
-    """Consumes CreateAPI; emits APICreated. Refused when another API serves its routes."""
+    """Consumes CreateAPI; emits APICreated. Refused when another organization serves its routes."""
     body = prepared(cmd.organization, cmd.resource)
     await check_secrets(views, cmd.organization, body)
-    await check_unclaimed(views, cmd.organization, cmd.name, body)
+    await check_unclaimed(views, cmd.organization, body)
     return await create(cmd, events, e.APICreated, Status.CREATING, body)
 
 
 async def update_api(cmd: c.UpdateAPI, events: EventLog, views: Views) -> dict:
-    """Consumes UpdateAPI; emits APIUpdated. Refused when another API serves its routes."""
+    """Consumes UpdateAPI; emits APIUpdated. Refused when another organization serves its routes."""
     body = prepared(cmd.organization, cmd.resource)
     await check_secrets(views, cmd.organization, body)
-    await check_unclaimed(views, cmd.organization, cmd.name, body)
+    await check_unclaimed(views, cmd.organization, body)
     return await update(cmd, events, e.APIUpdated, Status.UPDATING, body)
 
 

@@ -164,11 +164,13 @@ async def test_a_body_over_the_size_limit_answers_413_with_a_json_message(client
     assert await runs_of(client, "echo") == []
 
 
-async def test_an_unsupported_content_type_answers_415_and_runs_nothing(client, caller, functions):
+@pytest.mark.parametrize("content_type", ["text/plain", "unsupported-content-type"])
+async def test_an_unsupported_content_type_answers_415_naming_it_and_runs_nothing(client, caller, functions,
+                                                                                  content_type):
     await expose(client, "hello", "echo")
-    response = await caller.post(f"/{ORG}/hello", data=b"x", headers={"Content-Type": "text/plain"})
+    response = await caller.post(f"/{ORG}/hello", data=b"x", headers={"Content-Type": content_type})
     assert response.status == 415
-    assert await response.json() == {"message": "request body type is not supported: text/plain"}
+    assert await response.json() == {"message": f"request body type is not supported: {content_type}"}
     assert await runs_of(client, "echo") == []
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from tests.unit.cli_double import Cli, FakeDispatch, cli, fake  # noqa: F401 - fixtures
 
-from .test_gateway import ORG, answer, call, reaches
+from .test_gateway import ORG, answer, call, gone, reaches
 from .test_user_api import caller, client, functions, runs_of  # noqa: F401 - fixtures
 
 USERS = {"alice": "wonder-land", "bob": "b0b"}
@@ -43,11 +43,13 @@ async def test_an_exact_api_and_a_template_api_share_a_prefix(client, caller, fu
     assert (await (await caller.get(f"/{ORG}/users/7")).json())["params"] == {"id": "7"}
 
 
-async def test_two_templates_answering_the_same_paths_conflict(client, functions):
+async def test_of_two_apis_answering_the_same_paths_the_older_answers_until_it_goes(client, caller, functions):
     await expose(client, "user", "context", uris=["/users/{id}"])
-    body = {"name": "other", "function": "echo", "uris": ["/users/{name}"], "methods": ["GET"]}
-    refused = await answer(await call(client, "POST", "/v1/api", json=body), 409)
-    assert "already served by api user" in refused["message"]
+    await expose(client, "other", "echo", uris=["/users/{name}"], methods=["GET"])
+    assert (await (await caller.get(f"/{ORG}/users/7")).json())["params"] == {"id": "7"}
+    await answer(await call(client, "DELETE", "/v1/api/user"), 200)
+    await gone(client, "/v1/api/user")
+    assert await (await caller.get(f"/{ORG}/users/7?who=me")).json() == {"who": "me"}
 
 
 @pytest.mark.parametrize("fields, message", [
