@@ -168,6 +168,37 @@ def secret(ctx: typer.Context, name: str, json_file: Path, application: Applicat
     _create(ctx, KINDS["Secret"], {"name": name, "secrets": values, "tags": application_tags(application)}, False)
 
 
+SEED_IMAGES = Path(__file__).with_name("seed-images.yaml")
+
+
+@app.command("seed-images")
+def seed_images(
+    ctx: typer.Context,
+    output_file: Annotated[Optional[Path], typer.Option(
+        "-O", "--output-file", help="Write the seed YAML to this file instead of creating anything.")] = None,
+    wait: Wait = False,
+) -> None:
+    """Create Dispatch's seed base images and images: nodejs, python3 (with requests), powershell
+    and java. Which of them become READY depends on the runtimes this server has."""
+    if output_file is not None:
+        output_file.write_text(SEED_IMAGES.read_text())
+        typer.echo(f"Wrote the seed images to {output_file}")
+        return
+    create(ctx, file=str(SEED_IMAGES), work_dir=Path("."), wait=wait, application=None)
+
+
+app.command("seed", hidden=True)(seed_images)
+
+
+@app.command("application")
+def application_(ctx: typer.Context, name: str) -> None:
+    """Create an application: a name its members carry as the tag Application=NAME (-a NAME)."""
+    _create(ctx, KINDS["Application"], {"name": name, "tags": []}, False)
+
+
+app.command("app", hidden=True)(application_)
+
+
 @app.command()
 def api(
     ctx: typer.Context,
