@@ -264,3 +264,29 @@ def test_logs_of_an_unknown_image_is_one_clear_line(cli: Cli, fake: FakeDispatch
     result = cli("logs", "image", "nope")
 
     assert result.exit_code == 1 and "no route /v1/image/nope/logs" in result.stderr
+
+
+def test_create_seed_images_creates_dispatchs_four_base_images_then_their_images(cli: Cli, fake: FakeDispatch) -> None:
+    result = cli("create", "seed-images")
+
+    assert result.exit_code == 0, result.output
+    sent = [(r.path, r.body["name"]) for r in fake.sent("POST")]
+    assert sent == [("/v1/baseimage", "nodejs-base"), ("/v1/baseimage", "python3-base"),
+                    ("/v1/baseimage", "powershell-base"), ("/v1/baseimage", "java-base"),
+                    ("/v1/image", "nodejs"), ("/v1/image", "python3"), ("/v1/image", "powershell"),
+                    ("/v1/image", "java")]
+    python3 = next(r.body for r in fake.sent("POST") if r.body["name"] == "python3")
+    assert python3["runtimeDependencies"] == {"manifest": "requests"}
+    assert "Created Image: java" in result.stdout
+
+
+def test_create_seed_images_with_an_output_file_writes_the_yaml_and_sends_nothing(cli: Cli, fake: FakeDispatch,
+                                                                                  tmp_path: Path) -> None:
+    result = cli("create", "seed-images", "-O", str(tmp_path / "images.yaml"))
+
+    assert result.exit_code == 0, result.output
+    documents = list(yaml.safe_load_all((tmp_path / "images.yaml").read_text()))
+    assert [(d["kind"], d["name"]) for d in documents][:4] == [
+        ("BaseImage", "nodejs-base"), ("BaseImage", "python3-base"), ("BaseImage", "powershell-base"),
+        ("BaseImage", "java-base")]
+    assert fake.requests == []
