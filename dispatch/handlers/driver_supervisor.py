@@ -18,6 +18,7 @@ DriverStarted carries it (PUSH_ADDRESS), the read model every gateway reads has 
 leader's READY replaces it; a driver not READY has none to be used."""
 import asyncio
 import json
+import time
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -43,6 +44,10 @@ MOST_PAUSE = 60.0
 CHECK_EVERY = 5.0
 """How often a leader makes sure its database session (its locks) still lives."""
 TRANSITIONAL = (Status.CREATING.value, Status.UPDATING.value)
+START_GRACE = 10.0
+"""Seconds a new or changed driver whose source fails stays CREATING (UPDATING) while it is
+retried, before it goes ERROR: a container whose image is still being pulled, or an engine that
+restarts, may yet start (as in Dispatch). A configuration that can never work goes ERROR at once."""
 
 
 @dataclass
@@ -57,6 +62,8 @@ class Running:
     task: asyncio.Task | None = None
     reported: bool = False
     reason: str | None = None
+    final: bool = False
+    """The reason can never change by retrying (a rejected configuration)."""
     address: str | None = None
     """Where the driver's push endpoint listens, as its source last reported it READY."""
 
@@ -69,9 +76,9 @@ def fingerprint(driver: dict[str, Any], driver_type: dict[str, Any] | None) -> s
 
 class DriverSupervisor:
     def __init__(self, events: EventLog, views: Views, bus: MessageBus, sources: EventSources, box: SecretBox,
-                 poll: float = 1.0):
+                 poll: float = 1.0, start_grace: float = START_GRACE):
         self.events, self.views, self.bus = events, views, bus
-        self.sources, self.box, self.poll = sources, box, poll
+        self.sources, self.box, self.poll, self.start_grace = sources, box, poll, start_grace
         self.leadership = events if hasattr(events, "try_lead") else None
         self.running: dict[str, Running] = {}
         self._wake = asyncio.Event()
@@ -154,7 +161,7 @@ class DriverSupervisor:
         try:
             spec = await self._spec(organization, driver, driver_type, resumed=status not in TRANSITIONAL)
         except DriverRejected as rejected:
-            running.reported, running.reason = True, rejected.reason
+            running.reported, running.reason, running.final = True, rejected.reason, True
         else:
             log.info("event driver started", organization=organization, driver=running.name, type=running.type,
                      resumed=spec.resumed)
@@ -177,8 +184,8 @@ class DriverSupervisor:
 
     async def _drive(self, running: Running, source: EventSource, spec: DriverSpec) -> None:
         """Run the source, again after a pause should it end or fail, until cancelled."""
-        async def report(reason: str | None, address: str | None = None) -> None:
-            running.reported, running.reason, running.address = True, reason, address
+        async def report(reason: str | None, address: str | None = None, final: bool = False) -> None:
+            running.reported, running.reason, running.address, running.final = True, reason, address, final
             self._wake.set()
 
         emit = partial(publish_event, self.bus, spec.organization)
@@ -188,7 +195,7 @@ class DriverSupervisor:
                 await source.run(spec, emit, report)
                 reason = "the driver stopped"
             except DriverRejected as rejected:
-                await report(rejected.reason)
+                await report(rejected.reason, final=True)
                 return
             except asyncio.CancelledError:
                 raise
@@ -203,6 +210,9 @@ class DriverSupervisor:
         """Append READY or ERROR when the source's last report differs from the driver's status."""
         if not running.reported:
             return
+        if running.reason is not None and not running.final and running.since is not None \
+                and time.time() - running.since < self.start_grace:
+            return  # still retried within its grace; a later reconcile records the outcome
         status = Status.READY.value if running.reason is None else Status.ERROR.value
         reason = None if running.reason is None else [running.reason]
         changes = {PUSH_ADDRESS: running.address} if running.reason is None and running.address else {}

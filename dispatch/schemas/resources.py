@@ -59,7 +59,7 @@ def _takes_none(annotation: Any) -> bool:
 
 
 class Tag(Wire):
-    key: str
+    key: str = ""  # Go's client sends `{}` for a tag written without a key (`- label: x` in YAML)
     value: str = ""
 
 

@@ -75,6 +75,7 @@ class PushContainers:
 @pytest.fixture
 async def engine(platform):
     platform.drivers.sources.custom = PushContainers()
+    platform.drivers.start_grace = 0
     return platform
 
 
@@ -116,6 +117,16 @@ async def test_a_driver_listening_elsewhere_after_a_restart_gets_the_next_push_t
             break
         await asyncio.sleep(0.02)
     assert seen["container"] == 2
+
+
+async def test_a_driver_whose_container_fails_stays_creating_for_its_grace_then_reads_error(client, engine):
+    """As Dispatch's drivers did while their pod retried: a start that fails may yet succeed."""
+    engine.drivers.start_grace = 2
+    await exposed_driver(client, "broken", fail="")
+    await asyncio.sleep(1)
+    assert (await answer(await call(client, "GET", "/v1/event/drivers/broken"), 200))["status"] == "CREATING"
+    failed = await reaches(client, "/v1/event/drivers/broken", status="ERROR")
+    assert failed["reason"] == ["the driver's container exited with code 1"]
 
 
 async def test_a_push_to_a_driver_unknown_unexposed_not_ready_or_silent_says_why(client, engine):
