@@ -2,6 +2,7 @@
 import asyncio
 import contextlib
 import fcntl
+import ipaddress
 import os
 import signal
 from pathlib import Path
@@ -13,9 +14,11 @@ from aiohttp import web
 from dispatch.errors import Unavailable
 from dispatch.gateway.accepted import AcceptedRuns
 from dispatch.gateway.app import create_api_app, create_app
+from dispatch.gateway.auth import authority_for
 from dispatch.gateway.logs import app_runner, configure_logging
 from dispatch.gateway.tls import serve_https
 from dispatch.handlers.bootstrap import bootstrap
+from dispatch.iam.admin import Admin, first_start
 from dispatch.settings import Settings
 
 log = structlog.get_logger("dispatch.server")
@@ -52,8 +55,13 @@ async def _listen(app: web.Application, host: str, port: int) -> web.AppRunner:
     return runner
 
 
-async def serve(settings: Settings, on_ready: Callable[[], Awaitable[None]] | None = None) -> None:
+Ready = Callable[[Admin | None], Awaitable[None]]
+
+
+async def serve(settings: Settings, on_ready: Ready | None = None) -> None:
+    """`on_ready` gets the installation's administrator when this process holds its key."""
     configure_logging(settings.log_level)
+    check_exposure(settings)
     if settings.store != "sqlite":
         await _serve(settings, on_ready)  # processes of a distributed installation share nothing local
         return
@@ -61,13 +69,16 @@ async def serve(settings: Settings, on_ready: Callable[[], Awaitable[None]] | No
         await _serve(settings, on_ready)
 
 
-async def _serve(settings: Settings, on_ready: Callable[[], Awaitable[None]] | None) -> None:
+async def _serve(settings: Settings, on_ready: Ready | None) -> None:
     platform = bootstrap(settings)
     await platform.start()
     runners = []
     try:
+        admin = await first_start(platform, settings.default_organization, settings.data_dir) \
+            if settings.role == "all" and not settings.skip_auth else None
         accepted = AcceptedRuns()
-        listening = ((create_app(settings, platform, accepted), settings.port),
+        authority = authority_for(settings, platform) if platform.serves_http else None
+        listening = ((create_app(settings, platform, accepted, authority), settings.port),
                      (create_api_app(settings, platform, accepted), settings.api_port)) if platform.serves_http else ()
         for app, port in listening:
             runners.append(await _listen(app, settings.host, port))
@@ -82,13 +93,36 @@ async def _serve(settings: Settings, on_ready: Callable[[], Awaitable[None]] | N
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         if on_ready is not None:
-            await on_ready()
+            await on_ready(admin)
         await stop.wait()
     finally:
         for runner in runners:
             await runner.cleanup()
         await platform.close()
         log.info("stopped")
+
+
+def check_exposure(settings: Settings) -> None:
+    """Refuse to serve without authentication beyond this machine; say where the API is exposed."""
+    loopback = is_loopback(settings.host)
+    if settings.skip_auth:
+        if not loopback:
+            raise Unavailable(f"--skip-auth serves the management API to anyone who reaches it: it binds loopback "
+                              f"addresses only, not {settings.host}")
+        log.warning("authentication is off (--skip-auth): every local process, and every function, may read every "
+                    "secret and change anything")
+    elif not loopback:
+        log.warning("the management API is exposed beyond this machine", address=f"{settings.host}:{settings.port}",
+                    public_names=settings.public_names or None)
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _safe(url: str) -> str:

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     """Where functions run: `local` (processes on this host), `docker` or `kubernetes`."""
     docker_url: str | None = None
     """The Docker engine's address (default: DOCKER_HOST, else the local socket)."""
+    maven_settings: Path | None = None
+    """A Maven settings.xml (`mvn -s`) for the local runtime's Java images: the repositories or
+    mirror their pom.xml dependencies come from. Default: Maven's own (~/.m2/settings.xml)."""
     driver_address: str | None = None
     """How gateways reach this host, where the containers of exposed custom driver types it runs
     listen. Default: 127.0.0.1 with the memory bus (one process), else this host's address."""
@@ -68,7 +71,21 @@ class Settings(BaseSettings):
     role: str = "all"
     """`all`, `gateway` (HTTP only) or `handlers` (consumers only)."""
     handlers: str = "all"
-    """Comma-separated handler groups this process runs: images,functions,runs,apis,secrets,events,drivers."""
+    """Comma-separated handler groups this process runs: images,functions,runs,apis,secrets,events,drivers,iam."""
+    skip_auth: bool = False
+    """Serve the management API without authentication (loopback addresses only)."""
+    public_names: list[str] = Field(default_factory=list)
+    """Host names this server answers to besides addresses and `localhost` (DNS-rebinding guard)."""
+    oidc_issuer: str | None = None
+    """An OpenID Connect issuer whose ID tokens identify users (its discovery document and JWKS)."""
+    oidc_client_id: str | None = None
+    """This installation's client id at the issuer: the audience its ID tokens must carry."""
+    bootstrap_public_key: Path | None = None
+    """PEM public key of a deploy-time bootstrap identity (`dispatch manage bootstrap`): it may
+    create the first organization, service account and policy, and nothing once one exists."""
+    cli_config: Path | None = None
+    """The CLI config the first start writes its admin context into (default: $DISPATCH_CONFIG,
+    else ~/.dispatch/config.json)."""
 
     @property
     def database_path(self) -> Path:

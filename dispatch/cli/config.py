@@ -4,7 +4,6 @@ Precedence for each setting is flag, then `DISPATCH_*` environment variable (bot
 the option parser), then the current context of the config file, then this project's default,
 which points at the local embedded server (`dispatch server`).
 """
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -12,11 +11,14 @@ from typing import Annotated, Any, Optional
 import typer
 
 from dispatch.cli.client import DispatchClient, DispatchClientError
+from dispatch.iam import contexts
+from dispatch.iam.tokens import account_token
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_SCHEME = "http"
 DEFAULT_CONFIG = "~/.dispatch/config.json"
+DEFAULT_ORGANIZATION = "dispatch"
 
 # Options shared by several commands, declared once.
 Application = Annotated[
@@ -47,6 +49,34 @@ class Target:
     insecure: bool = False
     token: str | None = None
     cookie: str | None = None
+    service_account: str | None = None
+    """`<org>/<name>`, or a name of the target's organization (contract §6.3)."""
+    private_key: Path | None = None
+
+    @property
+    def issuer(self) -> str | None:
+        if not self.service_account:
+            return None
+        if "/" in self.service_account:
+            return self.service_account
+        return f"{self.organization or DEFAULT_ORGANIZATION}/{self.service_account}"
+
+    def bearer(self, ttl_seconds: float = 3600) -> str | None:
+        """The token requests carry: --token, else one signed with the service account's key."""
+        if self.token:
+            return self.token
+        if not self.issuer:
+            return None
+        if self.private_key is None:
+            raise DispatchClientError(f"service account {self.service_account} needs --jwt-private-key")
+        try:
+            pem = self.private_key.expanduser().read_bytes()
+        except OSError as error:
+            raise DispatchClientError(f"cannot read the private key {self.private_key}: {error.strerror}") from None
+        try:
+            return account_token(self.issuer, pem, ttl_seconds)
+        except (ValueError, TypeError) as error:
+            raise DispatchClientError(f"{self.private_key} is not a PEM RSA private key: {error}") from None
 
     @property
     def base_url(self) -> str:
@@ -64,7 +94,7 @@ class CliState:
 
     def client(self, timeout: float | None = 60.0) -> DispatchClient:
         t = self.target
-        return DispatchClient(t.base_url, t.organization, t.token, t.cookie, t.insecure, timeout)
+        return DispatchClient(t.base_url, t.organization, t.bearer(), t.cookie, t.insecure, timeout)
 
 
 def state_of(ctx: typer.Context) -> CliState:
@@ -74,24 +104,15 @@ def state_of(ctx: typer.Context) -> CliState:
 def load_config(path: Path) -> dict:
     """The config file as a dict; a missing file is an empty config."""
     try:
-        text = path.expanduser().read_text()
-    except FileNotFoundError:
-        return {"current": "", "contexts": {}}
+        return contexts.load_config(path)
     except OSError as error:
         raise DispatchClientError(f"cannot read config file {path}: {error.strerror}") from None
-    try:
-        config = json.loads(text) if text.strip() else {}
     except ValueError as error:
         raise DispatchClientError(f"config file {path} is not valid JSON: {error}") from None
-    config.setdefault("current", "")
-    config.setdefault("contexts", {})
-    return config
 
 
 def save_config(path: Path, config: dict) -> None:
-    path = path.expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config, indent=4) + "\n")
+    contexts.save_config(path, config)
 
 
 def resolve_target(
@@ -102,6 +123,8 @@ def resolve_target(
     organization: str | None = None,
     insecure: bool = False,
     token: str | None = None,
+    service_account: str | None = None,
+    private_key: Path | None = None,
 ) -> Target:
     """Fill what the flags and environment left unset from the current context, then defaults."""
     current: dict[str, Any] = config.get("contexts", {}).get(config.get("current") or "", {}) or {}
@@ -120,4 +143,6 @@ def resolve_target(
         insecure=insecure or bool(current.get("insecure")),
         token=token or None,
         cookie=current.get("cookie") or None,
+        service_account=service_account or current.get("serviceaccount") or None,
+        private_key=private_key or (Path(current["jwtprivatekey"]) if current.get("jwtprivatekey") else None),
     )

@@ -5,7 +5,7 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperGroup
 
-from dispatch.cli import admin, context, create, delete, emit, exec as exec_, get, logs, server, update, version
+from dispatch.cli import admin, context, create, delete, emit, exec as exec_, get, iam, login, logs, manage, server, update, version
 from dispatch.cli.client import DispatchClientError
 from dispatch.cli.config import (
     DEFAULT_CONFIG, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_SCHEME, CliState, load_config, resolve_target,
@@ -13,10 +13,12 @@ from dispatch.cli.config import (
 from dispatch.cli.output import check_format
 from dispatch.errors import DispatchError
 
-_VALUED = {"--config", "--host", "--port", "--scheme", "--organization", "-o", "--output", "--token"}
+_VALUED = {"--config", "--host", "--port", "--scheme", "--organization", "-o", "--output", "--token",
+           "--service-account", "--jwt-private-key"}
 _FLAGS = {"--insecure", "--json"}
 _SERVER_OWN = {"--host", "--port", "--organization"}
-_HELP_ORDER = ["create", "get", "update", "apply", "delete", "exec", "emit", "logs", "context", "version", "server", "admin"]
+_HELP_ORDER = ["create", "get", "update", "apply", "delete", "exec", "emit", "logs", "iam", "login", "logout",
+               "token", "context", "version", "server", "admin"]
 
 
 def hoist_global_options(args: list[str]) -> list[str]:
@@ -104,6 +106,11 @@ def main(
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", envvar="DISPATCH_JSON", hidden=True)] = False,
     token: Annotated[Optional[str], typer.Option(envvar="DISPATCH_TOKEN", help="JWT sent as a bearer token.")] = None,
+    service_account: Annotated[Optional[str], typer.Option(
+        envvar="DISPATCH_SERVICE_ACCOUNT",
+        help="Service account (<org>/<name>, or a name of --organization) whose key signs each request's token.")] = None,
+    jwt_private_key: Annotated[Optional[Path], typer.Option(
+        envvar="DISPATCH_JWT_PRIVATE_KEY", help="PEM private key of --service-account.")] = None,
 ) -> None:
     """Manage functions, images, secrets and APIs on a Dispatch server.
 
@@ -116,7 +123,8 @@ def main(
         return
     ctx.obj = CliState(
         config_path=config_path,
-        target=resolve_target(load_config(config_path), host, port, scheme, organization, insecure, token),
+        target=resolve_target(load_config(config_path), host, port, scheme, organization, insecure, token,
+                              service_account, jwt_private_key),
         output=check_format("json" if json_output and output is None else output),
     )
 
@@ -131,5 +139,10 @@ app.command()(emit.emit)
 app.add_typer(logs.app, name="logs")
 app.add_typer(context.app, name="context")
 app.command()(version.version)
+app.add_typer(iam.app, name="iam")
+app.command()(login.login)
+app.command()(login.logout)
+app.command()(login.token)
 app.command()(server.server)
 app.add_typer(admin.app, name="admin")
+app.add_typer(manage.app, name="manage")

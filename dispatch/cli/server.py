@@ -8,6 +8,8 @@ import typer
 
 from dispatch.cli.client import DispatchClient, DispatchClientError
 from dispatch.cli.manifest import Document, load
+from dispatch.iam.admin import Admin
+from dispatch.iam.contexts import config_path, context_name, write_server_context
 from dispatch.settings import Settings, load_settings
 
 _ANY_ADDRESS = {"", "0.0.0.0", "::"}
@@ -33,7 +35,7 @@ def server(
              "these). handlers: only the consumers (any number; pick groups with --handlers).",
         show_default="all")] = None,
     handlers: Annotated[Optional[str], typer.Option(
-        help="Handler groups this process runs, comma-separated: images,functions,runs,apis,secrets,events,drivers.",
+        help="Handler groups this process runs, comma-separated: images,functions,runs,apis,secrets,events,drivers,iam.",
         show_default="all")] = None,
     bus: Annotated[Optional[str], typer.Option(
         help="memory (one process) or an AMQP URL, e.g. amqp://guest:guest@127.0.0.1:5672/.",
@@ -55,6 +57,19 @@ def server(
     kong_admin_url: Annotated[Optional[str], typer.Option(help="Kong's Admin API, e.g. http://127.0.0.1:8001.")] = None,
     kong_upstream_url: Annotated[Optional[str], typer.Option(
         help="The user-API port as Kong reaches it.", show_default="http://<host>:<api-port>")] = None,
+    skip_auth: Annotated[bool, typer.Option(
+        "--skip-auth", help="Serve the management API without authentication: anyone who reaches it may do "
+                            "anything. Loopback addresses only.")] = False,
+    public_name: Annotated[Optional[list[str]], typer.Option(
+        "--public-name", help="A host name clients reach this server by (repeatable); other names are refused, "
+                              "against DNS rebinding. Addresses and localhost always work.")] = None,
+    oidc_issuer: Annotated[Optional[str], typer.Option(
+        help="OpenID Connect issuer whose ID tokens log users in (its discovery document and keys are fetched).")] = None,
+    oidc_client_id: Annotated[Optional[str], typer.Option(
+        help="This installation's client id at --oidc-issuer (the audience of its ID tokens).")] = None,
+    bootstrap_public_key: Annotated[Optional[Path], typer.Option(
+        help="PEM public key of a bootstrap identity that may create the first organization, account and "
+             "policy (dispatch manage bootstrap), until one exists.")] = None,
     config_file: Annotated[Optional[Path], typer.Option(
         "--config-file", help="YAML file of settings (keys as the long options, with _), below "
                               "flags and DISPATCH_* environment variables.")] = None,
@@ -73,7 +88,9 @@ def server(
              "default_organization": organization, "role": role, "handlers": handlers, "bus": bus,
              "store": store, "namespace": namespace, "runtime": runtime,
              "tls_cert": tls_cert, "tls_key": tls_key, "api_https_port": api_https_port, "api_gateway": api_gateway,
-             "kong_admin_url": kong_admin_url, "kong_upstream_url": kong_upstream_url}
+             "kong_admin_url": kong_admin_url, "kong_upstream_url": kong_upstream_url,
+             "skip_auth": skip_auth or None, "public_names": public_name, "oidc_issuer": oidc_issuer,
+             "oidc_client_id": oidc_client_id, "bootstrap_public_key": bootstrap_public_key}
     try:
         settings = load_settings(config_file, **given)
     except (pydantic.ValidationError, OSError, ValueError) as error:
@@ -81,12 +98,19 @@ def server(
     # The seed file is read (sources packed) before the server starts, so a broken one fails fast.
     documents = load(seed.name, seed.resolve().parent, "create") if seed is not None else []
 
-    async def on_ready() -> None:
+    async def on_ready(admin: Admin | None) -> None:
         if settings.role == "handlers":
             typer.echo(f"Dispatch handlers are running ({settings.handlers}); stop them with Ctrl-C.")
             return
+        if admin is not None:
+            typer.echo(f"Identity: {admin_context(settings, admin)}.")
         if documents:
-            await asyncio.to_thread(seed_documents, local_client(settings), documents)
+            if admin is None and not settings.skip_auth:
+                typer.echo("Not seeding: this process holds no administrator's key (it bootstraps an empty "
+                           "installation only).", err=True)
+            else:
+                token = admin.token() if admin is not None else None
+                await asyncio.to_thread(seed_documents, local_client(settings, token), documents)
         typer.echo(next_steps(settings))
 
     try:
@@ -106,10 +130,24 @@ def _run(main: Coroutine) -> None:
         runner.run(main)
 
 
-def local_client(settings: Settings) -> DispatchClient:
-    host = "127.0.0.1" if settings.host in _ANY_ADDRESS else settings.host
+def _local_host(settings: Settings) -> str:
+    return "127.0.0.1" if settings.host in _ANY_ADDRESS else settings.host
+
+
+def local_client(settings: Settings, token: str | None = None) -> DispatchClient:
+    host = _local_host(settings)
     host = f"[{host}]" if ":" in host else host
-    return DispatchClient(f"http://{host}:{settings.port}", settings.default_organization)
+    return DispatchClient(f"http://{host}:{settings.port}", settings.default_organization, token=token)
+
+
+def admin_context(settings: Settings, admin: Admin) -> str:
+    """Write the administrator's CLI context (never over one of the user's); say where it went."""
+    host = _local_host(settings)
+    context = {"host": host, "port": settings.port, "scheme": "http", "organization": admin.organization,
+               "cookie": "", "insecure": False, "serviceaccount": admin.issuer,
+               "jwtprivatekey": str(admin.key_file.resolve())}
+    return write_server_context(config_path(settings.cli_config), context_name(host, settings.port), context,
+                                writer=str(settings.data_dir.resolve()))
 
 
 def seed_documents(client: DispatchClient, documents: list[Document]) -> None:

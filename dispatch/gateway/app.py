@@ -4,7 +4,8 @@ from aiohttp import web
 from dispatch.handlers.platform import Platform
 from dispatch.settings import Settings
 
-from . import build_logs, drivers, events, pushes, runs, system, user_api
+from . import build_logs, drivers, events, iam, pushes, runs, system, user_api
+from .auth import AUTHORITY, Authority, authenticate, trusted_hosts
 from .context import SETTINGS
 from .credentials import CREDENTIALS, Credentials
 from .errors import errors_middleware
@@ -15,16 +16,22 @@ from .shapes import function_source, present_secret, sealed_secret
 
 SHAPES = {"Function": {"prepare": function_source},
           "Secret": {"prepare": sealed_secret, "present": present_secret},
-          "Driver": {"prepare": drivers.prepare_driver, "present": drivers.present_driver}}
-ENDPOINTS = {"DriverType": drivers.DriverTypeEndpoints}
+          "Driver": {"prepare": drivers.prepare_driver, "present": drivers.present_driver},
+          "Policy": {"prepare": iam.prepare_policy}}
+ENDPOINTS = {"DriverType": drivers.DriverTypeEndpoints, "Organization": iam.OrganizationEndpoints}
 
 
-def create_app(settings: Settings, platform: Platform, accepted: AcceptedRuns | None = None) -> web.Application:
-    """The `/v1` API. `accepted` is shared with the user-API app of the same process."""
-    app = web.Application(middlewares=[request_log, errors_middleware], client_max_size=settings.max_payload_bytes)
+def create_app(settings: Settings, platform: Platform, accepted: AcceptedRuns | None = None,
+               authority: Authority | None = None) -> web.Application:
+    """The `/v1` API. `accepted` is shared with the user-API app of the same process; without an
+    `authority` (`--skip-auth`) nobody is asked who they are."""
+    middlewares = [request_log, trusted_hosts(settings), errors_middleware, authenticate]
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_payload_bytes)
     app[SETTINGS] = settings
     app[PLATFORM] = platform
     app[ACCEPTED] = accepted or AcceptedRuns()
+    if authority is not None:
+        app[AUTHORITY] = authority
     for kind in KINDS:
         app.add_routes(ENDPOINTS.get(kind.name, ResourceEndpoints)(kind, **SHAPES.get(kind.name, {})).routes())
     app.add_routes(runs.routes())
@@ -32,6 +39,7 @@ def create_app(settings: Settings, platform: Platform, accepted: AcceptedRuns | 
     app.add_routes(events.routes())
     pushes.serve(app)
     app.add_routes(system.routes())
+    app.add_routes(iam.routes())
     return app
 
 

@@ -4,6 +4,7 @@ import re
 from aiohttp import web
 
 from dispatch.errors import Rejected
+from dispatch.iam.policy import Principal
 from dispatch.schemas.resources import PATH_NAME_PATTERN
 from dispatch.settings import Settings
 
@@ -11,13 +12,20 @@ from .errors import Unprocessable
 
 SETTINGS = web.AppKey("settings", Settings)
 CORRELATION_ID = web.RequestKey("correlation_id", str)
+PRINCIPAL = web.RequestKey("principal", Principal)
+ORGANIZATION = web.RequestKey("organization", str)
+"""The caller's organization, as authentication found it (auth.py)."""
 ORG_HEADER = "X-Dispatch-Org"
 APPLICATION_KEYS = {"application", "app"}
 
 
 def organization(request: web.Request) -> str:
-    """The header is required, as in Dispatch; sent empty (the CLI's way of saying "none
-    configured") it means the server's default organization."""
+    """The caller's organization. With authentication off (`--skip-auth`), the header as sent:
+    required, as in Dispatch; sent empty (the CLI's way of saying "none configured") it means
+    the server's default organization."""
+    authorized = request.get(ORGANIZATION)
+    if authorized is not None:
+        return authorized
     if ORG_HEADER not in request.headers:
         raise Unprocessable(f"{ORG_HEADER} in header is required")
     name = request.headers[ORG_HEADER].strip() or request.app[SETTINGS].default_organization
@@ -30,6 +38,12 @@ def organization(request: web.Request) -> str:
 
 def correlation_id(request: web.Request) -> str:
     return request[CORRELATION_ID]
+
+
+def subject(request: web.Request) -> str | None:
+    """Who is asking, for the commands the request sends (None with authentication off)."""
+    principal = request.get(PRINCIPAL)
+    return principal.subject if principal is not None else None
 
 
 def application_filter(request: web.Request) -> str | None:

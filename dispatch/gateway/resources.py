@@ -9,9 +9,10 @@ from dispatch.handlers.platform import Platform
 from dispatch.handlers.builds import IMAGE_BUILD
 from dispatch.handlers.lifecycle import LABELS
 from dispatch.schemas import commands as c
+from dispatch.schemas import identity
 from dispatch.schemas import resources as r
 
-from .context import application_filter, correlation_id, matches_application, organization
+from .context import application_filter, correlation_id, matches_application, organization, subject
 from .errors import read_json
 
 PLATFORM = web.AppKey("platform", Platform)
@@ -50,6 +51,10 @@ KINDS = [
     Kind("event/drivertypes", r.DriverType, c.CreateDriverType, c.UpdateDriverType, c.DeleteDriverType),
     Kind("event/drivers", r.Driver, c.CreateDriver, c.UpdateDriver, c.DeleteDriver),
     Kind("application", r.Application, c.CreateApplication, c.UpdateApplication, c.DeleteApplication, created=200),
+    Kind("iam/organization", identity.Organization, c.CreateOrganization, c.UpdateOrganization, c.DeleteOrganization),
+    Kind("iam/policy", identity.Policy, c.CreatePolicy, c.UpdatePolicy, c.DeletePolicy),
+    Kind("iam/serviceaccount", identity.ServiceAccount, c.CreateServiceAccount, c.UpdateServiceAccount,
+         c.DeleteServiceAccount),
 ]
 
 
@@ -78,10 +83,14 @@ class ResourceEndpoints:
     async def get(self, request: web.Request) -> web.Response:
         return web.json_response(self.present(request, await self._existing(request), True))
 
+    def scope(self, request: web.Request, name: str) -> str:
+        """The organization a resource of this kind named `name` lives in: the caller's."""
+        return organization(request)
+
     async def _existing(self, request: web.Request) -> dict:
         name = request.match_info["name"]
         wanted = application_filter(request)
-        found = await request.app[PLATFORM].views.get_resource(organization(request), self.kind.name, name)
+        found = await request.app[PLATFORM].views.get_resource(self.scope(request, name), self.kind.name, name)
         if found is None or not matches_application(found, wanted):
             raise NotFound(f"{LABELS[self.kind.name]} {name} not found")
         return found
@@ -95,8 +104,9 @@ class ResourceEndpoints:
 
     async def create(self, request: web.Request) -> web.Response:
         resource, extra = await self._body(request)
-        command = self.kind.create(organization=organization(request), name=resource["name"],
-                                   resource=resource, correlation_id=correlation_id(request), **extra)
+        command = self.kind.create(organization=self.scope(request, resource["name"]), name=resource["name"],
+                                   resource=resource, correlation_id=correlation_id(request), subject=subject(request),
+                                   **extra)
         answer = await request.app[PLATFORM].write(command)
         return web.json_response(self.present(request, answer["resource"], True), status=self.kind.created)
 
@@ -104,15 +114,16 @@ class ResourceEndpoints:
         resource, extra = await self._body(request)
         name = resource["name"] if self.kind.name == "Secret" else request.match_info["name"]
         await self._existing(request)
-        command = self.kind.update(organization=organization(request), name=name, resource=resource,
-                                   correlation_id=correlation_id(request), **extra)
+        command = self.kind.update(organization=self.scope(request, name), name=name, resource=resource,
+                                   correlation_id=correlation_id(request), subject=subject(request), **extra)
         answer = await request.app[PLATFORM].write(command)
         return web.json_response(self.present(request, answer["resource"], True), status=self.kind.updated)
 
     async def delete(self, request: web.Request) -> web.Response:
         await self._existing(request)
-        command = self.kind.delete(organization=organization(request), name=request.match_info["name"],
-                                   correlation_id=correlation_id(request))
+        name = request.match_info["name"]
+        command = self.kind.delete(organization=self.scope(request, name), name=name,
+                                   correlation_id=correlation_id(request), subject=subject(request))
         answer = await request.app[PLATFORM].write(command)
         if self.kind.deleted == 204:
             return web.Response(status=204)

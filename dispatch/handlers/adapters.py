@@ -12,7 +12,7 @@ from dispatch.errors import Rejected
 from dispatch.settings import Settings
 from dispatch.store.sealing import SecretBox
 
-HANDLER_GROUPS = ("images", "functions", "runs", "apis", "secrets", "events", "drivers")
+HANDLER_GROUPS = ("images", "functions", "runs", "apis", "secrets", "events", "drivers", "iam")
 ROLES = ("all", "gateway", "handlers")
 
 

@@ -3,10 +3,11 @@ process runs to the bus."""
 from dispatch.bus.ports import MessageBus
 from dispatch.drivers.ports import FunctionRuntime
 from dispatch.drivers.router import BuiltinRouter
+from dispatch.iam.directory import Directory
 from dispatch.settings import Settings
 from dispatch.store.projector import Projector
 
-from . import apis, base_images, driver_types, drivers, events, functions, images, runs, secrets, subscriptions
+from . import apis, base_images, driver_types, drivers, events, functions, iam, images, runs, secrets, subscriptions
 from .adapters import bus_from, event_sources_from, gateway_from, handler_groups, runtime_from, secret_box_from, store_from
 from .driver_supervisor import DriverSupervisor
 from .deployments import Deployments
@@ -36,6 +37,8 @@ def bootstrap(settings: Settings, bus: MessageBus | None = None,
         functions.register(bus, store, views, store, runtime)
     if "secrets" in groups:
         secrets.register(bus, store)
+    if "iam" in groups:
+        iam.register(bus, store, views)
     if "apis" in groups:
         apis.register(bus, store, views, gateway)
     if "events" in groups:
@@ -50,7 +53,10 @@ def bootstrap(settings: Settings, bus: MessageBus | None = None,
     if "runs" in groups:
         runs.register(bus, store, executor)
         follow_functions(bus, ready)
+    directory = None
     if settings.role in ("all", "gateway"):
         apis.follow_routes(bus, views, router)
+        directory = Directory(views)
+        directory.follow(bus)
     return Platform(settings, bus, store, views, runtime, router, box, Projector(store, views),
-                    executor, deployments, groups, gateway=gateway, drivers=supervisor)
+                    executor, deployments, groups, gateway=gateway, drivers=supervisor, directory=directory)

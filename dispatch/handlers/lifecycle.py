@@ -11,7 +11,8 @@ from dispatch.store.ports import ConcurrencyConflict, EventLog, Recorded
 
 LABELS = {"BaseImage": "base image", "Image": "image", "Function": "function", "Secret": "secret", "API": "api",
           "Subscription": "subscription", "DriverType": "driver type", "Driver": "driver",
-          "Application": "application"}
+          "Application": "application", "Organization": "organization", "Policy": "policy",
+          "ServiceAccount": "service account"}
 
 
 class Loaded:

@@ -41,6 +41,8 @@ class Platform:
     """Where the apis handlers register routes: the router itself, or an external gateway."""
     drivers: Any = None
     """The event drivers this process runs (DriverSupervisor), when it runs the drivers group."""
+    directory: Any = None
+    """The identity read model (iam.directory.Directory) of a process serving HTTP."""
     tasks: list[asyncio.Task] = field(default_factory=list)
 
     @property
@@ -56,6 +58,7 @@ class Platform:
         await self.bus.start()
         if self.serves_http:
             await self._load_routes()
+            await self.directory.load()
         if self.groups:
             relay = Relay(self.store, self.views, self.bus, self.projector.wait_for)
             self.tasks += [asyncio.ensure_future(coro) for coro in (

@@ -70,6 +70,28 @@ class CreateApplication(CreateResource): pass
 class UpdateApplication(UpdateResource): pass
 class DeleteApplication(DeleteResource): pass
 
+class CreateOrganization(CreateResource): pass
+class UpdateOrganization(UpdateResource): pass
+class DeleteOrganization(DeleteResource): pass
+
+class CreatePolicy(CreateResource): pass
+class UpdatePolicy(UpdateResource): pass
+class DeletePolicy(DeleteResource): pass
+
+class CreateServiceAccount(CreateResource): pass
+class UpdateServiceAccount(UpdateResource): pass
+class DeleteServiceAccount(DeleteResource): pass
+
+
+class RecordDenial(Command):
+    """Record a refused request in the log (AccessDenied), for the audit trail."""
+
+    organization: str
+    action: str
+    resource: str
+    name: str = ""
+    reason: str = ""
+
 class CreateAPI(CreateResource): pass
 class UpdateAPI(UpdateResource): pass
 class DeleteAPI(DeleteResource): pass

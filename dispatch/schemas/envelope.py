@@ -49,6 +49,9 @@ class Message(BaseModel):
     correlation_id: str | None = None
     causation_id: str | None = None
     time: float = Field(default_factory=time.time)
+    subject: str | None = None
+    """Who asked: `<org>/<account>`, a user's e-mail, or `system`; carried from a command to the
+    events and commands it causes, so the log says who did what (the audit trail)."""
 
     version: ClassVar[int] = 1
 
@@ -74,9 +77,11 @@ class Message(BaseModel):
         return cls.__name__
 
     def caused_by(self, cause: "Message") -> "Message":
-        """Chain this message to the one that caused it: same correlation, cause as causation."""
+        """Chain this message to the one that caused it: same correlation and subject, cause as causation."""
         self.correlation_id = cause.correlation_id or cause.message_id
         self.causation_id = cause.message_id
+        if self.subject is None:
+            self.subject = cause.subject
         return self
 
     def envelope(self) -> dict[str, Any]:

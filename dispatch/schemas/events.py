@@ -3,12 +3,15 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from . import identity
 from .envelope import Event
 from .resources import KINDS, Status
 
+_ALL_KINDS = [*KINDS, *identity.KINDS]
+
 
 def _kind_of(class_name: str) -> str:
-    matches = [kind for kind in KINDS if class_name.startswith(kind)]
+    matches = [kind for kind in _ALL_KINDS if class_name.startswith(kind)]
     return max(matches, key=len) if matches else ""
 
 
@@ -123,6 +126,36 @@ class DriverDeleted(ResourceDeleted): pass
 class ApplicationCreated(ResourceCreated): pass
 class ApplicationUpdated(ResourceUpdated): pass
 class ApplicationDeleted(ResourceDeleted): pass
+
+class OrganizationCreated(ResourceCreated): pass
+class OrganizationUpdated(ResourceUpdated): pass
+class OrganizationDeleted(ResourceDeleted): pass
+
+class PolicyCreated(ResourceCreated): pass
+class PolicyUpdated(ResourceUpdated): pass
+class PolicyDeleted(ResourceDeleted): pass
+
+class ServiceAccountCreated(ResourceCreated): pass
+class ServiceAccountUpdated(ResourceUpdated): pass
+class ServiceAccountDeleted(ResourceDeleted): pass
+
+
+class AccessDenied(Event):
+    """A request the gateway refused (401 or 403): who, in which organization, what. Recorded
+    for the audit trail, in a stream of its own."""
+
+    relayed = False  # only the audit view reads it
+
+    organization: str
+    action: str
+    resource: str
+    name: str = ""
+    reason: str = ""
+    request_id: str = ""
+
+    @property
+    def stream(self) -> str:
+        return f"Denied:{self.organization}:{self.message_id}"
 
 
 class RunEvent(Event):

@@ -4,6 +4,8 @@ import os
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 MASK = "********"
 
@@ -11,6 +13,13 @@ MASK = "********"
 class SecretBox:
     def __init__(self, key: bytes):
         self._fernet = Fernet(key)
+        self._key = key
+
+    def derived(self, purpose: str, length: int = 32) -> bytes:
+        """A key for another purpose (signing the platform's own tokens), derived from this one
+        (HKDF-SHA256): every process sharing the sealing key shares it, and it reveals nothing of it."""
+        return HKDF(algorithm=hashes.SHA256(), length=length, salt=None,
+                    info=f"dispatch {purpose}".encode()).derive(self._key)
 
     @classmethod
     def from_file(cls, path: Path) -> "SecretBox":

@@ -1,5 +1,6 @@
 """A distributed installation for end-to-end tests: a gateway and two handler processes on the
 RabbitMQ and PostgreSQL named by DISPATCH_TEST_*, seeded through the CLI, dropped afterwards."""
+import base64
 import os
 import uuid
 from contextlib import contextmanager
@@ -7,6 +8,8 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+
+from dispatch.iam.keys import new_key_pair, write_private
 
 from .conftest import Server
 
@@ -20,13 +23,20 @@ class Cluster:
         self.namespace = namespace
         common = ("--bus", AMQP, "--store", DATABASE, "--namespace", namespace)
         data = work / "data"
-        self.gateway = Server(data, extra=("--role", "gateway", *common))
+        self.bootstrap_key = work / "bootstrap.pem"
+        pem, public = new_key_pair()
+        write_private(self.bootstrap_key, pem)
+        (work / "bootstrap.pub").write_bytes(base64.b64decode(public))
+        self.gateway = Server(data, extra=("--role", "gateway", "--bootstrap-public-key", str(work / "bootstrap.pub"),
+                                           *common))
         self.handlers = [Server(data, extra=("--role", "handlers", *common)) for _ in range(2)]
 
     def start(self) -> "Cluster":
         for handler in self.handlers:
             handler.start()
         self.gateway.start()
+        made = self.gateway.cli("manage", "bootstrap", "--bootstrap-key", str(self.bootstrap_key))
+        assert made.returncode == 0, made.stderr
         return self
 
     def stop(self) -> None:

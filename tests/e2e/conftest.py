@@ -53,6 +53,7 @@ class Server:
         self.port, self.api_port = free_port(), free_port()
         self.process: subprocess.Popen | None = None
         self.log = data_dir.parent / f"server-{self.port}.log"
+        self._token: str | None = None
 
     @property
     def env(self) -> dict:
@@ -66,7 +67,9 @@ class Server:
             args += ["--seed", str(self.seed)]
         args += list(self.extra)
         offset = self.log.stat().st_size if self.log.exists() else 0
-        self.process = subprocess.Popen(args, stdout=self.log.open("ab"), stderr=subprocess.STDOUT, cwd=ROOT)
+        # the test's own CLI config: the first start writes its administrator's context there
+        self.process = subprocess.Popen(args, stdout=self.log.open("ab"), stderr=subprocess.STDOUT, cwd=ROOT,
+                                        env=self.env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -91,10 +94,19 @@ class Server:
         return subprocess.run([DISPATCH, *args], capture_output=True, text=True, env=self.env, cwd=ROOT,
                               input=input_text, timeout=timeout)
 
+    def token(self) -> str:
+        """A bearer token of the CLI's current context (the administrator the server bootstrapped)."""
+        if self._token is None:
+            made = self.cli("token")
+            assert made.returncode == 0, made.stderr
+            self._token = made.stdout.strip()
+        return self._token
+
     def http(self, method: str, path: str, body=None, headers=None, api: bool = False, raw: bytes | None = None) -> Answer:
         port = self.api_port if api else self.port
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        sent = {"Content-Type": "application/json", **({} if api else {"X-Dispatch-Org": ""}), **(headers or {})}
+        identity = {} if api else {"X-Dispatch-Org": "", "Authorization": f"Bearer {self.token()}"}
+        sent = {"Content-Type": "application/json", **identity, **(headers or {})}
         request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method, headers=sent)
         try:
             with urllib.request.urlopen(request, timeout=60) as answer:

@@ -20,7 +20,7 @@ def embedded(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
         seen.settings = settings
         seen.serves += 1
         if on_ready is not None:
-            await on_ready()
+            await on_ready(None)
 
     async def rebuild_views(settings: Settings) -> dict:
         seen.settings = settings
@@ -55,7 +55,7 @@ def test_server_seeds_documents_through_its_own_api_and_keeps_existing_ones(
         "kind: Function\nname: hello-py\nimage: python3\nsourcePath: hello.py\n"
     )
 
-    result = cli("server", "--port", str(fake.port), "--seed", str(tmp_path / "seed.yaml"), target=False)
+    result = cli("server", "--port", str(fake.port), "--skip-auth", "--seed", str(tmp_path / "seed.yaml"), target=False)
 
     assert result.exit_code == 0, result.output
     assert "Secret open-sesame already exists" in result.stdout

@@ -1,0 +1,84 @@
+"""`/v1/iam/*`: organizations, policies and service accounts (contract §2.13), plus `/home`,
+the authenticated probe of `dispatch login`.
+
+An organization, and a global policy, reach beyond the caller's own organization: creating,
+changing or deleting one takes a global grant on `iam` (the bootstrap admin's), so no tenant can
+grant itself the others. Callers without one see only their own organization."""
+from aiohttp import web
+
+from dispatch.errors import DispatchError, NotFound
+from dispatch.iam.policy import NOBODY, global_grant
+
+from .auth import AUTHORITY
+from .context import PRINCIPAL, application_filter, matches_application
+from .resources import PLATFORM, ResourceEndpoints
+
+
+class Forbidden(DispatchError):
+    status = 403
+
+
+def _global(request: web.Request, action: str) -> bool:
+    authority, principal = request.app.get(AUTHORITY), request.get(PRINCIPAL)
+    if authority is None or principal is None:
+        return True  # authentication is off
+    return principal.kind == NOBODY or global_grant(principal, "iam", action, authority.directory.grants)
+
+
+def _require_global(request: web.Request, action: str, what: str) -> None:
+    if not _global(request, action):
+        principal = request[PRINCIPAL]
+        raise Forbidden(f"{principal.subject} may not {action} {what}: it takes a global policy on iam")
+
+
+def prepare_policy(request: web.Request, raw: dict, resource: dict) -> tuple[dict, dict]:
+    if resource.get("global"):
+        _require_global(request, "create" if request.method == "POST" else "update", "a global policy")
+    return resource, {}
+
+
+class OrganizationEndpoints(ResourceEndpoints):
+    """Organizations are stored under their own name and listed across the installation."""
+
+    def __init__(self, kind, **shapes):
+        super().__init__(kind)
+
+    async def list(self, request: web.Request) -> web.Response:
+        wanted = application_filter(request)
+        items = [org for _, org in await request.app[PLATFORM].views.list_all("Organization")]
+        if not _global(request, "get"):
+            mine = request[PRINCIPAL].organization
+            items = [org for org in items if org["name"] == mine]
+        return web.json_response([self.present(request, i, False) for i in items if matches_application(i, wanted)])
+
+    async def _existing(self, request: web.Request) -> dict:
+        name = request.match_info["name"]
+        found = await request.app[PLATFORM].views.get_resource(name, "Organization", name)
+        principal = request.get(PRINCIPAL)
+        visible = _global(request, "get") or (principal is not None and principal.organization == name)
+        if found is None or not visible:
+            raise NotFound(f"organization {name} not found")
+        return found
+
+    def scope(self, request: web.Request, name: str) -> str:
+        return name
+
+    async def create(self, request: web.Request) -> web.Response:
+        _require_global(request, "create", "organizations")
+        return await super().create(request)
+
+    async def update(self, request: web.Request) -> web.Response:
+        _require_global(request, "update", "organizations")
+        return await super().update(request)
+
+    async def delete(self, request: web.Request) -> web.Response:
+        _require_global(request, "delete", "organizations")
+        return await super().delete(request)
+
+
+async def home(request: web.Request) -> web.Response:
+    return web.json_response({"message": "Home Page, You have already logged in"})
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get("/home", home)]
