@@ -143,6 +143,8 @@ def resolve_target(
         insecure=insecure or bool(current.get("insecure")),
         token=token or None,
         cookie=current.get("cookie") or None,
+        # a key goes with its account: the context's key is never paired with another account
         service_account=service_account or current.get("serviceaccount") or None,
-        private_key=private_key or (Path(current["jwtprivatekey"]) if current.get("jwtprivatekey") else None),
+        private_key=private_key or (Path(current["jwtprivatekey"]) if current.get("jwtprivatekey")
+                                    and not service_account else None),
     )

@@ -122,12 +122,17 @@ def function(
     memory_mb: MemoryMB = None,
     cpu_seconds: CpuSeconds = None,
     cpus: Cpus = None,
+    service_account: Annotated[Optional[str], typer.Option(
+        "--service-account", help="A service account whose rights the function's runs get (each run's context "
+                                  "carries a short-lived token for it); taking one needs create on iam.")] = None,
     application: Application = None,
     wait: Wait = False,
 ) -> None:
     """Create a function from a source file or directory."""
     body = function_body(name, path, image, handler, schema_in, schema_out, secret, service, timeout, application)
     body.update(scale_and_limits(min_replicas, max_replicas, concurrency, idle_seconds, memory_mb, cpu_seconds, cpus))
+    if service_account:
+        body["serviceAccount"] = service_account
     _create(ctx, KINDS["Function"], body, wait)
 
 

@@ -31,6 +31,10 @@ def hoist_global_options(args: list[str]) -> list[str]:
     front: list[str] = []
     rest: list[str] = []
     command = None
+    # `create function … --service-account NAME` names the function's identity, unless a key comes
+    # with it (then it is who the CLI is, as anywhere else)
+    function_identity = _words(args)[:2] == ["create", "function"] and not any(
+        arg.split("=", 1)[0] == "--jwt-private-key" for arg in args)
     i = 0
     while i < len(args):
         arg = args[i]
@@ -38,7 +42,7 @@ def hoist_global_options(args: list[str]) -> list[str]:
             rest.extend(args[i:])
             break
         name = arg.split("=", 1)[0]
-        own = command == "server" and name in _SERVER_OWN
+        own = (command == "server" and name in _SERVER_OWN) or (function_identity and name == "--service-account")
         short_output = arg.startswith("-o") and not arg.startswith("--") and len(arg) > 2
         if not own and (name in _FLAGS or short_output or name in _VALUED):
             width = 2 if name in _VALUED and "=" not in arg and not short_output else 1
@@ -50,6 +54,19 @@ def hoist_global_options(args: list[str]) -> list[str]:
         rest.append(arg)
         i += 1
     return front + rest
+
+
+def _words(args: list[str]) -> list[str]:
+    """The arguments that are not options nor the values of global options."""
+    words, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg.startswith("-"):
+            skip = arg in _VALUED
+        else:
+            words.append(arg)
+    return words
 
 
 class DispatchGroup(TyperGroup):

@@ -14,7 +14,7 @@ from .accepted import ACCEPTED, AcceptedRuns
 from .resources import KINDS, PLATFORM, ResourceEndpoints
 from .shapes import function_source, present_secret, sealed_secret
 
-SHAPES = {"Function": {"prepare": function_source},
+SHAPES = {"Function": {"prepare": iam.identity_checked(function_source)},
           "Secret": {"prepare": sealed_secret, "present": present_secret},
           "Driver": {"prepare": drivers.prepare_driver, "present": drivers.present_driver},
           "Policy": {"prepare": iam.prepare_policy}}

@@ -16,7 +16,7 @@ from dispatch.errors import DispatchError, Rejected
 from dispatch.handlers.events import publish_event
 from dispatch.schemas.cloudevents import BATCH, InvalidEvent, from_binary, parse_event
 
-from .context import correlation_id, organization
+from .context import correlation_id, organization, subject
 from .errors import loads
 from .resources import PLATFORM
 
@@ -62,7 +62,7 @@ async def emit(request: web.Request) -> web.Response:
     bus = request.app[PLATFORM].bus
     for event in events:
         try:
-            await publish_event(bus, org, event, correlation_id(request))
+            await publish_event(bus, org, event, correlation_id(request), subject(request))
         except (DispatchError, TimeoutError):
             raise
         except Exception:

@@ -7,11 +7,11 @@ grant itself the others. Callers without one see only their own organization."""
 from aiohttp import web
 
 from dispatch.errors import DispatchError, NotFound
-from dispatch.iam.policy import NOBODY, global_grant
+from dispatch.iam.policy import NOBODY, allowed, global_grant
 
 from .auth import AUTHORITY
-from .context import PRINCIPAL, application_filter, matches_application
-from .resources import PLATFORM, ResourceEndpoints
+from .context import PRINCIPAL, application_filter, matches_application, organization
+from .resources import PLATFORM, Prepare, ResourceEndpoints
 
 
 class Forbidden(DispatchError):
@@ -35,6 +35,20 @@ def prepare_policy(request: web.Request, raw: dict, resource: dict) -> tuple[dic
     if resource.get("global"):
         _require_global(request, "create" if request.method == "POST" else "update", "a global policy")
     return resource, {}
+
+
+def identity_checked(prepare: Prepare) -> Prepare:
+    """A function given a service account runs with that account's rights: naming one takes
+    `create` on `iam` in the organization (what making such an account would take), or anyone
+    allowed to write functions could borrow the administrator's rights."""
+    def checked(request: web.Request, raw: dict, resource: dict) -> tuple[dict, dict]:
+        authority, principal = request.app.get(AUTHORITY), request.get(PRINCIPAL)
+        if resource.get("serviceAccount") and authority is not None and principal is not None \
+                and not allowed(principal, organization(request), "iam", "create", authority.directory.grants):
+            raise Forbidden(f"{principal.subject} may not give a function the service account "
+                            f"{resource['serviceAccount']}: that takes create on iam")
+        return prepare(request, raw, resource)
+    return checked
 
 
 class OrganizationEndpoints(ResourceEndpoints):

@@ -11,8 +11,15 @@ from .resources import KINDS, Kind
 
 ERROR = {"type": "object", "required": ["message"],
          "properties": {"code": {"type": "integer"}, "message": {"type": "string"}}}
-ORG = {"name": "X-Dispatch-Org", "in": "header", "required": True, "schema": {"type": "string"}}
+ORG = {"name": "X-Dispatch-Org", "in": "header", "required": False, "schema": {"type": "string"},
+       "description": "The organization to act in: the caller's own when absent or empty (a global policy "
+                      "opens the others). With --skip-auth it is required, and empty means the server's default."}
 TAGS = {"name": "tags", "in": "query", "schema": {"type": "array", "items": {"type": "string"}}}
+SECURITY = {"bearer": {
+    "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+    "description": "A service account's RS256/384/512 JWT (iss <organization>/<account>, exp), an OpenID Connect "
+                   "ID token of the configured issuer, or a token the platform gave a function. "
+                   "`dispatch token` prints one."}}
 
 
 def _ref(model: type) -> dict[str, str]:
@@ -82,7 +89,22 @@ def openapi_document(release: str) -> dict[str, Any]:
         "parameters": where, "description": "A webhook driver's push URL (its token as Authorization: Bearer): "
                                             "the body becomes an event, or is one (a CloudEvent).",
         "responses": {"202": _answer({"type": "object"}, "accepted"), **_errors(400, 401, 404, 500)}}}
-    paths["/v1/version"] = {"get": {"responses": {"200": _answer({"type": "object"})}}}
-    paths["/healthz"] = {"get": {"responses": {"200": _answer({"type": "object"}), **_errors(500)}}}
-    return {"openapi": "3.1.0", "info": {"title": "Dispatch", "version": release},
-            "paths": paths, "components": {"schemas": {**schemas["$defs"], "Error": ERROR}}}
+    paths["/home"] = {"get": {"description": "An authenticated probe (dispatch login).",
+                              "responses": {"200": _answer({"type": "object"})}}}
+    _secured(paths)
+    open_ = {"security": []}
+    paths["/driver/{organization}/{driver}"]["post"] |= open_  # its driver's own token, checked by the push
+    paths["/v1/version"] = {"get": {**open_, "responses": {"200": _answer({"type": "object"})}}}
+    paths["/healthz"] = {"get": {**open_, "responses": {"200": _answer({"type": "object"}), **_errors(500)}}}
+    paths["/"] = {"get": {**open_, "responses": {"200": _answer({"type": "object"})}}}
+    return {"openapi": "3.1.0", "info": {"title": "Dispatch", "version": release}, "security": [{"bearer": []}],
+            "paths": paths, "components": {"schemas": {**schemas["$defs"], "Error": ERROR},
+                                           "securitySchemes": SECURITY}}
+
+
+def _secured(paths: dict[str, Any]) -> None:
+    """Every operation so far needs a token (401 without a valid one) and a policy allowing it (403)."""
+    for operations in paths.values():
+        for method, operation in operations.items():
+            if method in ("get", "post", "put", "delete"):
+                operation["responses"] = {**operation["responses"], **_errors(401, 403)}

@@ -14,7 +14,7 @@ from dispatch.schemas.resources import Run
 from dispatch.schemas.wirejson import dumps_text
 
 from .accepted import ACCEPTED, AcceptedRuns
-from .context import SETTINGS, application_filter, correlation_id, matches_application, organization
+from .context import SETTINGS, application_filter, correlation_id, matches_application, organization, subject
 from .errors import loads
 from .resources import PLATFORM
 
@@ -43,12 +43,12 @@ def http_run(function: str, blocking: bool, payload: Any, context: dict[str, Any
 
 
 async def execute(platform, accepted: AcceptedRuns, organization_name: str, run: dict, correlation: str,
-                  wait: float) -> tuple[int, dict]:
+                  wait: float, subject: str | None = None) -> tuple[int, dict]:
     """Send the run; answer 200 with the finished run when blocking (202 with the run still in
     progress when the wait cap passes), 202 once it is accepted otherwise."""
     if not run["blocking"]:
-        return 202, await _accept(platform, accepted, organization_name, run, correlation)
-    command = ExecuteFunction(organization=organization_name, run=run, correlation_id=correlation)
+        return 202, await _accept(platform, accepted, organization_name, run, correlation, subject)
+    command = ExecuteFunction(organization=organization_name, run=run, correlation_id=correlation, subject=subject)
     try:
         answer = await platform.bus.request(command, wait)
     except asyncio.TimeoutError:
@@ -61,19 +61,20 @@ async def execute(platform, accepted: AcceptedRuns, organization_name: str, run:
     return 200, answer["run"]
 
 
-async def _accept(platform, accepted: AcceptedRuns, organization_name: str, run: dict, correlation: str) -> dict:
+async def _accept(platform, accepted: AcceptedRuns, organization_name: str, run: dict, correlation: str,
+                  subject: str | None) -> dict:
     """An asynchronous run is accepted once nothing can lose it: on a durable bus, once its
     command is confirmed (a handler records the run when it runs it); on the in-memory bus, once
     a handler recorded it as accepted, so that a restart runs it."""
     if not platform.bus.durable:
-        command = ExecuteFunction(organization=organization_name, run=run, correlation_id=correlation)
+        command = ExecuteFunction(organization=organization_name, run=run, correlation_id=correlation, subject=subject)
         return (await platform.write(command))["run"]
     function = await accepted.ready_function(platform.views, organization_name, run["functionName"])
     stamp = int(time.time())
     run = {**run, "functionId": function["id"], "faasId": function["faasId"], "executedTime": stamp,
            "modifiedTime": stamp}
     await platform.bus.send(ExecuteFunction(organization=organization_name, run=run, correlation_id=correlation,
-                                            record_acceptance=False))
+                                            record_acceptance=False, subject=subject))
     accepted.remember(organization_name, run)
     return run
 
@@ -98,7 +99,8 @@ async def create_run(request: web.Request) -> web.Response:
     if wanted is not None and not matches_application(run, wanted):
         run["tags"].append({"key": "Application", "value": wanted})  # so `get runs -a NAME` lists it
     status, result = await execute(request.app[PLATFORM], request.app[ACCEPTED], organization(request), run,
-                                   correlation_id(request), request.app[SETTINGS].blocking_wait_seconds)
+                                   correlation_id(request), request.app[SETTINGS].blocking_wait_seconds,
+                                   subject(request))
     return web.json_response(result, status=status, dumps=dumps_text)
 
 

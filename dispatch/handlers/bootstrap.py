@@ -1,9 +1,13 @@
 """The composition root: builds the adapters from settings and wires the handler groups this
 process runs to the bus."""
+from functools import partial
+
 from dispatch.bus.ports import MessageBus
 from dispatch.drivers.ports import FunctionRuntime
 from dispatch.drivers.router import BuiltinRouter
 from dispatch.iam.directory import Directory
+from dispatch.iam.keys import platform_key
+from dispatch.iam.tokens import platform_token
 from dispatch.settings import Settings
 from dispatch.store.projector import Projector
 
@@ -28,7 +32,7 @@ def bootstrap(settings: Settings, bus: MessageBus | None = None,
     gateway = gateway_from(settings, router, users=opened.values)
     deployments = Deployments(store, views, store, runtime)
     ready = ReadyFunctions(views)
-    executor = Executor(ready, runtime, opened, deployments)
+    executor = Executor(ready, runtime, opened, deployments, tokens=partial(platform_token, platform_key(box)))
 
     if "images" in groups:
         base_images.register(bus, store, runtime)

@@ -34,13 +34,14 @@ LIVE = (Status.CREATING.value, Status.READY.value, Status.UPDATING.value)
 
 
 async def publish_event(bus: MessageBus, organization: str, event: dict[str, Any] | Event,
-                        correlation_id: str | None = None) -> Event:
+                        correlation_id: str | None = None, subject: str | None = None) -> Event:
     """Emit a CloudEvent (1.0 JSON form or 0.1) in an organization: InvalidEvent when it is not
     valid; returns once nothing can lose it, with the event as accepted: on RabbitMQ once the bus
     holds it (confirmed); on the in-memory bus, whose commands die with the process, once its
     runs are recorded as accepted (they are run after a restart)."""
     accepted = event if isinstance(event, Event) else parse_event(event)
     command = emit_command(organization, accepted.wire(), correlation_id)
+    command.subject = subject
     if bus.durable:
         await bus.send(command)
     else:

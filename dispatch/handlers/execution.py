@@ -2,7 +2,7 @@
 import asyncio
 import datetime as dt
 import time
-from typing import Any
+from typing import Any, Callable
 
 from jsonschema import validators
 from jsonschema.exceptions import SchemaError
@@ -56,12 +56,19 @@ def _error(kind: str, message: str) -> Invocation:
     return Invocation(error={"type": kind, "message": message, "stacktrace": []})
 
 
+Tokens = Callable[[str, str, float], str]
+"""Signs a token for (organization, service account, lifetime in seconds)."""
+TOKEN_MARGIN_SECONDS = 60
+
+
 class Executor:
-    def __init__(self, ready: ReadyFunctions, runtime: FunctionRuntime, secrets: Secrets, deployments: Deployments):
+    def __init__(self, ready: ReadyFunctions, runtime: FunctionRuntime, secrets: Secrets, deployments: Deployments,
+                 tokens: Tokens | None = None):
         self.ready = ready
         self.runtime = runtime
         self.secrets = secrets
         self.deployments = deployments
+        self.tokens = tokens
         self._validators: dict[tuple[str, str], Any] = {}
 
     async def ready_function(self, organization: str, name: str) -> dict:
@@ -93,6 +100,10 @@ class Executor:
         if timeout:
             deadline = dt.datetime.now(dt.timezone.utc) + dt.timedelta(milliseconds=timeout)
             context["deadline"] = deadline.isoformat().replace("+00:00", "Z")
+        if function.get("serviceAccount"):
+            problem = await self._identity(organization, function["serviceAccount"], timeout, context)
+            if problem:
+                return _error("InputError", problem)
         try:
             result = await self.runtime.invoke(function["faasId"], context, run.get("input"), timeout)
         except NotDeployed:
@@ -104,6 +115,15 @@ class Executor:
                 result.error = {"type": "FunctionError", "message": f"Output invalid against schema: {problem}",
                                 "stacktrace": []}
         return result
+
+    async def _identity(self, organization: str, account: str, timeout_ms: int, context: dict) -> str | None:
+        """Hand the run a token of the function's service account, lasting as long as the run may."""
+        if await self.secrets.views.get_resource(organization, "ServiceAccount", account) is None:
+            return f"the function's service account {account} does not exist"
+        if self.tokens is not None:
+            lifetime = (timeout_ms / 1000 if timeout_ms else 300) + TOKEN_MARGIN_SECONDS
+            context["token"] = self.tokens(organization, account, lifetime)
+        return None
 
     async def run(self, organization: str, function: dict, run: dict) -> dict:
         """Execute and return the finished run record."""

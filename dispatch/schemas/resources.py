@@ -148,6 +148,9 @@ class Function(Resource):
     limits: FunctionLimits = Field(default_factory=FunctionLimits)
     function_image_url: str = Field(default="", alias="functionImageURL")
     faas_id: str = ""
+    service_account: str = Field(default="", pattern=r"^[\w\d\-\.]*$")
+    """A service account of the function's organization whose rights its runs get: each run's
+    context carries a short-lived `token` for it. Empty: the function holds no credential."""
 
     def public(self) -> dict[str, Any]:
         """The function as clients see it: the source is write-only."""
