@@ -15,7 +15,9 @@ from pathlib import Path
 
 import aiohttp
 
-ORG = {"X-Dispatch-Org": "bench", "Content-Type": "application/json"}
+ORG = {"X-Dispatch-Org": "dispatch", "Content-Type": "application/json"}
+"""What every bench request to the management API carries; DispatchServer.ready() adds the
+administrator's bearer token (authentication is on unless a server is started --skip-auth)."""
 
 
 def free_port() -> int:
@@ -44,14 +46,43 @@ class DispatchServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = self.data_dir.parent / f"{self.data_dir.name}.log"
         self.process: subprocess.Popen | None = None
+        # the bench's own CLI config, where the server's first start (or the bootstrap) puts the admin
+        self.env = {**os.environ, "DISPATCH_CONFIG": str(self.data_dir / "cli.json"),
+                    "DISPATCH_HOST": "127.0.0.1", "DISPATCH_PORT": str(self.port)}
+        self.bootstrap_key = self.data_dir / "bootstrap.pem"
 
     def __enter__(self) -> "DispatchServer":
-        env = dict(os.environ)
+        extra = list(self.extra)
+        if "gateway" in extra and "--skip-auth" not in extra:
+            subprocess.run(["openssl", "genrsa", "-out", str(self.bootstrap_key), "2048"], check=True, capture_output=True)
+            subprocess.run(["openssl", "rsa", "-in", str(self.bootstrap_key), "-pubout", "-out",
+                            str(self.data_dir / "bootstrap.pub")], check=True, capture_output=True)
+            extra += ["--bootstrap-public-key", str(self.data_dir / "bootstrap.pub")]
         self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "dispatch"), "server", "--port", str(self.port),
-             "--api-port", str(self.api_port), "--data-dir", str(self.data_dir), *self.extra],
-            env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
+            [self._cli, "server", "--port", str(self.port), "--api-port", str(self.api_port),
+             "--data-dir", str(self.data_dir), *extra],
+            env=self.env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
         return self
+
+    @property
+    def _cli(self) -> str:
+        return str(Path(sys.executable).parent / "dispatch")
+
+    def _identify(self) -> None:
+        """The administrator's token into ORG: bootstrapped first where no process did it."""
+        if "--skip-auth" in self.extra:
+            ORG.pop("Authorization", None)
+            return
+        if self.bootstrap_key.exists():
+            subprocess.run([self._cli, "manage", "bootstrap", "--bootstrap-key", str(self.bootstrap_key)],
+                           env=self.env, check=True, capture_output=True)
+        for _ in range(100):  # the first start writes the context once its ports listen
+            made = subprocess.run([self._cli, "token", "--ttl", "6h"], env=self.env, capture_output=True, text=True)
+            if made.returncode == 0:
+                ORG["Authorization"] = f"Bearer {made.stdout.strip()}"
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"no administrator's token: {made.stderr}")
 
     def __exit__(self, *exc) -> None:
         self.process.terminate()
@@ -62,6 +93,7 @@ class DispatchServer:
             try:
                 async with session.get(f"{self.url}/healthz") as answer:
                     if answer.status == 200:
+                        await asyncio.to_thread(self._identify)
                         return
             except aiohttp.ClientError:
                 pass

@@ -4,7 +4,7 @@ Precedence for each setting is flag, then `DISPATCH_*` environment variable (bot
 the option parser), then the current context of the config file, then this project's default,
 which points at the local embedded server (`dispatch server`).
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -52,6 +52,9 @@ class Target:
     service_account: str | None = None
     """`<org>/<name>`, or a name of the target's organization (contract §6.3)."""
     private_key: Path | None = None
+    user_token: str | None = None
+    """A user's ID token, kept in the current context by `dispatch login` through the browser."""
+    refresh_token: str | None = None
 
     @property
     def issuer(self) -> str | None:
@@ -62,11 +65,12 @@ class Target:
         return f"{self.organization or DEFAULT_ORGANIZATION}/{self.service_account}"
 
     def bearer(self, ttl_seconds: float = 3600) -> str | None:
-        """The token requests carry: --token, else one signed with the service account's key."""
+        """The token requests carry: --token, else one signed with the service account's key, else
+        the logged-in user's (CliState.bearer renews it first when it has expired)."""
         if self.token:
             return self.token
         if not self.issuer:
-            return None
+            return self.user_token
         if self.private_key is None:
             raise DispatchClientError(f"service account {self.service_account} needs --jwt-private-key")
         try:
@@ -91,10 +95,21 @@ class CliState:
     config_path: Path
     target: Target
     output: str | None = None
+    _renewed: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def bearer(self, ttl_seconds: float = 3600) -> str | None:
+        """Target.bearer, with a user's expired ID token renewed (once per command) and saved first."""
+        t = self.target
+        if t.token or t.issuer or not t.user_token:
+            return t.bearer(ttl_seconds)
+        if "token" not in self._renewed:
+            from dispatch.cli.oidc import fresh_token  # only users who logged in through a browser need it
+            self._renewed["token"] = fresh_token(self.config_path, t.user_token, t.refresh_token)
+        return self._renewed["token"]
 
     def client(self, timeout: float | None = 60.0) -> DispatchClient:
         t = self.target
-        return DispatchClient(t.base_url, t.organization, t.bearer(), t.cookie, t.insecure, timeout)
+        return DispatchClient(t.base_url, t.organization, self.bearer(), t.cookie, t.insecure, timeout)
 
 
 def state_of(ctx: typer.Context) -> CliState:
@@ -115,6 +130,11 @@ def save_config(path: Path, config: dict) -> None:
     contexts.save_config(path, config)
 
 
+def _own_organization(service_account: str | None) -> str | None:
+    """An account named with its organization (`acme/ci`) acts there unless told otherwise."""
+    return service_account.split("/", 1)[0] if service_account and "/" in service_account else None
+
+
 def resolve_target(
     config: dict,
     host: str | None = None,
@@ -126,8 +146,11 @@ def resolve_target(
     service_account: str | None = None,
     private_key: Path | None = None,
 ) -> Target:
-    """Fill what the flags and environment left unset from the current context, then defaults."""
+    """Fill what the flags and environment left unset from the current context, then defaults. A
+    token or service account given as flag or environment wins over the context's identity; in the
+    context, a logged-in user's token wins over a service account."""
     current: dict[str, Any] = config.get("contexts", {}).get(config.get("current") or "", {}) or {}
+    user_token = None if token or service_account else current.get("token") or None
     try:
         port_value = int(port if port is not None else current.get("port") or DEFAULT_PORT)
     except ValueError:
@@ -139,12 +162,15 @@ def resolve_target(
         host=host or current.get("host") or DEFAULT_HOST,
         port=port_value,
         scheme=scheme_value,
-        organization=organization if organization is not None else current.get("organization") or "",
+        organization=organization if organization is not None else _own_organization(service_account)
+        or current.get("organization") or "",
         insecure=insecure or bool(current.get("insecure")),
         token=token or None,
         cookie=current.get("cookie") or None,
         # a key goes with its account: the context's key is never paired with another account
-        service_account=service_account or current.get("serviceaccount") or None,
+        service_account=service_account or (None if user_token else current.get("serviceaccount")) or None,
         private_key=private_key or (Path(current["jwtprivatekey"]) if current.get("jwtprivatekey")
-                                    and not service_account else None),
+                                    and not (service_account or user_token) else None),
+        user_token=user_token,
+        refresh_token=(current.get("refreshToken") or None) if user_token else None,
     )

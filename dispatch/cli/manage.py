@@ -39,10 +39,12 @@ def bootstrap(
     client = DispatchClient(target.base_url, organization, token, insecure=target.insecure)
     name = context_name(target.host, target.port)
     key_file = (key_file or state.config_path.expanduser().parent / f"{name}-{account}.pem").expanduser().resolve()
+    if key_file.exists():
+        raise DispatchClientError(f"{key_file} exists: give the new key another place with --key-file")
     pem, public = new_key_pair()
-    write_private(key_file, pem)
     # the organization last: once one exists, the bootstrap identity may do nothing more
     client.post("/v1/iam/serviceaccount", {"name": account, "publicKey": public})
+    write_private(key_file, pem)
     client.post("/v1/iam/policy", admin_policy(account, account))
     client.post("/v1/iam/organization", {"name": organization})
     config = load_config(state.config_path)

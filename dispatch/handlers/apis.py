@@ -8,12 +8,13 @@ from dispatch.bus.ports import MessageBus
 from dispatch.drivers.paths import BadPath, PathTemplate
 from dispatch.drivers.ports import APIGateway, Route, RoutingFailed
 from dispatch.drivers.router import BuiltinRouter
-from dispatch.errors import Conflict, Rejected
+from dispatch.errors import Rejected
 from dispatch.schemas import commands as c
 from dispatch.schemas import events as e
 from dispatch.schemas.resources import Status
 from dispatch.store.ports import EventLog, Views
 
+from .api_claims import check_claims
 from .lifecycle import append, changed, create, delete, load, update
 
 log = structlog.get_logger("dispatch.apis")
@@ -53,27 +54,6 @@ async def check_secrets(views: Views, organization: str, body: dict) -> None:
             raise Rejected(f"{field}: secret {name} not found")
 
 
-def _overlaps(a: dict, b: dict) -> bool:
-    """Two APIs would answer the same request: a path of the same shape (`/u/{id}` and `/u/{name}`
-    answer the same paths) and a shared method, on a shared host (no hosts means every host)."""
-    shapes_a = {PathTemplate.of_stored(u).shape for u in a["uris"]}
-    shapes_b = {PathTemplate.of_stored(u).shape for u in b.get("uris") or []}
-    hosts_a, hosts_b = {h.lower() for h in a.get("hosts") or []}, {h.lower() for h in b.get("hosts") or []}
-    return (bool(shapes_a & shapes_b) and bool(set(a["methods"]) & set(b.get("methods") or []))
-            and (not hosts_a or not hosts_b or bool(hosts_a & hosts_b)))
-
-
-async def check_unclaimed(views: Views, organization: str, body: dict) -> None:
-    """Refuse a route an API of another organization serves: a host-bound API could otherwise
-    take over another organization's `/<org>/...` paths. Within one organization APIs may share
-    routes, as in Dispatch; the older one answers (see the router)."""
-    for owner, other in await views.list_all("API"):
-        if owner == organization or other.get("status") == Status.DELETING.value:
-            continue
-        if _overlaps(body, other):
-            raise Conflict(f"the paths {', '.join(body['uris'])} are already served by an api of another organization")
-
-
 def route_of(organization: str, api: dict) -> Route:
     return Route(organization=organization, api=api["name"], function=api["function"],
                  methods=tuple(api.get("methods") or ()), uris=tuple(api.get("uris") or ()),
@@ -84,19 +64,19 @@ def route_of(organization: str, api: dict) -> Route:
                  age=f"{api.get('createdTime') or 0:012d}/{api.get('id') or ''}")
 
 
-async def create_api(cmd: c.CreateAPI, events: EventLog, views: Views) -> dict:
-    """Consumes CreateAPI; emits APICreated. Refused when another organization serves its routes."""
+async def create_api(cmd: c.CreateAPI, events: EventLog, views: Views, default_organization: str) -> dict:
+    """Consumes CreateAPI; emits APICreated. Refused when it would answer another organization's requests."""
     body = prepared(cmd.organization, cmd.resource)
     await check_secrets(views, cmd.organization, body)
-    await check_unclaimed(views, cmd.organization, body)
+    await check_claims(views, cmd.organization, body, default_organization)
     return await create(cmd, events, e.APICreated, Status.CREATING, body)
 
 
-async def update_api(cmd: c.UpdateAPI, events: EventLog, views: Views) -> dict:
-    """Consumes UpdateAPI; emits APIUpdated. Refused when another organization serves its routes."""
+async def update_api(cmd: c.UpdateAPI, events: EventLog, views: Views, default_organization: str) -> dict:
+    """Consumes UpdateAPI; emits APIUpdated. Refused when it would answer another organization's requests."""
     body = prepared(cmd.organization, cmd.resource)
     await check_secrets(views, cmd.organization, body)
-    await check_unclaimed(views, cmd.organization, body)
+    await check_claims(views, cmd.organization, body, default_organization)
     return await update(cmd, events, e.APIUpdated, Status.UPDATING, body)
 
 
@@ -157,9 +137,9 @@ async def register_again_when_secret_changed(event: e.ResourceEvent, views: View
                         reason=str(failed))
 
 
-def register(bus: MessageBus, events: EventLog, views: Views, gateway: APIGateway) -> None:
-    bus.handle(c.CreateAPI, partial(create_api, events=events, views=views))
-    bus.handle(c.UpdateAPI, partial(update_api, events=events, views=views))
+def register(bus: MessageBus, events: EventLog, views: Views, gateway: APIGateway, default_organization: str) -> None:
+    bus.handle(c.CreateAPI, partial(create_api, events=events, views=views, default_organization=default_organization))
+    bus.handle(c.UpdateAPI, partial(update_api, events=events, views=views, default_organization=default_organization))
     bus.handle(c.DeleteAPI, partial(delete_api, events=events))
     bus.handle(c.RouteAPI, partial(route_api, events=events, gateway=gateway))
     bus.handle(c.RemoveAPI, partial(remove_api, events=events, gateway=gateway))

@@ -44,7 +44,7 @@ def bootstrap(settings: Settings, bus: MessageBus | None = None,
     if "iam" in groups:
         iam.register(bus, store, views)
     if "apis" in groups:
-        apis.register(bus, store, views, gateway)
+        apis.register(bus, store, views, gateway, settings.default_organization)
     if "events" in groups:
         subscriptions.register(bus, store)
         events.register(bus, views)

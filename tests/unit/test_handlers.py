@@ -303,12 +303,28 @@ async def create_api(platform, org: str, name: str, **fields):
 
 
 async def test_an_api_cannot_take_over_a_route_another_organization_serves(platform):
+    """Nor squat another organization's `/<org>/` paths, nor the default organization's unprefixed ones."""
     await create_api(platform, ORG, "first")
     await create_api(platform, ORG, "second")  # one organization's APIs may share routes, as in Dispatch
     with pytest.raises(Conflict, match="already served by an api of another organization"):
         await create_api(platform, "evil", "thief", hosts=["127.0.0.1"], uris=[f"/{ORG}/hello"])
+    await platform.write(c.CreateOrganization(organization=ORG, name=ORG, resource={"name": ORG}))
+    with pytest.raises(Rejected, match=f"paths under /{ORG}/ belong to organization {ORG}"):
+        await create_api(platform, "evil", "squatter", hosts=["example.com"], uris=[f"/{ORG}/later"])
     await create_api(platform, ORG, "other-method", methods=["GET"])
     await create_api(platform, "elsewhere", "same-path")  # prefixed with its own organization
+
+
+async def test_the_default_organizations_unprefixed_paths_are_its_own(settings):
+    platform = bootstrap(settings.model_copy(update={"default_organization": ORG}), runtime=InProcessRuntime())
+    await platform.start()
+    try:
+        await create_api(platform, ORG, "hello")  # answers /o/hello and, as the default organization's, /hello
+        with pytest.raises(Conflict, match="another organization"):
+            await create_api(platform, "evil", "thief", hosts=["127.0.0.1"], uris=["/hello"])
+        await create_api(platform, "evil", "elsewhere", hosts=["127.0.0.1"], uris=["/goodbye"])
+    finally:
+        await platform.close()
 
 
 async def test_a_redelivered_run_command_answers_with_the_first_recorded_run(platform):
