@@ -202,7 +202,9 @@ class API(Resource):
     hosts: list[str] = Field(default_factory=list)
     protocols: list[str] = Field(default_factory=lambda: ["http", "https"])
     cors: bool = False
-    enabled: bool = True
+    enabled: bool = False
+    """Routed only when true, as in Dispatch, whose clients leave the key out to disable an API
+    (`dispatch create api --disable`); the CLIs send true otherwise."""
     authentication: str = "public"
     auth_secret: str = ""
     """Secret of the accepted credentials when authentication is basic (user -> password) or

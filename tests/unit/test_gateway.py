@@ -190,7 +190,7 @@ async def test_a_missing_org_header_answers_422(client):
 
 @pytest.mark.parametrize("org", ["a/b", "../etc", "x y"])
 async def test_an_org_header_outside_the_name_pattern_answers_422_and_creates_nothing(client, platform, org):
-    response = await call(client, "POST", "/v1/api", org=org, json={"name": "n", "function": "f", "uris": ["/hi"]})
+    response = await call(client, "POST", "/v1/api", org=org, json={"name": "n", "function": "f", "enabled": True, "uris": ["/hi"]})
     body = await answer(response, 422)
     assert body == {"code": 422, "message": "X-Dispatch-Org in header should match '^[\\w\\d\\-]+$'"}
     assert await platform.views.list_all("API") == []

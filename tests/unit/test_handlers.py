@@ -298,7 +298,7 @@ async def test_rebuilt_views_equal_the_live_ones(platform):
 
 
 async def create_api(platform, org: str, name: str, **fields):
-    body = {"name": name, "function": "hello", "methods": ["POST"], "uris": ["/hello"], **fields}
+    body = {"name": name, "function": "hello", "enabled": True, "methods": ["POST"], "uris": ["/hello"], **fields}
     return await platform.write(c.CreateAPI(organization=org, name=name, resource=body))
 
 

@@ -38,7 +38,7 @@ async def functions(client):
 
 
 async def expose(client, name: str, function: str, uris=("/{name}",), methods=("GET", "POST"), **fields) -> dict:
-    body = {"name": name, "function": function, "uris": [u.format(name=name) for u in uris],
+    body = {"name": name, "function": function, "enabled": True, "uris": [u.format(name=name) for u in uris],
             "methods": list(methods), **fields}
     await answer(await call(client, "POST", "/v1/api", json=body), 200)
     return await reaches(client, f"/v1/api/{name}")
@@ -51,7 +51,7 @@ async def runs_of(client, function: str) -> list[dict]:
 # --- APIs on the management API ------------------------------------------------------------
 
 async def test_an_api_is_created_with_200_and_its_uris_prefixed_by_the_organization(client):
-    body = {"name": "greet", "function": "hello", "uris": ["/hello", "hi"], "methods": ["POST"]}
+    body = {"name": "greet", "function": "hello", "enabled": True, "uris": ["/hello", "hi"], "methods": ["POST"]}
     created = await answer(await call(client, "POST", "/v1/api", json=body), 200)
     assert created["uris"] == ["/o/hello", "/o/hi"]
     fetched = await answer(await call(client, "GET", "/v1/api/greet"), 200)
@@ -59,7 +59,7 @@ async def test_an_api_is_created_with_200_and_its_uris_prefixed_by_the_organizat
 
 
 async def test_putting_back_a_fetched_api_does_not_prefix_its_uris_twice(client):
-    body = {"name": "greet", "function": "hello", "uris": ["/hello"]}
+    body = {"name": "greet", "function": "hello", "enabled": True, "uris": ["/hello"]}
     await answer(await call(client, "POST", "/v1/api", json=body), 200)
     fetched = await reaches(client, "/v1/api/greet")
     updated = await answer(await call(client, "PUT", "/v1/api/greet", json=fetched), 200)
@@ -69,10 +69,23 @@ async def test_putting_back_a_fetched_api_does_not_prefix_its_uris_twice(client)
 
 async def test_api_list_filters_by_function(client):
     for name, function in (("a1", "hello"), ("a2", "other")):
-        body = {"name": name, "function": function, "uris": [f"/{name}"]}
+        body = {"name": name, "function": function, "enabled": True, "uris": [f"/{name}"]}
         await answer(await call(client, "POST", "/v1/api", json=body), 200)
     listed = await answer(await call(client, "GET", "/v1/api?function=other"), 200)
     assert [a["name"] for a in listed] == ["a2"]
+
+
+async def test_an_api_sent_without_enabled_is_stored_disabled_and_not_routed(client, caller, functions):
+    """What Dispatch's CLI sends for `create api --disable`: Go leaves a false `enabled` out."""
+    body = {"authentication": "public", "function": "echo", "hosts": [], "methods": ["GET"], "name": "off",
+            "protocols": ["http", "https"], "tags": [], "uris": ["/off"]}
+    created = await answer(await call(client, "POST", "/v1/api", json=body), 200)
+    assert created["enabled"] is False
+    await reaches(client, "/v1/api/off")
+    assert (await caller.get(f"/{ORG}/off")).status == 404
+    await answer(await call(client, "PUT", "/v1/api/off", json={**body, "enabled": True}), 200)
+    await reaches(client, "/v1/api/off")
+    assert (await caller.get(f"/{ORG}/off?who=me")).status == 200
 
 
 # --- answers --------------------------------------------------------------------------------

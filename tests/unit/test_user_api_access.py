@@ -19,7 +19,7 @@ def basic(user: str, password: str) -> dict:
 
 
 async def expose(client, name: str, function: str, uris=None, methods=("GET", "POST"), **fields) -> dict:
-    body = {"name": name, "function": function, "uris": uris or [f"/{name}"], "methods": list(methods), **fields}
+    body = {"name": name, "function": function, "enabled": True, "uris": uris or [f"/{name}"], "methods": list(methods), **fields}
     await answer(await call(client, "POST", "/v1/api", json=body), 200)
     return await reaches(client, f"/v1/api/{name}")
 
@@ -61,7 +61,7 @@ async def test_of_two_apis_answering_the_same_paths_the_older_answers_until_it_g
     ({"tls": "nope", "hosts": ["a.example.com"]}, "tls: secret nope not found"),
 ])
 async def test_an_api_the_gateway_cannot_serve_as_asked_is_refused_with_400(client, fields, message):
-    body = {"name": "bad", "function": "echo", "uris": ["/bad"], **fields}
+    body = {"name": "bad", "function": "echo", "enabled": True, "uris": ["/bad"], **fields}
     refused = await answer(await call(client, "POST", "/v1/api", json=body), 400)
     assert message in refused["message"]
 

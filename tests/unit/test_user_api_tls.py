@@ -88,7 +88,7 @@ async def get(url: str, context: ssl.SSLContext | None = None, host: str | None 
 
 
 async def test_an_https_only_api_answers_over_tls_with_the_configured_certificate(client, https, default_pair):
-    body = {"name": "secure", "function": "context", "uris": ["/secure"], "protocols": ["https"]}
+    body = {"name": "secure", "function": "context", "enabled": True, "uris": ["/secure"], "protocols": ["https"]}
     await answer(await call(client, "POST", "/v1/api", json=body), 200)
     await reaches(client, "/v1/api/secure")
     status, context = await get(f"https://localhost:{https.api_https_port}/{ORG}/secure", trusting(default_pair[0]))
@@ -101,7 +101,7 @@ async def test_an_api_with_a_tls_secret_is_served_its_own_certificate_for_its_ho
     cert, key = self_signed("api.example.com")
     await answer(await call(client, "POST", "/v1/secret", json={
         "name": "api-cert", "secrets": {"tls.crt": cert.decode(), "tls.key": key.decode()}}), 201)
-    body = {"name": "own", "function": "context", "uris": ["/own"], "hosts": ["api.example.com"], "tls": "api-cert"}
+    body = {"name": "own", "function": "context", "enabled": True, "uris": ["/own"], "hosts": ["api.example.com"], "tls": "api-cert"}
     await answer(await call(client, "POST", "/v1/api", json=body), 200)
     await reaches(client, "/v1/api/own")
     url = f"https://127.0.0.1:{https.api_https_port}/own"
