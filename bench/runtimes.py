@@ -1,14 +1,14 @@
 """The local runtime: cold starts, warm overhead against Google's functions-framework, memory.
 
     python3 -m venv ~/.cache/dispatch-bench/ff && ~/.cache/dispatch-bench/ff/bin/pip install functions-framework
-    .venv/bin/python bench/runtimes.py [--cold 20] [--runs 3000] [--functions-framework PATH]
+    .venv/bin/python bench/runtimes.py [--cold 20] [--runs 3000] [--functions-framework PATH] [--cold-only]
 
 functions-framework pins cloudevents<=1.12 while Dispatch's tests need cloudevents>=2.2, so it lives in a
 virtualenv of its own (the first line; --functions-framework names its executable).
 
 - cold start: create a function -> READY -> its first run's result, through the management API;
   and the first run after the function scaled to zero (minReplicas 0, idleSeconds 0: every run
-  finds no worker), Python and Node.js;
+  finds no worker), Python, Node.js and Java; --cold-only measures these (and memory) alone;
 - warm overhead: the same no-op function behind functions-framework (its own CLI: gunicorn, one
   process, its default threads) and behind a Dispatch API route on the user-API port; same client,
   same concurrency; Dispatch must record every run. A third server is the floor of the HTTP layer
@@ -35,6 +35,9 @@ from harness import ORG, DispatchServer, closed_loop, free_port, source_of  # no
 CODE = {
     "python3": ("pid.py", "import os\ndef handle(context, payload):\n    return os.getpid()\n"),
     "nodejs": ("pid.js", "module.exports = () => process.pid;\n"),
+    "java": ("Pid.java", "import java.util.Map;\nimport java.util.function.BiFunction;\n\npublic class Pid implements"
+                         " BiFunction<Map<String, Object>, Object, Long> {\n    public Long apply(Map<String, Object>"
+                         " context, Object payload) {\n        return ProcessHandle.current().pid();\n    }\n}\n"),
 }
 NOOP = "def handle(context, payload):\n    return payload\n"
 NOOP_FF = "def handle(request):\n    return request.get_json(silent=True) or {}\n"
@@ -202,7 +205,8 @@ def wakeup_penalty(samples: int = 500) -> str:
 
 def memory(server: DispatchServer) -> dict:
     process = psutil.Process(server.process.pid)
-    found = {"server RSS": process.memory_info().rss, "zygote USS": 0, "python workers": [], "nodejs workers": []}
+    found = {"server RSS": process.memory_info().rss, "zygote USS": 0, "python workers": [], "nodejs workers": [],
+             "java workers": []}
     for child in process.children(recursive=True):
         try:
             command = " ".join(child.cmdline())
@@ -211,6 +215,8 @@ def memory(server: DispatchServer) -> dict:
             continue
         if "forkserver" in command and child.ppid() == process.pid:
             found["zygote USS"] = uss
+        elif "dispatch.runtime.Server" in command:
+            found["java workers"].append(uss)
         elif "server.js" in command or "/proc/self/fd" in command and "node" in command:
             found["nodejs workers"].append(uss)
         elif "forkserver" in command:
@@ -218,8 +224,8 @@ def memory(server: DispatchServer) -> dict:
     return found
 
 
-async def main(cold: int, runs: int, rounds: int, framework_cli: Path) -> None:
-    if not framework_cli.exists():
+async def main(cold: int, runs: int, rounds: int, framework_cli: Path, cold_only: bool) -> None:
+    if not cold_only and not framework_cli.exists():
         sys.exit(f"{framework_cli} not found; install functions-framework as the docstring shows:\n{__doc__}")
     wakeup = wakeup_penalty()
     with DispatchServer() as server:
@@ -228,16 +234,30 @@ async def main(cold: int, runs: int, rounds: int, framework_cli: Path) -> None:
             await asyncio.sleep(1)
             idle_rss = psutil.Process(server.process.pid).memory_info().rss
             starts = {language: await cold_starts(server, session, language, cold) for language in CODE}
-            overhead = await warm_overhead(server, session, runs, rounds, framework_cli)
-            await asyncio.sleep(1)
-            recorded = await recorded_runs(server, session, "noop")
+            if not cold_only:
+                overhead = await warm_overhead(server, session, runs, rounds, framework_cli)
+                await asyncio.sleep(1)
+                recorded = await recorded_runs(server, session, "noop")
             sizes = memory(server)
-    print(f"Cold starts ({cold} of each; Python and Node.js functions returning their pid)")
+    print(f"Cold starts ({cold} of each; Python, Node.js and Java functions returning their pid)")
     for language, figures in starts.items():
         print(f"  {language:8} create -> READY -> first result   {percentiles(figures['deploy'])}")
         print(f"  {language:8} first run after scale to zero    {percentiles(figures['zero'])}"
               f"   ({figures['distinct workers']} distinct workers)")
         print(f"  {language:8} warm run, same path               {percentiles(figures['warm'])}")
+    if not cold_only:
+        print_overhead(overhead, runs, rounds, recorded)
+    print(f"machine: {wakeup}")
+    print(f"\nMemory: server RSS idle {idle_rss / 2**20:.1f} MB, after the runs {sizes['server RSS'] / 2**20:.1f} MB;"
+          f" zygote USS {sizes['zygote USS'] / 2**20:.1f} MB")
+    for kind in ("python workers", "nodejs workers", "java workers"):
+        values = sorted(sizes[kind])
+        if values:
+            print(f"  {kind}: {len(values)} warm, USS median {statistics.median(values) / 2**20:.1f} MB,"
+                  f" max {values[-1] / 2**20:.1f} MB")
+
+
+def print_overhead(overhead: dict, runs: int, rounds: int, recorded: int) -> None:
     print(f"\nWarm no-op runs: functions-framework (gunicorn) vs a Dispatch user API route, and the floor of the"
           f" HTTP layer alone (aiohttp answering the body back); {runs} runs per case in {rounds} alternating rounds;"
           f" each round's ratio is that server's throughput over functions-framework's")
@@ -256,14 +276,6 @@ async def main(cold: int, runs: int, rounds: int, framework_cli: Path) -> None:
               f" dispatch +{p50['dispatch'] - p50['aiohttp floor']:.2f} ms")
     sent = len(CONCURRENCY) * (200 + rounds * (runs // rounds))
     print(f"runs recorded by dispatch: {recorded} of {sent} sent")
-    print(f"machine: {wakeup}")
-    print(f"\nMemory: server RSS idle {idle_rss / 2**20:.1f} MB, after the runs {sizes['server RSS'] / 2**20:.1f} MB;"
-          f" zygote USS {sizes['zygote USS'] / 2**20:.1f} MB")
-    for kind in ("python workers", "nodejs workers"):
-        values = sorted(sizes[kind])
-        if values:
-            print(f"  {kind}: {len(values)} warm, USS median {statistics.median(values) / 2**20:.1f} MB,"
-                  f" max {values[-1] / 2**20:.1f} MB")
 
 
 if __name__ == "__main__":
@@ -273,5 +285,7 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--functions-framework", type=Path,
                         default=Path.home() / ".cache" / "dispatch-bench" / "ff" / "bin" / "functions-framework")
+    parser.add_argument("--cold-only", action="store_true", help="cold starts and memory alone")
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.cold, arguments.runs, arguments.rounds, arguments.functions_framework))
+    asyncio.run(main(arguments.cold, arguments.runs, arguments.rounds, arguments.functions_framework,
+                     arguments.cold_only))

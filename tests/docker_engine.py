@@ -10,19 +10,29 @@ made with debootstrap and `docker import`; the engine keeps it in its data direc
 tarball stays under ~/.cache/dispatch-test/, so later runs skip debootstrap. The engine is left
 running for the next run. When none of this can be done, DISPATCH_TEST_DOCKER_SKIP carries the
 reason and the Docker tests skip with it.
+
+Java functions get JAVA_BASE_IMAGE: the base image plus this host's JDK 17 (the host runs bookworm
+too), made on the engine by the first test that builds a Java image and kept there like the base
+image, so a run without Java tests pays nothing for it.
 """
 import fcntl
+import io
 import os
 import shlex
 import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
 BASE_IMAGE = "dispatch-test/bookworm:python3-nodejs-1"
 CACHE = Path.home() / ".cache" / "dispatch-test"
 ROOTFS_TARBALL = CACHE / "bookworm-python3-nodejs-1.tar.gz"
+JAVA_BASE_IMAGE = "dispatch-test/bookworm:java17-1"
+JDK = Path("/usr/lib/jvm/java-17-openjdk-amd64")
+_JDK_LEFT_OUT = {"jmods", "src.zip", "man", "demo"}  # not needed to compile and run: a smaller image
 RUN_DIR = Path("/run/dispatch-test-docker")
 ENGINE_URL = f"unix://{RUN_DIR / 'docker.sock'}"
 DATA_ROOT = Path("/var/lib/dispatch-test-docker")
@@ -42,6 +52,10 @@ CONTRACT_EXCEPTIONS = {
         "the Dispatch base images need a registry; test_docker_runtime.py checks a local base image",
     "test_close_leaves_no_process_behind_not_even_ones_a_function_started":
         "counts host processes; test_docker_runtime.py checks that no container is left",
+    "test_a_java_image_installs_its_pom_dependencies_for_the_function":
+        "the test base image carries no Maven; test_docker_runtime.py checks that a pom.xml then fails clearly",
+    "test_a_pom_dependency_no_repository_serves_fails_the_image_naming_it":
+        "the test base image carries no Maven; test_docker_runtime.py checks that a pom.xml then fails clearly",
 }
 
 
@@ -128,6 +142,41 @@ def _debootstrap() -> None:
     shutil.rmtree(rootfs, ignore_errors=True)
 
 
+def java_base_image(url: str) -> str:
+    """JAVA_BASE_IMAGE on the engine at `url`, made now if it lacks it; raise Unavailable with why not."""
+    with (CACHE / "prepare.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _docker(url, "image", "inspect", JAVA_BASE_IMAGE, check=False).returncode != 0:
+            _build_java_base_image(url)
+    return JAVA_BASE_IMAGE
+
+
+def _build_java_base_image(url: str) -> None:
+    if not (JDK / "bin" / "javac").is_file():
+        raise Unavailable(f"{JAVA_BASE_IMAGE} is missing and {JDK} holds no JDK to copy into it")
+    _say(f"building {JAVA_BASE_IMAGE}: {BASE_IMAGE} with {JDK} (once per engine)")
+    dockerfile = (f"FROM {BASE_IMAGE}\nCOPY jdk/ {JDK}/\n"
+                  f"RUN ln -s {JDK}/bin/java /usr/bin/java && ln -s {JDK}/bin/javac /usr/bin/javac && javac -version\n")
+    with tempfile.TemporaryFile() as context:
+        # Dereferenced: the JDK's links into /etc (its configuration, cacerts) become files.
+        with tarfile.open(fileobj=context, mode="w", dereference=True) as tar:
+            info = tarfile.TarInfo("Dockerfile")
+            info.size = len(dockerfile)
+            tar.addfile(info, io.BytesIO(dockerfile.encode()))
+            for folder, folders, files in os.walk(JDK):
+                folders[:] = [name for name in folders if name not in _JDK_LEFT_OUT]
+                tar.add(folder, arcname=f"jdk/{Path(folder).relative_to(JDK)}", recursive=False)
+                for name in files:
+                    path = Path(folder) / name
+                    if name not in _JDK_LEFT_OUT and path.exists():  # src.zip links to a package not installed
+                        tar.add(path, arcname=f"jdk/{path.relative_to(JDK)}")
+        context.seek(0)
+        done = subprocess.run(["docker", "-H", url, "build", "-q", "-t", JAVA_BASE_IMAGE, "-"], stdin=context,
+                              capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise Unavailable(f"building {JAVA_BASE_IMAGE} failed: {(done.stderr or done.stdout).strip()[-300:]}")
+
+
 def _remove_test_leftovers(url: str) -> None:
     """What interrupted test runs left: containers whose test process is gone, and, on this module's
     own engine, images of tests that no container has used for an hour. Runs going on are untouched."""
@@ -202,14 +251,23 @@ def runtime_for_tests(data_dir: Path, **options):
     """A DockerRuntime on the prepared engine, in a namespace of its own, with host networking (so
     the tests' traffic stays on 127.0.0.1); images built without a base image get BASE_IMAGE, and
     close() also removes the images it built."""
+    import asyncio
     import dataclasses
     import uuid
+
+    import pytest
 
     from dispatch.drivers.docker import DockerRuntime
 
     class OnTestBase(DockerRuntime):
         async def build_image(self, spec, progress=None):
-            if not spec.base_url:
+            if not spec.base_url and spec.language == "java":
+                try:
+                    base = await asyncio.to_thread(java_base_image, self._url)
+                except Unavailable as missing:
+                    pytest.skip(f"Docker: {missing}")
+                spec = dataclasses.replace(spec, base_url=base)
+            elif not spec.base_url:
                 spec = dataclasses.replace(spec, base_url=BASE_IMAGE)
             location = await super().build_image(spec, progress)
             self.__dict__.setdefault("built", []).append(location)

@@ -57,6 +57,9 @@ def server(
     kong_admin_url: Annotated[Optional[str], typer.Option(help="Kong's Admin API, e.g. http://127.0.0.1:8001.")] = None,
     kong_upstream_url: Annotated[Optional[str], typer.Option(
         help="The user-API port as Kong reaches it.", show_default="http://<host>:<api-port>")] = None,
+    maven_settings: Annotated[Optional[Path], typer.Option(
+        help="Maven settings.xml (mvn -s) for the pom.xml of Java images: the repositories or mirror their "
+             "dependencies come from.", show_default="Maven's own")] = None,
     skip_auth: Annotated[bool, typer.Option(
         "--skip-auth", help="Serve the management API without authentication: anyone who reaches it may do "
                             "anything. Loopback addresses only.")] = False,
@@ -90,7 +93,8 @@ def server(
              "tls_cert": tls_cert, "tls_key": tls_key, "api_https_port": api_https_port, "api_gateway": api_gateway,
              "kong_admin_url": kong_admin_url, "kong_upstream_url": kong_upstream_url,
              "skip_auth": skip_auth or None, "public_names": public_name, "oidc_issuer": oidc_issuer,
-             "oidc_client_id": oidc_client_id, "bootstrap_public_key": bootstrap_public_key}
+             "oidc_client_id": oidc_client_id, "bootstrap_public_key": bootstrap_public_key,
+             "maven_settings": maven_settings}
     try:
         settings = load_settings(config_file, **given)
     except (pydantic.ValidationError, OSError, ValueError) as error:

@@ -52,6 +52,16 @@ class DeploymentSpec:
     labels: tuple[tuple[str, str], ...] = ()
 
 
+def unsupported_language(name: str, runtime: str, supported) -> BuildFailed:
+    """Why a base image of a language no function server here speaks goes to ERROR."""
+    listed = ", ".join(supported)
+    if name == "powershell":
+        # Dispatch's seed images include one; nothing this project installs runs PowerShell
+        return BuildFailed(f"PowerShell is not available on this host: the {runtime} runtime has no PowerShell "
+                           f"function server (supported: {listed})")
+    return BuildFailed(f"language {name} is not supported by the {runtime} runtime (supported: {listed})")
+
+
 def capacity_message(function: str, queued: int) -> str:
     """The error of a run refused because its function's queue is full, the same on every runtime."""
     return f"function {function} is at capacity: {queued} runs queued"

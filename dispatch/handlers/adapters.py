@@ -71,7 +71,8 @@ def runtime_from(settings: Settings) -> FunctionRuntime:
     settings.data_dir.chmod(0o700)
     return LocalRuntime(root, max_workers=settings.max_workers_per_function,
                         max_log_bytes=settings.max_log_bytes, functions_dir=own,
-                        idle_seconds=settings.idle_seconds, max_queued_runs=settings.max_queued_runs)
+                        idle_seconds=settings.idle_seconds, max_queued_runs=settings.max_queued_runs,
+                        maven_settings=settings.maven_settings)
 
 
 def gateway_from(settings: Settings, router: BuiltinRouter,

@@ -2,12 +2,13 @@
 under way at the same time by what they saw, not by how long they took.
 
 A run arrives by calling `meet(address, label)` (Python, also `meet_async`; Node.js `meet`, a
-promise): it connects, names itself, and is held until it may go, then gets the number of runs that
-had arrived by then. Runs may go once `quorum` runs have arrived, or, with no quorum, once the test
-calls open(). Holding is bounded (HOLD_SECONDS): a runtime that runs them one after another does not
-hang the test, its runs come back with a count short of the quorum, and once one run has given up
-waiting the later ones go at once. Workers of another user and containers on the host's network
-reach 127.0.0.1 alike; neither sees the test's files, hence a socket rather than a folder.
+promise; Java `Rendezvous.meet`, of a class added after the function's): it connects, names
+itself, and is held until it may go, then gets the number of runs that had arrived by then. Runs
+may go once `quorum` runs have arrived, or, with no quorum, once the test calls open(). Holding is
+bounded (HOLD_SECONDS): a runtime that runs them one after another does not hang the test, its
+runs come back with a count short of the quorum, and once one run has given up waiting the later
+ones go at once. Workers of another user and containers on the host's network reach 127.0.0.1
+alike; neither sees the test's files, hence a socket rather than a folder.
 """
 import asyncio
 import textwrap
@@ -46,8 +47,29 @@ const meet = (address, label) => new Promise((resolve, reject) => {
 '''
 
 
+JAVA = '''
+
+final class Rendezvous {
+    static int meet(Object address, String label) {
+        java.util.List<?> at = (java.util.List<?>) address;
+        try (java.net.Socket connection = new java.net.Socket((String) at.get(0), ((Number) at.get(1)).intValue())) {
+            connection.getOutputStream().write((label + "\\n").getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            java.io.BufferedReader answer = new java.io.BufferedReader(new java.io.InputStreamReader(
+                    connection.getInputStream(), java.nio.charset.StandardCharsets.UTF_8));
+            return Integer.parseInt(answer.readLine().trim());
+        } catch (java.io.IOException failed) {
+            throw new java.io.UncheckedIOException(failed);
+        }
+    }
+}
+'''
+
+
 def source(language: str, code: str) -> str:
-    """The function `code` (indented as in a test) with `meet` defined before it."""
+    """The function `code` (indented as in a test) with `meet` defined before it (in Java, after it:
+    a package or import statement comes first)."""
+    if language == "java":
+        return textwrap.dedent(code) + JAVA
     return {"python3": PYTHON, "nodejs": NODEJS}[language] + textwrap.dedent(code)
 
 

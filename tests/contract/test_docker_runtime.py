@@ -157,6 +157,24 @@ async def test_a_local_base_image_passes_the_check_and_a_missing_one_fails_with_
         await runtime.check_base_image("python3", "127.0.0.1:9/nowhere/python3-base:1")
 
 
+async def test_a_java_base_image_needs_a_jdk(runtime):
+    java_base = await asyncio.to_thread(docker_engine.java_base_image, docker_engine.url_for_tests())
+
+    await runtime.check_base_image("java", java_base)
+
+    with pytest.raises(BuildFailed, match=f"javac -version failed in {docker_engine.BASE_IMAGE} .*javac: not found"):
+        await runtime.check_base_image("java", docker_engine.BASE_IMAGE)
+
+
+async def test_a_java_pom_fails_the_image_clearly_when_the_base_image_has_no_maven(runtime):
+    manifest = ('<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>'
+                "<groupId>io.example</groupId><artifactId>image</artifactId><version>1.0</version></project>")
+    spec = ImageSpec(id="java-pom", name="java-pom", language="java", base_url="", manifest=manifest)
+
+    with pytest.raises(BuildFailed, match="mvn is not in the base image: add Maven to it"):
+        await runtime.build_image(spec)
+
+
 async def test_a_function_failing_its_handler_check_leaves_its_image_and_the_base_image(runtime, engine, image):
     with pytest.raises(BuildFailed, match="Invalid function file or handler"):
         await deploy(runtime, image[0], "def handle(payload):\n    return payload\n")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dispatch.drivers.local import LocalRuntime
-from dispatch.drivers.ports import DeploymentSpec, ImageSpec
+from dispatch.drivers.ports import BuildFailed, DeploymentSpec, ImageSpec
 from dispatch.handlers.adapters import runtime_from
 from dispatch.schemas import source
 from dispatch.settings import Settings
@@ -50,6 +50,12 @@ def _alive(pid: int) -> bool:
 PID_PY = "import os\ndef handle(context, payload):\n    return [os.getpid(), os.getppid()]\n"
 
 
+def java(code: str) -> str:
+    """A Java function's source: `code`, the body of its class `Handler`, with its imports."""
+    return ("import java.util.*;\nimport java.util.function.BiFunction;\n\npublic class Handler"
+            " implements BiFunction<Map<String, Object>, Object, Object> {\n" + textwrap.dedent(code) + "}\n")
+
+
 # ---- cold start and scaling
 
 
@@ -81,6 +87,11 @@ async def test_after_a_crash_the_folders_of_gone_functions_are_removed_and_deplo
 @pytest.mark.parametrize("language, name, code", [
     ("python3", "pid.py", PID_PY),
     ("nodejs", "pid.js", "module.exports = () => [process.pid, process.ppid];\n"),
+    ("java", "Handler.java", java("""
+        public Object apply(Map<String, Object> context, Object payload) {
+            return List.of(ProcessHandle.current().pid());
+        }
+        """)),
 ])
 async def test_an_idle_function_scales_to_zero_and_its_next_run_starts_a_worker(runtime, tmp_path, language, name,
                                                                                  code):
@@ -156,6 +167,15 @@ async def test_runs_queue_while_workers_start_and_beyond_max_replicas(runtime, t
           return [process.pid, seen];
         };
         """),
+    ("java", "Handler.java", java("""
+        public Object apply(Map<String, Object> context, Object payload) {
+            Map<?, ?> given = (Map<?, ?>) payload;
+            System.out.println("start " + given.get("who"));
+            int seen = Rendezvous.meet(given.get("at"), (String) given.get("who"));
+            System.out.println("end " + given.get("who"));
+            return List.of(ProcessHandle.current().pid(), seen);
+        }
+        """)),
 ])
 async def test_one_worker_serves_concurrent_runs_each_with_its_own_logs(runtime, tmp_path, language, name, code):
     faas_id = await deploy(runtime, tmp_path, language, name, rendezvous.source(language, code), max_replicas=1,
@@ -202,6 +222,15 @@ async def test_a_python_async_function_runs_with_concurrency_one(runtime, tmp_pa
           return process.pid;
         };
         """),
+    ("java", "Handler.java", java("""
+        public Object apply(Map<String, Object> context, Object payload) {
+            List<byte[]> hoard = new ArrayList<>();
+            for (int i = 0; "hog".equals(payload) && i < 512; i++) {
+                hoard.add(new byte[1 << 20]);
+            }
+            return ProcessHandle.current().pid();
+        }
+        """)),
 ])
 async def test_a_run_over_the_memory_limit_fails_naming_it_and_the_worker_is_replaced(runtime, tmp_path, language,
                                                                                       name, code):
@@ -231,6 +260,14 @@ async def test_a_run_over_the_memory_limit_fails_naming_it_and_the_worker_is_rep
           return process.pid;
         };
         """),
+    ("java", "Handler.java", java("""
+        public Object apply(Map<String, Object> context, Object payload) {
+            while ("spin".equals(payload)) {
+                Thread.onSpinWait();
+            }
+            return ProcessHandle.current().pid();
+        }
+        """)),
 ])
 async def test_a_run_over_the_cpu_limit_fails_naming_it_and_the_worker_is_replaced(runtime, tmp_path, language,
                                                                                    name, code):
@@ -260,6 +297,27 @@ async def test_the_cpu_limit_bounds_each_run_not_the_life_of_the_worker(runtime,
 
     assert [result.error for result in results] == [None] * 3
     assert len({result.output for result in results}) == 1
+
+
+# ---- tools
+
+
+async def test_java_without_a_jdk_on_path_fails_the_base_image_saying_what_to_install(runtime, tmp_path,
+                                                                                     monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+
+    with pytest.raises(BuildFailed, match=r"javac? was not found on PATH; install a JDK 17 or later "
+                                          r"\(Debian: openjdk-17-jdk-headless\)"):
+        await runtime.check_base_image("java", "dispatchframework/java-base:0.0.13")
+
+
+async def test_a_pom_without_maven_on_path_fails_the_image_saying_what_to_install(runtime, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    spec = ImageSpec(id="needs-maven", name="needs-maven", language="java", base_url="",
+                     manifest="<project><modelVersion>4.0.0</modelVersion></project>")
+
+    with pytest.raises(BuildFailed, match=r"mvn was not found on PATH; install Maven .*\(Debian: maven\)"):
+        await runtime.build_image(spec)
 
 
 # ---- isolation
@@ -344,6 +402,39 @@ async def test_a_nodejs_function_cannot_read_the_data_dir(platform_dir, tmp_path
     assert result.error is None
     uid, listing, key = result.output
     assert uid != 0 and (listing, key) == ("EACCES", "EACCES")
+
+
+@needs_root
+async def test_a_java_function_cannot_read_the_data_dir(platform_dir, tmp_path):
+    runtime = runtime_from(Settings(data_dir=platform_dir))
+    try:
+        probe = await deploy(runtime, tmp_path, "java", "Handler.java", java("""
+            static Object attempt(java.util.concurrent.Callable<?> action) {
+                try {
+                    Object found = action.call();
+                    return found instanceof String ? found : "allowed";
+                } catch (Exception denied) {
+                    return denied.getClass().getSimpleName();
+                }
+            }
+
+            public Object apply(Map<String, Object> context, Object data) {
+                java.nio.file.Path folder = java.nio.file.Path.of((String) data);
+                return List.of(attempt(() -> java.nio.file.Files.readAllLines(java.nio.file.Path.of(
+                                   "/proc/self/status")).stream().filter(line -> line.startsWith("Uid:")).findFirst()
+                                   .orElseThrow().split("\\s+")[1]),
+                               attempt(() -> java.nio.file.Files.list(folder).count()),
+                               attempt(() -> java.nio.file.Files.readString(folder.resolve("secret.key"))));
+            }
+            """))
+
+        result = await runtime.invoke(probe, {}, str(platform_dir), 0)
+    finally:
+        await runtime.close()
+
+    assert result.error is None
+    uid, listing, key = result.output
+    assert uid != "0" and (listing, key) == ("AccessDeniedException", "AccessDeniedException")
 
 
 @needs_root

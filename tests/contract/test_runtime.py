@@ -32,6 +32,22 @@ module.exports = async function (context, payload) {
   return { myField: `Hello, ${payload.name} from ${payload.place}` };
 };
 """
+HELLO_JAVA = """
+import java.util.Map;
+import java.util.function.BiFunction;
+
+public class Hello implements BiFunction<Map<String, Object>, Map<String, Object>, Map<String, String>> {
+    public Map<String, String> apply(Map<String, Object> context, Map<String, Object> payload) {
+        return Map.of("myField", "Hello, " + payload.get("name") + " from " + payload.get("place"));
+    }
+}
+"""
+
+
+def java(code: str) -> str:
+    """A Java function's source: `code`, the body of its class `Handler`, with its imports."""
+    return ("import java.util.*;\nimport java.util.function.BiFunction;\n\npublic class Handler"
+            " implements BiFunction<Map<String, Object>, Object, Object> {\n" + textwrap.dedent(code) + "}\n")
 
 
 @pytest.fixture(params=[pytest.param(name, marks=MARKS.get(name, [])) for name in ADAPTERS])
@@ -76,7 +92,8 @@ async def deploy(runtime: FunctionRuntime, tmp_path: Path, language: str, files:
 # ---- hello, context, logs
 
 
-@pytest.mark.parametrize("language, files", [("python3", {"hello.py": HELLO_PY}), ("nodejs", {"hello.js": HELLO_JS})])
+@pytest.mark.parametrize("language, files", [("python3", {"hello.py": HELLO_PY}), ("nodejs", {"hello.js": HELLO_JS}),
+                                             ("java", {"Hello.java": HELLO_JAVA})])
 async def test_hello_returns_its_output_with_empty_logs_and_no_error(function_runtime, tmp_path, language, files):
     faas_id = await deploy(function_runtime, tmp_path, language, files)
 
@@ -101,6 +118,13 @@ async def test_hello_returns_its_output_with_empty_logs_and_no_error(function_ru
           return payload;
         };
         """}),
+    ("java", {"Handler.java": java("""
+        public Object apply(Map<String, Object> context, Object payload) {
+            System.out.println("out " + payload);
+            System.err.println("err " + payload);
+            return payload;
+        }
+        """)}),
 ])
 async def test_each_call_returns_only_the_lines_it_printed(function_runtime, tmp_path, language, files):
     faas_id = await deploy(function_runtime, tmp_path, language, files)
@@ -230,9 +254,21 @@ async def test_node_errors_come_back_in_the_error_not_in_the_output(function_run
           return 'woke';
         };
         """),
+    ("java", java("""
+        public Object apply(Map<String, Object> context, Object payload) {
+            Map<?, ?> given = (Map<?, ?>) payload;
+            Rendezvous.meet(given.get("at"), "started");
+            long end = System.currentTimeMillis() + ((Number) given.get("seconds")).longValue() * 1000;
+            while (System.currentTimeMillis() < end) {
+                Thread.onSpinWait();
+            }
+            Rendezvous.meet(given.get("at"), "finished");
+            return "woke";
+        }
+        """)),
 ])
 async def test_a_call_over_its_timeout_fails_and_the_next_call_works(function_runtime, tmp_path, language, code):
-    name = "slow.js" if language == "nodejs" else "slow.py"
+    name = {"nodejs": "slow.js", "python3": "slow.py", "java": "Handler.java"}[language]
     faas_id = await deploy(function_runtime, tmp_path, language, {name: rendezvous.source(language, code)})
 
     async with Rendezvous(quorum=1) as passing:
@@ -263,10 +299,22 @@ async def test_a_call_over_its_timeout_fails_and_the_next_call_works(function_ru
           return 'woke';
         };
         """),
+    ("java", java("""
+        public Object apply(Map<String, Object> context, Object payload) {
+            Map<?, ?> given = (Map<?, ?>) payload;
+            Rendezvous.meet(given.get("at"), (String) given.get("role"));
+            try {
+                Thread.sleep(((Number) given.get("seconds")).longValue() * 1000);
+            } catch (InterruptedException stopped) {
+                return "stopped";
+            }
+            return "woke";
+        }
+        """)),
 ])
 async def test_a_call_over_its_timeout_ends_the_calls_beside_it_with_the_reason(function_runtime, tmp_path,
                                                                                 language, code):
-    name = "slow.js" if language == "nodejs" else "slow.py"
+    name = {"nodejs": "slow.js", "python3": "slow.py", "java": "Handler.java"}[language]
     faas_id = await deploy(function_runtime, tmp_path, language, {name: rendezvous.source(language, code)},
                            min_replicas=1, max_replicas=1, concurrency=2)
     async with Rendezvous(quorum=1) as passing:
@@ -281,8 +329,17 @@ async def test_a_call_over_its_timeout_ends_the_calls_beside_it_with_the_reason(
     assert ended.error["message"].endswith(": another run on the same function process exceeded its timeout")
 
 
-async def test_a_deadline_already_passed_does_not_invoke_the_function(function_runtime, tmp_path):
-    faas_id = await deploy(function_runtime, tmp_path, "python3", {"d.py": "def handle(c, p):\n    print('ran')\n"})
+@pytest.mark.parametrize("language, files", [
+    ("python3", {"d.py": "def handle(c, p):\n    print('ran')\n"}),
+    ("java", {"Handler.java": java("""
+        public Object apply(Map<String, Object> context, Object payload) {
+            System.out.println("ran");
+            return null;
+        }
+        """)}),
+])
+async def test_a_deadline_already_passed_does_not_invoke_the_function(function_runtime, tmp_path, language, files):
+    faas_id = await deploy(function_runtime, tmp_path, language, files)
 
     result = await function_runtime.invoke(faas_id, {"deadline": "2020-01-01T00:00:00.000000001Z"}, None, 0)
 
@@ -299,6 +356,14 @@ async def test_a_deadline_already_passed_does_not_invoke_the_function(function_r
             return 'still here'
         """}),
     ("nodejs", {"bye.js": "module.exports = (c, p) => { if (p === 'exit') process.exit(3); return 'still here'; };"}),
+    ("java", {"Handler.java": java("""
+        public Object apply(Map<String, Object> context, Object payload) {
+            if ("exit".equals(payload)) {
+                System.exit(3);
+            }
+            return "still here";
+        }
+        """)}),
 ])
 async def test_a_function_exiting_its_process_is_a_system_error_and_the_next_call_works(
         function_runtime, tmp_path, language, files):
@@ -356,6 +421,9 @@ async def test_invoking_an_unknown_or_undeployed_function_raises_not_deployed(fu
     ("python3", {"hello.py": "def handle(c, p):\n    return p\nthis is not python\n"}, "hello.handle"),
     ("nodejs", {"hello.js": "module.exports = { handle: () => 1 };"}, "./hello.js"),
     ("nodejs", {"hello.js": HELLO_JS}, "./missing.js"),
+    ("java", {"Hello.java": HELLO_JAVA}, "Missing"),
+    ("java", {"Hello.java": "public class Hello {\n}\n"}, "Hello"),
+    ("java", {"Hello.java": HELLO_JAVA.replace("Map.of(", "Map.off(")}, "Hello"),
 ])
 async def test_an_invalid_handler_fails_the_deploy(function_runtime, tmp_path, language, files, handler):
     with pytest.raises(BuildFailed, match="Invalid function file or handler"):
@@ -365,6 +433,7 @@ async def test_an_invalid_handler_fails_the_deploy(function_runtime, tmp_path, l
 @pytest.mark.parametrize("language, files", [
     ("python3", {"a.py": HELLO_PY, "b.py": HELLO_PY}),
     ("nodejs", {"a.js": HELLO_JS, "b.js": HELLO_JS}),
+    ("java", {"Hello.java": HELLO_JAVA, "Other.java": HELLO_JAVA.replace("Hello", "Other")}),
 ])
 async def test_several_files_without_a_handler_fail_the_deploy(function_runtime, tmp_path, language, files):
     with pytest.raises(BuildFailed, match="Exactly 1 source file needed when HANDLER is empty"):
@@ -376,6 +445,28 @@ async def test_several_files_without_a_handler_fail_the_deploy(function_runtime,
                  "greeting.py": "def greet(p):\n    return f\"Hello, {p['name']} from {p['place']}\"\n"}, "main.run"),
     ("nodejs", {"lib/main.js": "const greet = require('../greeting');\nmodule.exports = (c, p) => greet(p);\n",
                 "greeting.js": "module.exports = (p) => `Hello, ${p.name} from ${p.place}`;\n"}, "./lib/main.js"),
+    ("java", {"src/main/java/winterfell/Main.java": """
+        package winterfell;
+
+        import java.util.Map;
+        import java.util.function.BiFunction;
+
+        public class Main implements BiFunction<Map<String, Object>, Map<String, Object>, String> {
+            public String apply(Map<String, Object> context, Map<String, Object> payload) {
+                return Greeting.of(payload);
+            }
+        }
+        """, "src/main/java/winterfell/Greeting.java": """
+        package winterfell;
+
+        import java.util.Map;
+
+        class Greeting {
+            static String of(Map<String, Object> p) {
+                return "Hello, " + p.get("name") + " from " + p.get("place");
+            }
+        }
+        """, "pom.xml": "<project/>"}, "winterfell.Main"),
 ])
 async def test_a_folder_source_runs_with_its_explicit_handler(function_runtime, tmp_path, language, files, handler):
     faas_id = await deploy(function_runtime, tmp_path, language, files, handler=handler)
@@ -458,7 +549,14 @@ async def test_an_unsupported_language_fails_the_base_image_check_and_the_build(
         await function_runtime.build_image(ImageSpec(id="c", name="c", language="cobol", base_url=""))
 
 
-@pytest.mark.parametrize("language", ["python3", "nodejs"])
+async def test_a_powershell_base_image_fails_at_once_saying_powershell_is_not_available(function_runtime):
+    """Dispatch's seed images include PowerShell: its base image goes to ERROR with the reason, never hangs."""
+    with pytest.raises(BuildFailed, match="PowerShell is not available on this host"):
+        await asyncio.wait_for(function_runtime.check_base_image(
+            "powershell", "dispatchframework/powershell-base:0.0.13"), 10)
+
+
+@pytest.mark.parametrize("language", ["python3", "nodejs", "java"])
 async def test_supported_base_images_pass_the_check(function_runtime, language):
     await function_runtime.check_base_image(language, f"dispatchframework/{language}-base:0.0.13")
 
@@ -541,7 +639,7 @@ async def test_local_runtime_queues_calls_beyond_max_workers(tmp_path):
     assert held.most_at_once == 2
 
 
-@pytest.mark.parametrize("language", ["python3", "nodejs"])
+@pytest.mark.parametrize("language", ["python3", "nodejs", "java"])
 async def test_one_worker_with_concurrency_two_runs_two_calls_at_once(function_runtime, tmp_path, language):
     code = {"python3": """
         import os
@@ -550,8 +648,14 @@ async def test_one_worker_with_concurrency_two_runs_two_calls_at_once(function_r
             return os.getpid()
         """, "nodejs": """
         module.exports = async (context, payload) => { await meet(payload, 'run'); return process.pid; };
-        """}[language]
-    files = {"held.py" if language == "python3" else "held.js": rendezvous.source(language, code)}
+        """, "java": java("""
+        public Object apply(Map<String, Object> context, Object payload) {
+            Rendezvous.meet(payload, "run");
+            return ProcessHandle.current().pid();
+        }
+        """)}[language]
+    name = {"python3": "held.py", "nodejs": "held.js", "java": "Handler.java"}[language]
+    files = {name: rendezvous.source(language, code)}
     faas_id = await deploy(function_runtime, tmp_path, language, files, min_replicas=1, max_replicas=1,
                            concurrency=2)
     async with Rendezvous() as held:

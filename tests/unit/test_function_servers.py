@@ -1,22 +1,14 @@
 """The per-language function servers in HTTP mode (§3.2), as a container would run them, and `--check`."""
-import json
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
-import dispatch
+from tests.unit.function_servers import command, env, envelope, request
+from tests.unit.function_servers import start_function_server  # noqa: F401 (a fixture)
 
-PACKAGE_PARENT = str(Path(dispatch.__file__).resolve().parent.parent)
-SERVER_JS = str(Path(dispatch.__file__).resolve().parent / "runtimes" / "nodejs" / "server.js")
 FUNCTIONS = {
     "python3": ("hello.py", """
 import time
@@ -32,74 +24,32 @@ module.exports = async (context, payload) => {
   return { myField: `Hello, ${payload.name} from ${payload.place}` };
 };
 """),
+    "java": ("Hello.java", """
+import java.util.Map;
+import java.util.function.BiFunction;
+
+public class Hello implements BiFunction<Map<String, Object>, Map<String, Object>, Map<String, Object>> {
+    public Map<String, Object> apply(Map<String, Object> context, Map<String, Object> payload) {
+        System.out.println("serving " + payload.get("name"));
+        try {
+            Thread.sleep((long) (((Number) payload.getOrDefault("sleep", 0)).doubleValue() * 1000));
+        } catch (InterruptedException stopped) {
+            throw new IllegalStateException(stopped);
+        }
+        return Map.of("myField", "Hello, " + payload.get("name") + " from " + payload.get("place"));
+    }
+}
+"""),
 }
 LANGUAGES = list(FUNCTIONS)
-
-
-def _command(language: str, source: Path, *flags: str) -> list[str]:
-    if language == "python3":
-        return [sys.executable, "-P", "-m", "dispatch.runtimes.python3", "--source", str(source), *flags]
-    return ["node", SERVER_JS, "--source", str(source), *flags]
-
-
-def _env() -> dict[str, str]:
-    return {"PATH": os.environ.get("PATH", os.defpath), "PYTHONPATH": PACKAGE_PARENT}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _request(port: int, path: str, body: bytes | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body,
-                                     method="GET" if body is None else "POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as failed:
-        return failed.code, json.loads(failed.read())
-
-
-@pytest.fixture
-def start_function_server(tmp_path):
-    """Start a server in HTTP mode for a source file; wait for /healthz to answer; stop it afterwards."""
-    started: list[subprocess.Popen] = []
-
-    def start(language: str, filename: str, text: str, *flags: str) -> tuple[subprocess.Popen, int]:
-        source = tmp_path / language
-        source.mkdir()
-        (source / filename).write_text(text)
-        port = _free_port()
-        server = subprocess.Popen(_command(language, source, "--http", "--port", str(port), *flags), env=_env(),
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        started.append(server)
-        for _ in range(100):
-            try:
-                _request(port, "/healthz")
-                return server, port
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError(f"{language} server did not answer: {server.stderr.read1().decode()}")
-
-    yield start
-    for server in started:
-        server.kill()
-        server.wait()
-
-
-def _envelope(payload, **context) -> bytes:
-    return json.dumps({"context": context, "payload": payload}).encode()
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_http_server_answers_healthz_and_runs_the_function_on_any_path(start_function_server, language):
     _, port = start_function_server(language, *FUNCTIONS[language])
 
-    health = _request(port, "/healthz")
-    status, answer = _request(port, "/some/path", _envelope({"name": "Jon", "place": "Winterfell"}))
+    health = request(port, "/healthz")
+    status, answer = request(port, "/some/path", envelope({"name": "Jon", "place": "Winterfell"}))
 
     assert health == (200, {})
     assert status == 200
@@ -111,7 +61,7 @@ def test_http_server_answers_healthz_and_runs_the_function_on_any_path(start_fun
 def test_http_server_answers_a_body_that_is_not_json_with_an_input_error(start_function_server, language):
     _, port = start_function_server(language, *FUNCTIONS[language])
 
-    status, answer = _request(port, "/", b"{not json")
+    status, answer = request(port, "/", b"{not json")
 
     assert status == 200
     assert answer["context"]["error"]["type"] == "InputError"
@@ -123,7 +73,7 @@ def test_http_server_answers_a_call_past_its_deadline_with_the_timeout_error(sta
     server, port = start_function_server(language, *FUNCTIONS[language])
     deadline = (datetime.now(timezone.utc) + timedelta(milliseconds=300)).isoformat()
 
-    status, answer = _request(port, "/", _envelope({"name": "Jon", "place": "W", "sleep": 20}, deadline=deadline))
+    status, answer = request(port, "/", envelope({"name": "Jon", "place": "W", "sleep": 20}, deadline=deadline))
 
     assert answer["context"]["error"]["message"] == "Function execution exceeded the timeout"
     assert server.wait(timeout=5) != 0  # the stuck call cannot be stopped in-process: a fresh one takes over
@@ -149,6 +99,29 @@ module.exports = async (context, payload) => {
   return Promise.race([met.then(() => 'together'), new Promise((resolve) => setTimeout(() => resolve('alone'), 5000))]);
 };
 """),
+    "java": ("Meet.java", """
+import java.util.Map;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.function.BiFunction;
+
+public class Meet implements BiFunction<Map<String, Object>, Map<String, String>, String> {
+    private final CountDownLatch met = new CountDownLatch(1);
+
+    public String apply(Map<String, Object> context, Map<String, String> payload) {
+        System.out.println(payload.get("role"));
+        if (payload.get("role").equals("second")) {
+            met.countDown();
+            return "second";
+        }
+        try {
+            return met.await(5, TimeUnit.SECONDS) ? "together" : "alone";
+        } catch (InterruptedException stopped) {
+            return "stopped";
+        }
+    }
+}
+"""),
 }
 
 
@@ -158,10 +131,10 @@ def test_http_server_with_concurrency_runs_calls_at_once_each_with_its_own_logs(
 
     _, port = start_function_server(language, *MEETING[language], "--concurrency", "2")
     answers = {}
-    first = threading.Thread(target=lambda: answers.update(first=_request(port, "/", _envelope({"role": "first"}))))
+    first = threading.Thread(target=lambda: answers.update(first=request(port, "/", envelope({"role": "first"}))))
     first.start()
     time.sleep(0.2)  # the first call is waiting for the second
-    answers["second"] = _request(port, "/", _envelope({"role": "second"}))
+    answers["second"] = request(port, "/", envelope({"role": "second"}))
     first.join(10)
 
     seen = {role: (answer["payload"], answer["context"]["logs"]["stdout"]) for role, (_, answer) in answers.items()}
@@ -189,15 +162,39 @@ module.exports = async (context, payload) => {
   return 'within';
 };
 """),
+    "java": ("Burn.java", """
+import java.util.Map;
+import java.util.function.BiFunction;
+
+public class Burn implements BiFunction<Map<String, Object>, Map<String, Object>, String> {
+    public String apply(Map<String, Object> context, Map<String, Object> payload) {
+        if (payload.containsKey("sleep")) {
+            try {
+                Thread.sleep(((Number) payload.get("sleep")).longValue() * 1000);
+            } catch (InterruptedException stopped) {
+                return "stopped";
+            }
+            return "slept";
+        }
+        long spins = 0;
+        while (Boolean.TRUE.equals(payload.get("burn"))) {
+            spins++; // keeps the thread busy
+        }
+        return "within";
+    }
+}
+"""),
 }
 
 
-@pytest.mark.parametrize("language", LANGUAGES)
+# The Java server has no --cpu-seconds: the Docker runtime reads a container's CPU time itself, and
+# the Kubernetes runtime, which needs the flag, runs no Java.
+@pytest.mark.parametrize("language", ["python3", "nodejs"])
 def test_http_server_answers_a_call_past_its_cpu_time_with_the_limit_then_exits(start_function_server, language):
     server, port = start_function_server(language, *BURN[language], "--cpu-seconds", "1")
 
-    within = _request(port, "/", _envelope({"burn": False}))
-    status, over = _request(port, "/", _envelope({"burn": True}))
+    within = request(port, "/", envelope({"burn": False}))
+    status, over = request(port, "/", envelope({"burn": True}))
 
     assert within == (200, {"context": {"logs": {"stdout": [], "stderr": []}, "error": None}, "payload": "within"})
     assert status == 200 and over["context"]["error"]["type"] == "FunctionError"
@@ -211,24 +208,25 @@ def test_http_server_answers_a_call_keeping_its_thread_busy_past_its_deadline_th
     server, port = start_function_server(language, *BURN[language])
     deadline = (datetime.now(timezone.utc) + timedelta(milliseconds=300)).isoformat()
 
-    status, answer = _request(port, "/", _envelope({"burn": True}, deadline=deadline))
+    status, answer = request(port, "/", envelope({"burn": True}, deadline=deadline))
 
     assert status == 200 and answer["context"]["error"] == {
         "type": "FunctionError", "message": "Function execution exceeded the timeout", "stacktrace": []}
     assert server.wait(timeout=5) != 0
 
 
-def test_nodejs_http_server_answers_the_calls_beside_a_busy_call_past_its_deadline_with_why_they_ended(
-        start_function_server):
+@pytest.mark.parametrize("language", ["nodejs", "java"])
+def test_http_server_answers_the_calls_beside_a_busy_call_past_its_deadline_with_why_they_ended(
+        start_function_server, language):
     import threading
 
-    server, port = start_function_server("nodejs", *BURN["nodejs"], "--concurrency", "2")
+    server, port = start_function_server(language, *BURN[language], "--concurrency", "2")
     answers = {}
-    sleeper = threading.Thread(target=lambda: answers.update(sleeper=_request(port, "/", _envelope({"sleep": 5}))))
+    sleeper = threading.Thread(target=lambda: answers.update(sleeper=request(port, "/", envelope({"sleep": 5}))))
     sleeper.start()
     time.sleep(0.3)  # the sleeping call is in flight
     soon = (datetime.now(timezone.utc) + timedelta(milliseconds=300)).isoformat()
-    _, busy = _request(port, "/", _envelope({"burn": True}, deadline=soon))
+    _, busy = request(port, "/", envelope({"burn": True}, deadline=soon))
     sleeper.join(10)
 
     assert busy["context"]["error"]["message"] == "Function execution exceeded the timeout"
@@ -257,12 +255,13 @@ def test_http_server_exits_cleanly_on_sigterm(start_function_server, language):
 @pytest.mark.parametrize("language, filename, text", [
     ("python3", "hello.py", "def handle(payload):\n    return payload\n"),
     ("nodejs", "hello.js", "module.exports = 42;\n"),
+    ("java", "Hello.java", "public class Hello {\n}\n"),
 ])
 def test_http_server_with_an_invalid_handler_reports_unhealthy_with_the_reason(
         start_function_server, language, filename, text):
     _, port = start_function_server(language, filename, text)
 
-    status, answer = _request(port, "/healthz")
+    status, answer = request(port, "/healthz")
 
     assert status == 500
     assert answer["error"]["message"].startswith("Invalid function file or handler")
@@ -273,12 +272,16 @@ def test_http_server_with_an_invalid_handler_reports_unhealthy_with_the_reason(
     ("python3", "hello.py", "def handle(context, payload, extra):\n    pass\n", False),
     ("nodejs", "hello.js", FUNCTIONS["nodejs"][1], True),
     ("nodejs", "hello.js", "exports.handle = () => 1;\n", False),
+    ("java", "Hello.java", FUNCTIONS["java"][1], True),
+    ("java", "Hello.java", "public class Hello {\n    public Hello(String name) {\n    }\n}\n", False),
+    ("java", "Hello.java", FUNCTIONS["java"][1].replace("Map.of(", "Map.off("), False),
 ])
 def test_check_validates_the_handler_as_an_image_build_step(tmp_path, language, filename, text, valid):
     (tmp_path / filename).write_text(text)
 
-    checked = subprocess.run(_command(language, tmp_path, "--check"), env=_env(), capture_output=True, text=True,
-                             timeout=30)
+    steps = ["--compile", "--check"] if language == "java" else ["--check"]
+    checked = subprocess.run(command(language, tmp_path, *steps), env=env(), capture_output=True, text=True,
+                             timeout=60)
 
     assert (checked.returncode == 0) is valid
     if not valid:

@@ -46,12 +46,17 @@ class Limits:
 async def run_once(docker: aiodocker.Docker, image: str, command: tuple[str, ...],
                    labels: dict[str, str]) -> tuple[int, str]:
     """Run `command` in a throwaway container without network; its exit code and output (-1 and a
-    note when it ran over a minute)."""
+    note when it ran over a minute; 127, as from a shell, when the image lacks the program)."""
     config = {"Image": image, "Cmd": list(command), "Entrypoint": [], "Labels": labels,
               "HostConfig": {"NetworkMode": "none"}}
     container = await docker.containers.create(config)
     try:
-        await container.start()
+        try:
+            await container.start()
+        except aiodocker.DockerError as exc:
+            if "executable file not found" not in exc.message:
+                raise
+            return 127, f"{command[0]}: not found"
         try:
             async with asyncio.timeout(60):
                 code = (await container.wait()).get("StatusCode")

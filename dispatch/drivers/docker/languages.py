@@ -5,7 +5,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dispatch
-from dispatch.drivers.ports import BuildFailed
+from dispatch.drivers import maven
+from dispatch.drivers.ports import BuildFailed, unsupported_language
 
 _DISPATCH = Path(dispatch.__file__).resolve().parent
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -15,12 +16,18 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 class Language:
     name: str
     version_command: tuple[str, ...]
+    compiled: bool = False
+    """Its function server is compiled in the image, once for all its functions (see runtime_files)."""
 
-    def image_files(self, manifest: str, system_packages: str) -> dict[str, str]:
+    def image_files(self, manifest: str, system_packages: str) -> dict[str, str | bytes]:
         """The image template's build context (§7.3: Dockerfile, system-packages.txt, packages.txt)."""
-        return {"Dockerfile": (TEMPLATES / self.name / "image.Dockerfile").read_text(),
-                "install-system-packages.sh": (TEMPLATES / "install-system-packages.sh").read_text(),
-                "system-packages.txt": system_packages, "packages.txt": manifest}
+        files: dict[str, str | bytes] = {
+            "Dockerfile": (TEMPLATES / self.name / "image.Dockerfile").read_text(),
+            "install-system-packages.sh": (TEMPLATES / "install-system-packages.sh").read_text(),
+            "system-packages.txt": system_packages, "packages.txt": manifest}
+        if self.compiled:
+            files.update({f"runtime/{name}": data for name, data in self.runtime_files().items()})
+        return files
 
     def function_dockerfile(self) -> str:
         return (TEMPLATES / self.name / "function.Dockerfile").read_text()
@@ -29,6 +36,9 @@ class Language:
         """The function server, by its path under /opt/dispatch in the function image."""
         if self.name == "nodejs":
             return {"server.js": (_DISPATCH / "runtimes" / "nodejs" / "server.js").read_bytes()}
+        if self.name == "java":  # sources, compiled with the image's JDK
+            return {f"java/{path.name}": path.read_bytes()
+                    for path in sorted((_DISPATCH / "runtimes" / "java").glob("*.java"))}
         files = {"dispatch/__init__.py": b"", "dispatch/runtimes/__init__.py": b""}
         for path in sorted((_DISPATCH / "runtimes" / "python3").glob("*.py")):
             files[f"dispatch/runtimes/python3/{path.name}"] = path.read_bytes()
@@ -36,7 +46,12 @@ class Language:
 
     def check_manifest(self, manifest: str) -> None:
         """Refuse a manifest the package manager would only reject after a slow build."""
-        if self.name != "nodejs" or not manifest.strip():
+        if not manifest.strip():
+            return
+        if self.name == "java":
+            maven.check_pom(manifest)
+            return
+        if self.name != "nodejs":
             return
         try:
             package = json.loads(manifest)
@@ -49,6 +64,7 @@ class Language:
 LANGUAGES = {
     "python3": Language("python3", ("python3", "--version")),
     "nodejs": Language("nodejs", ("node", "--version")),
+    "java": Language("java", ("javac", "-version"), compiled=True),  # a JDK: functions are compiled
 }
 
 
@@ -56,8 +72,7 @@ def language_named(name: str) -> Language:
     try:
         return LANGUAGES[name]
     except KeyError:
-        supported = ", ".join(LANGUAGES)
-        raise BuildFailed(f"language {name} is not supported by the Docker runtime (supported: {supported})") from None
+        raise unsupported_language(name, "Docker", LANGUAGES) from None
 
 
 def system_packages_text(packages: tuple[tuple[str, str], ...]) -> str:

@@ -10,7 +10,8 @@ from typing import Any, Iterable
 
 from dispatch.drivers.local import images
 from dispatch.drivers.local.forkserver import ForkServer
-from dispatch.drivers.local.languages import PACKAGE_PARENT, Language, WorkerSpec, language_named, zygote_env
+from dispatch.drivers.local.java import Java
+from dispatch.drivers.local.languages import LANGUAGES, PACKAGE_PARENT, Language, WorkerSpec, language_named, zygote_env
 from dispatch.drivers.local.pool import AtCapacity, Scale, WorkerPool
 from dispatch.drivers.local.sandbox import Limits, Users
 from dispatch.drivers.local.workers import Worker, WorkerDied, WorkerNotReady, WorkerTimedOut
@@ -36,11 +37,12 @@ class Defaults:
 class LocalRuntime:
     def __init__(self, data_dir: Path, max_workers: int = 4, max_log_bytes: int = 1 << 20,
                  functions_dir: Path | None = None, idle_seconds: float = 300.0, max_queued_runs: int = 1000,
-                 separate_users: bool | None = None):
+                 separate_users: bool | None = None, maven_settings: Path | None = None):
         """Images live under `data_dir/images`, shared by the processes of a host; deployed
         functions under `functions_dir` (default `data_dir/functions`), which must be this
         process's own when several processes share the host. `separate_users`: run each function
-        as a user of its own (default: when this process is root)."""
+        as a user of its own (default: when this process is root). `maven_settings`: the
+        settings.xml Maven gets when it installs a Java image's pom.xml."""
         self._images_dir = Path(data_dir) / "images"
         self._functions_dir = Path(functions_dir) if functions_dir else Path(data_dir) / "functions"
         self._defaults = Defaults(max(1, max_workers), idle_seconds, max_queued_runs)
@@ -49,36 +51,34 @@ class LocalRuntime:
         self._zygote = ForkServer(PACKAGE_PARENT, zygote_env())
         self._pools: dict[str, WorkerPool] = {}
         self._deploying: dict[str, asyncio.Lock] = {}
+        self._languages: dict[str, Language] = {**LANGUAGES, "java": Java(Path(data_dir) / "java", maven_settings)}
 
     async def check_base_image(self, language: str, docker_url: str) -> None:
         """The local runtime ignores `docker_url`: the language's interpreter on this host is the base image."""
-        await images.check_interpreter(language_named(language))
+        await images.check_interpreter(language_named(language, self._languages))
 
     async def build_image(self, spec: ImageSpec, progress: Progress | None = None) -> str:
         _check_id(spec.id, "image")
         self._users.keep_private(self._images_dir)
-        return str(await images.build(language_named(spec.language), spec, self._images_dir, progress))
+        return str(await images.build(language_named(spec.language, self._languages), spec, self._images_dir,
+                                      progress))
 
     async def remove_image(self, location: str) -> None:
         await images.remove(location)
 
     async def deploy(self, spec: DeploymentSpec) -> str:
         _check_id(spec.faas_id, "function")
-        language = language_named(spec.language)
+        language = language_named(spec.language, self._languages)
         image_dir = Path(spec.image_location) if spec.image_location else None
         if image_dir is not None and not image_dir.is_dir():
             raise BuildFailed(f"image folder {spec.image_location} is missing on this host; rebuild the image")
         async with self._deploying.setdefault(spec.faas_id, asyncio.Lock()):
             await self._stop(spec.faas_id)
             folder = self._functions_dir / spec.faas_id
-            try:
-                await asyncio.to_thread(self._unpack, spec, folder, image_dir)
-            except Rejected as exc:
-                await asyncio.to_thread(shutil.rmtree, folder, True)
-                raise BuildFailed(exc.message) from None
             scale = self._scale(spec)
             worker = WorkerSpec(spec.handler, image_dir, self._max_log_bytes, scale.concurrency, spec.memory_mb,
                                 spec.cpu_seconds, self._users.separate)
+            await self._ready_source(spec, folder, image_dir, language, worker)
             request = language.worker_request(worker) | {"cwd": str(folder)}
             limits = Limits(spec.memory_mb, spec.cpu_seconds)
             start = partial(self._start_worker, language, request, spec.faas_id, limits)
@@ -148,10 +148,26 @@ class LocalRuntime:
                      idle_seconds=self._defaults.idle_seconds if spec.idle_seconds is None else spec.idle_seconds,
                      max_queued=self._defaults.max_queued_runs)
 
-    def _unpack(self, spec: DeploymentSpec, folder: Path, image_dir: Path | None) -> None:
+    async def _ready_source(self, spec: DeploymentSpec, folder: Path, image_dir: Path | None, language: Language,
+                           worker: WorkerSpec) -> None:
+        """Extract the source, let the language ready it (compile), then hand it to the function's user."""
+        try:
+            await asyncio.to_thread(self._extract, spec, folder)
+            await language.prepare(folder, worker)
+            await asyncio.to_thread(self._hand_over, spec.faas_id, folder, image_dir)
+        except Rejected as exc:
+            await asyncio.to_thread(shutil.rmtree, folder, True)
+            raise BuildFailed(exc.message) from None
+        except BaseException:
+            await asyncio.to_thread(shutil.rmtree, folder, True)
+            raise
+
+    def _extract(self, spec: DeploymentSpec, folder: Path) -> None:
         self._users.keep_private(self._functions_dir)
         source.extract(spec.source, folder)
-        self._users.hand_over(folder, spec.faas_id)
+
+    def _hand_over(self, faas_id: str, folder: Path, image_dir: Path | None) -> None:
+        self._users.hand_over(folder, faas_id)
         if image_dir is not None and self._users.separate:
             image_dir.chmod(0o755)  # readable by every function's user; its parent folder is not
 

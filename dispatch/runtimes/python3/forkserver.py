@@ -120,6 +120,10 @@ def _become_worker(message: dict, fds: list[int], libc, libraries: dict[str, int
         for name, (soft, hard) in (message.get("rlimits") or {}).items():
             resource.setrlimit(getattr(resource, f"RLIMIT_{name}"), (soft, hard))
         if message.get("uid") is not None:
+            # Its pipes (fds 1-4) become its user's: a worker that can use an inherited descriptor
+            # only by opening /proc/self/fd/N again (Java) needs the pipe's own permission for it.
+            for fd in range(1, 5):
+                os.fchown(fd, message["uid"], message["gid"])
             os.setgroups([])
             os.setgid(message["gid"])
             os.setuid(message["uid"])
