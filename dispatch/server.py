@@ -14,7 +14,7 @@ from aiohttp import web
 from dispatch.errors import Unavailable
 from dispatch.gateway.accepted import AcceptedRuns
 from dispatch.gateway.app import create_api_app, create_app
-from dispatch.gateway.auth import authority_for
+from dispatch.gateway.auth import authority_for, users_for
 from dispatch.gateway.logs import app_runner, configure_logging
 from dispatch.gateway.tls import serve_https
 from dispatch.handlers.bootstrap import bootstrap
@@ -62,6 +62,7 @@ async def serve(settings: Settings, on_ready: Ready | None = None) -> None:
     """`on_ready` gets the installation's administrator when this process holds its key."""
     configure_logging(settings.log_level)
     check_exposure(settings)
+    users_for(settings)  # a half or malformed OIDC configuration fails before anything starts
     if settings.store != "sqlite":
         await _serve(settings, on_ready)  # processes of a distributed installation share nothing local
         return
@@ -143,7 +144,8 @@ async def rebuild_views(settings: Settings) -> dict[str, int]:
         try:
             position = await platform.projector.rebuild()
             dump = await platform.views.dump()
-            return {"position": position, "resources": len(dump["resources"]), "runs": len(dump["runs"])}
+            return {"position": position, "resources": len(dump["resources"]), "runs": len(dump["runs"]),
+                    "audit": len(dump["audit"])}
         finally:
             await platform.store.close()
 

@@ -17,8 +17,8 @@ def contexts(ctx: typer.Context) -> None:
         return
     state = state_of(ctx)
     config = load_config(state.config_path)
-    # Cookies are credentials: never print them.
-    listed = {name: {**values, "cookie": ""} if "cookie" in values else values
+    # Cookies and a user's tokens are credentials: never print them.
+    listed = {name: {**values, **{key: "" for key in ("cookie", "token", "refreshToken") if key in values}}
               for name, values in config["contexts"].items()}
     if state.output is not None:
         render({"current": config["current"], "contexts": listed}, state.output)

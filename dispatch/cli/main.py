@@ -5,7 +5,9 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperGroup
 
-from dispatch.cli import admin, context, create, delete, emit, exec as exec_, get, iam, login, logs, manage, server, update, version
+from dispatch.cli import (
+    admin, audit, context, create, delete, emit, exec as exec_, get, iam, login, logs, manage, server, update, version,
+)
 from dispatch.cli.client import DispatchClientError
 from dispatch.cli.config import (
     DEFAULT_CONFIG, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_SCHEME, CliState, load_config, resolve_target,
@@ -17,7 +19,7 @@ _VALUED = {"--config", "--host", "--port", "--scheme", "--organization", "-o", "
            "--service-account", "--jwt-private-key"}
 _FLAGS = {"--insecure", "--json"}
 _SERVER_OWN = {"--host", "--port", "--organization"}
-_HELP_ORDER = ["create", "get", "update", "apply", "delete", "exec", "emit", "logs", "iam", "login", "logout",
+_HELP_ORDER = ["create", "get", "update", "apply", "delete", "exec", "emit", "logs", "iam", "audit", "login", "logout",
                "token", "context", "version", "server", "admin"]
 
 
@@ -157,6 +159,7 @@ app.add_typer(logs.app, name="logs")
 app.add_typer(context.app, name="context")
 app.command()(version.version)
 app.add_typer(iam.app, name="iam")
+app.command()(audit.audit)
 app.command()(login.login)
 app.command()(login.logout)
 app.command()(login.token)

@@ -4,7 +4,7 @@ from aiohttp import web
 from dispatch.handlers.platform import Platform
 from dispatch.settings import Settings
 
-from . import build_logs, drivers, events, iam, pushes, runs, system, user_api
+from . import audit, build_logs, drivers, events, iam, pushes, runs, system, user_api
 from .auth import AUTHORITY, Authority, authenticate, trusted_hosts
 from .context import SETTINGS
 from .credentials import CREDENTIALS, Credentials
@@ -40,6 +40,7 @@ def create_app(settings: Settings, platform: Platform, accepted: AcceptedRuns | 
     pushes.serve(app)
     app.add_routes(system.routes())
     app.add_routes(iam.routes())
+    audit.serve(app)
     return app
 
 

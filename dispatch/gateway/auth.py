@@ -1,8 +1,9 @@
 """Who is calling, in which organization, and whether they may: one middleware in front of the
 management API (contract §1.2, §2.13).
 
-Every path but `/`, `/v1/version`, `/healthz` and `/readyz` needs a bearer token (webhook pushes
-under `/driver/` carry their driver's own token). The organization is the caller's: a service
+Every path but `/`, `/v1/version`, `/healthz`, `/readyz` and `/v1/iam/oidc` (where `dispatch login`
+finds the issuer) needs a bearer token: a service account's, a function's or a user's ID token (webhook
+pushes under `/driver/` carry their driver's own token). The organization is the caller's: a service
 account's own unless `X-Dispatch-Org` names another, which only a global policy opens; a user
 names theirs in the header. The organization found here replaces the header for everything
 after (`context.organization`). A refusal is 401 (no identity) or 403 (not allowed, recorded in
@@ -14,8 +15,10 @@ import re
 import structlog
 from aiohttp import web
 
+from dispatch.errors import Rejected
 from dispatch.iam.directory import Directory
 from dispatch.iam.keys import platform_key
+from dispatch.iam.oidc import OIDCUsers
 from dispatch.iam.policy import ACCOUNT, ACTIONS, Principal, allowed, global_grant
 from dispatch.iam.tokens import Unauthenticated, Verifier
 from dispatch.schemas.commands import RecordDenial
@@ -27,7 +30,7 @@ from .context import CORRELATION_ID, ORG_HEADER, ORGANIZATION, PRINCIPAL
 from .errors import error_response
 
 log = structlog.get_logger("dispatch.gateway")
-OPEN_PATHS = frozenset({"/", "/v1/version", "/healthz", "/readyz"})
+OPEN_PATHS = frozenset({"/", "/v1/version", "/healthz", "/readyz", "/v1/iam/oidc"})
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 
 
@@ -67,8 +70,15 @@ def authority_for(settings: Settings, platform) -> Authority | None:
     bootstrap = None
     if settings.bootstrap_public_key is not None:
         bootstrap = public_key(base64.b64encode(settings.bootstrap_public_key.read_bytes()).decode())
-    verifier = Verifier(platform.directory, platform_key(platform.box), users=None, bootstrap=bootstrap)
+    verifier = Verifier(platform.directory, platform_key(platform.box), users=users_for(settings), bootstrap=bootstrap)
     return Authority(platform.directory, verifier, platform.bus, settings.default_organization)
+
+
+def users_for(settings: Settings) -> OIDCUsers | None:
+    """Users log in when both the issuer and this installation's client id there are set."""
+    if bool(settings.oidc_issuer) != bool(settings.oidc_client_id):
+        raise Rejected("--oidc-issuer and --oidc-client-id go together: give both to log users in, or neither")
+    return OIDCUsers(settings.oidc_issuer, settings.oidc_client_id) if settings.oidc_issuer else None
 
 
 def resource_of(path: str) -> str | None:

@@ -1,5 +1,5 @@
 """`/v1/iam/*`: organizations, policies and service accounts (contract §2.13), plus `/home`,
-the authenticated probe of `dispatch login`.
+the authenticated probe of `dispatch login`, and `/v1/iam/oidc`, where it finds the issuer users log in at.
 
 An organization, and a global policy, reach beyond the caller's own organization: creating,
 changing or deleting one takes a global grant on `iam` (the bootstrap admin's), so no tenant can
@@ -10,7 +10,7 @@ from dispatch.errors import DispatchError, NotFound
 from dispatch.iam.policy import NOBODY, allowed, global_grant
 
 from .auth import AUTHORITY
-from .context import PRINCIPAL, application_filter, matches_application, organization
+from .context import PRINCIPAL, SETTINGS, application_filter, matches_application, organization
 from .resources import PLATFORM, Prepare, ResourceEndpoints
 
 
@@ -94,5 +94,13 @@ async def home(request: web.Request) -> web.Response:
     return web.json_response({"message": "Home Page, You have already logged in"})
 
 
+async def oidc(request: web.Request) -> web.Response:
+    """Open to all: `dispatch login` reads here where users log in, and as which client."""
+    settings = request.app[SETTINGS]
+    if not (settings.oidc_issuer and settings.oidc_client_id):
+        raise NotFound("this server logs no users in through OpenID Connect (it has no --oidc-issuer)")
+    return web.json_response({"issuer": settings.oidc_issuer, "clientId": settings.oidc_client_id})
+
+
 def routes() -> list[web.RouteDef]:
-    return [web.get("/home", home)]
+    return [web.get("/home", home), web.get("/v1/iam/oidc", oidc)]

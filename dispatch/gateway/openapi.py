@@ -15,6 +15,32 @@ ORG = {"name": "X-Dispatch-Org", "in": "header", "required": False, "schema": {"
        "description": "The organization to act in: the caller's own when absent or empty (a global policy "
                       "opens the others). With --skip-auth it is required, and empty means the server's default."}
 TAGS = {"name": "tags", "in": "query", "schema": {"type": "array", "items": {"type": "string"}}}
+_TEXT, _NULLABLE_TEXT = {"type": "string"}, {"type": ["string", "null"]}
+AUDIT_ENTRY = {
+    "type": "object", "description": "One fact of the audit trail: who did what, when, allowed or denied.",
+    "required": ["time", "subject", "organization", "action", "resource", "name", "outcome", "position"],
+    "properties": {
+        "time": {"type": "number", "description": "Unix seconds, with milliseconds."},
+        "subject": {**_TEXT, "description": "<organization>/<account>, a user's e-mail, or system."},
+        "organization": _TEXT, "action": {"enum": ["get", "create", "update", "delete"]},
+        "resource": {**_TEXT, "description": "The policy resource: function, secret, event, iam…"},
+        "kind": {**_NULLABLE_TEXT, "description": "Function, Secret, Policy…; null for a refusal."},
+        "name": _TEXT, "outcome": {"enum": ["allowed", "denied"]},
+        "reason": {**_NULLABLE_TEXT, "description": "Why a request was denied."},
+        "requestId": {**_NULLABLE_TEXT, "description": "The request's X-Request-Id (its correlation id)."},
+        "position": {"type": "integer", "description": "Its position in the event log; pages go by it."}}}
+AUDIT_PAGE = {"type": "object", "required": ["entries", "next"], "properties": {
+    "entries": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEntry"}},
+    "next": {"type": ["integer", "null"], "description": "Pass as `after` for the next page; null at the end."}}}
+AUDIT_QUERY = [
+    {"name": "organization", "in": "query", "schema": _TEXT,
+     "description": "Another organization, or * for all: takes a global policy on audit."},
+    *({"name": key, "in": "query", "schema": _TEXT, "description": f"Only the entries of this {key}."}
+      for key in ("subject", "resource", "name")),
+    {"name": "since", "in": "query", "schema": {"type": "number"}, "description": "Unix seconds: entries from then."},
+    {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0},
+     "description": "The `next` of the previous page."},
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}]
 SECURITY = {"bearer": {
     "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
     "description": "A service account's RS256/384/512 JWT (iss <organization>/<account>, exp), an OpenID Connect "
@@ -89,6 +115,10 @@ def openapi_document(release: str) -> dict[str, Any]:
         "parameters": where, "description": "A webhook driver's push URL (its token as Authorization: Bearer): "
                                             "the body becomes an event, or is one (a CloudEvent).",
         "responses": {"202": _answer({"type": "object"}, "accepted"), **_errors(400, 401, 404, 500)}}}
+    paths["/v1/audit"] = {"get": {
+        "parameters": [ORG, *AUDIT_QUERY], "description": "Who did what, when, allowed or denied, oldest first: "
+                                                          "the caller's organization's entries (get on audit).",
+        "responses": {"200": _answer(AUDIT_PAGE), **_errors(400)}}}
     paths["/home"] = {"get": {"description": "An authenticated probe (dispatch login).",
                               "responses": {"200": _answer({"type": "object"})}}}
     _secured(paths)
@@ -98,7 +128,7 @@ def openapi_document(release: str) -> dict[str, Any]:
     paths["/healthz"] = {"get": {**open_, "responses": {"200": _answer({"type": "object"}), **_errors(500)}}}
     paths["/"] = {"get": {**open_, "responses": {"200": _answer({"type": "object"})}}}
     return {"openapi": "3.1.0", "info": {"title": "Dispatch", "version": release}, "security": [{"bearer": []}],
-            "paths": paths, "components": {"schemas": {**schemas["$defs"], "Error": ERROR},
+            "paths": paths, "components": {"schemas": {**schemas["$defs"], "Error": ERROR, "AuditEntry": AUDIT_ENTRY},
                                            "securitySchemes": SECURITY}}
 
 

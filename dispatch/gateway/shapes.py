@@ -5,6 +5,7 @@ from aiohttp import web
 from dispatch.errors import Rejected
 from dispatch.store.sealing import SecretBox
 
+from .audit import record_secret_read
 from .context import correlation_id
 from .resources import PLATFORM
 
@@ -30,10 +31,12 @@ def sealed_secret(request: web.Request, raw: dict, resource: dict) -> tuple[dict
 
 
 def present_secret(request: web.Request, resource: dict, single: bool) -> dict:
-    """Values show only on a single GET; lists and write answers mask them."""
+    """Values show only on a single GET, which the audit trail records; lists and write answers
+    mask them."""
     values = resource.get("secrets") or {}
     if not (single and request.method == "GET"):
         return {**resource, "secrets": SecretBox.masked(values)}
     audit.info("secret read", secret=resource["name"], correlation_id=correlation_id(request),
                remote=request.remote)
+    record_secret_read(request, resource["name"])
     return {**resource, "secrets": request.app[PLATFORM].box.open(values)}

@@ -8,7 +8,7 @@ from dispatch.errors import Conflict
 from dispatch.schemas import commands as c
 from dispatch.schemas import events as e
 from dispatch.schemas.resources import KINDS, Status
-from dispatch.store.ports import EventLog, Views
+from dispatch.store.ports import ConcurrencyConflict, EventLog, Views
 
 from .lifecycle import LABELS, Loaded, create, delete, update
 
@@ -68,10 +68,23 @@ async def delete_service_account(cmd: c.DeleteServiceAccount, events: EventLog) 
 
 
 async def record_denial(cmd: c.RecordDenial, events: EventLog) -> None:
-    """Consumes RecordDenial; emits AccessDenied."""
+    """Consumes RecordDenial; emits AccessDenied, once per command."""
     denied = e.AccessDenied(organization=cmd.organization, action=cmd.action, resource=cmd.resource,
                             name=cmd.name, reason=cmd.reason, request_id=cmd.correlation_id or "").caused_by(cmd)
-    await events.append(denied.stream, 0, [denied])
+    try:
+        await events.append(denied.stream, 0, [denied])
+    except ConcurrencyConflict:
+        pass  # a redelivery of a command already recorded
+
+
+async def record_secret_read(cmd: c.RecordSecretRead, events: EventLog) -> None:
+    """Consumes RecordSecretRead; emits SecretRead, once per command."""
+    read = e.SecretRead(organization=cmd.organization, name=cmd.name,
+                        request_id=cmd.correlation_id or "").caused_by(cmd)
+    try:
+        await events.append(read.stream, 0, [read])
+    except ConcurrencyConflict:
+        pass  # a redelivery of a command already recorded: its stream is the command's own
 
 
 def register(bus: MessageBus, events: EventLog, views: Views) -> None:
@@ -85,3 +98,4 @@ def register(bus: MessageBus, events: EventLog, views: Views) -> None:
     bus.handle(c.UpdateServiceAccount, partial(update_service_account, events=events))
     bus.handle(c.DeleteServiceAccount, partial(delete_service_account, events=events))
     bus.handle(c.RecordDenial, partial(record_denial, events=events))
+    bus.handle(c.RecordSecretRead, partial(record_secret_read, events=events))

@@ -92,6 +92,14 @@ class RecordDenial(Command):
     name: str = ""
     reason: str = ""
 
+
+class RecordSecretRead(Command):
+    """Record that a secret's values were shown (SecretRead), for the audit trail."""
+
+    organization: str
+    name: str
+
+
 class CreateAPI(CreateResource): pass
 class UpdateAPI(UpdateResource): pass
 class DeleteAPI(DeleteResource): pass

@@ -141,8 +141,8 @@ class ServiceAccountDeleted(ResourceDeleted): pass
 
 
 class AccessDenied(Event):
-    """A request the gateway refused (401 or 403): who, in which organization, what. Recorded
-    for the audit trail, in a stream of its own."""
+    """A request the gateway refused (403): who, in which organization, what. Recorded for the
+    audit trail, in a stream of its own."""
 
     relayed = False  # only the audit view reads it
 
@@ -155,7 +155,24 @@ class AccessDenied(Event):
 
     @property
     def stream(self) -> str:
-        return f"Denied:{self.organization}:{self.message_id}"
+        # One stream per recording command: a redelivered command finds its stream written.
+        return f"Denied:{self.organization}:{self.causation_id or self.message_id}"
+
+
+class SecretRead(Event):
+    """A secret's values were shown (a single GET of it): who, in which organization, which
+    secret. Recorded for the audit trail; the values are not in it."""
+
+    relayed = False  # only the audit view reads it
+
+    organization: str
+    name: str
+    request_id: str = ""
+
+    @property
+    def stream(self) -> str:
+        # One stream per recording command: a redelivered command finds its stream written.
+        return f"SecretRead:{self.organization}:{self.causation_id or self.message_id}"
 
 
 class RunEvent(Event):

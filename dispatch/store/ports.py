@@ -59,6 +59,9 @@ class ViewTransaction(Protocol):
 
     def delete_runs(self, org: str, function: str) -> None: ...
 
+    def put_audit(self, entry: dict[str, Any]) -> None:
+        """Record an audit entry under its log `position` (writing one twice changes nothing)."""
+
 
 class Views(Protocol):
     async def get_resource(self, org: str, kind: str, name: str) -> dict[str, Any] | None: ...
@@ -74,6 +77,12 @@ class Views(Protocol):
 
     async def unfinished_runs(self) -> list[tuple[str, dict[str, Any]]]:
         """(organization, run) of every run accepted but not finished, for recovery at start."""
+
+    async def list_audit(self, organization: str | None, subject: str | None = None, resource: str | None = None,
+                         name: str | None = None, since: float | None = None, after: int = 0,
+                         limit: int = 100) -> list[dict[str, Any]]:
+        """The audit entries of an organization (of every one when None), by position: those past
+        `after`, at `since` (Unix seconds) or later, matching each filter given."""
 
     async def tracking(self, name: str) -> int: ...
 

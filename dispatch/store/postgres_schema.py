@@ -11,8 +11,11 @@ ever stored and read whole, and JSON keeps the text as given, so writes skip JSO
 (measured: a third of an append batch's insert) and reads skip the conversion back."""
 import hashlib
 import re
+from typing import Awaitable, Callable
 
 import asyncpg
+
+from . import postgres_audit
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
 
@@ -33,7 +36,10 @@ CREATE TABLE runs (
     modified BIGINT NOT NULL, seq BIGSERIAL NOT NULL, body JSON NOT NULL, PRIMARY KEY (org, name));
 CREATE INDEX runs_by_function ON runs (org, function, modified);
 """),
+    (2, "the audit trail, filled from the log", postgres_audit.SCHEMA),
 ]
+# What a migration does beyond its SQL, in the same transaction.
+FILLS: dict[int, Callable[[asyncpg.Connection], Awaitable[None]]] = {2: postgres_audit.fill}
 
 
 def checked(schema: str) -> str:
@@ -63,6 +69,8 @@ async def migrate(conn: asyncpg.Connection, schema: str) -> list[int]:
                 continue
             await conn.execute(f'SET LOCAL search_path TO "{schema}"')
             await conn.execute(sql)
+            if version in FILLS:
+                await FILLS[version](conn)
             await conn.execute(f'INSERT INTO "{schema}".migrations (version, description) VALUES ($1, $2)',
                                version, description)
             applied.append(version)

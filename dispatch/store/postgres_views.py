@@ -1,5 +1,5 @@
-"""Read models on PostgreSQL: the same tables as SQLite's (resources, runs, tracking), in the
-store's schema.
+"""Read models on PostgreSQL: the same tables as SQLite's (resources, runs, audit, tracking), in
+the store's schema.
 
 Projections are synchronous and asyncpg is not, so a projection runs against a unit of work:
 before a batch is projected, every resource row its events touch is read in one query; the
@@ -16,6 +16,7 @@ from dispatch.schemas.wirejson import dumps_text
 
 from .ports import Recorded
 from .postgres import SELECT_EVENTS, PostgresStore, recorded_from
+from .postgres_audit import audit_query, put_audit
 
 Key = tuple[str, str, str]
 
@@ -54,6 +55,7 @@ class _UnitOfWork:
         self.resources: dict[Key, dict[str, Any] | None] = {}
         self.runs: dict[tuple[str, str], dict[str, Any]] = {}
         self.run_deletes: set[tuple[str, str]] = set()
+        self.audit: list[dict[str, Any]] = []
 
     def get_resource(self, org: str, kind: str, name: str) -> dict[str, Any] | None:
         try:
@@ -77,6 +79,9 @@ class _UnitOfWork:
                      if not (key[0] == org and run["functionName"] == function)}
         self.run_deletes.add((org, function))
 
+    def put_audit(self, entry: dict[str, Any]) -> None:
+        self.audit.append(entry)
+
     async def flush(self, conn: asyncpg.Connection) -> None:
         puts = [(*key, dumps_text(body)) for key, body in self.resources.items() if body is not None]
         deletes = [key for key, body in self.resources.items() if body is None]
@@ -90,6 +95,8 @@ class _UnitOfWork:
             await conn.execute(PUT_RUNS, *_transposed([
                 (org, name, run["functionName"], int(run.get("modifiedTime") or 0), dumps_text(run))
                 for (org, name), run in self.runs.items()]))
+        if self.audit:
+            await put_audit(conn, self.audit)
 
 
 async def _prefetch(conn: asyncpg.Connection, batch: list[Recorded]) -> dict[Key, dict[str, Any] | None]:
@@ -157,6 +164,12 @@ class PostgresViews:
                                  "ORDER BY modified, seq")
         return [(org, json.loads(body)) for org, body in rows]
 
+    async def list_audit(self, organization: str | None, subject: str | None = None, resource: str | None = None,
+                         name: str | None = None, since: float | None = None, after: int = 0,
+                         limit: int = 100) -> list[dict[str, Any]]:
+        sql, args = audit_query(organization, subject, resource, name, since, after, limit)
+        return [json.loads(body) for (body,) in await self._fetch(sql, *args)]
+
     async def tracking(self, name: str) -> int:
         return await self._value("SELECT COALESCE((SELECT position FROM tracking WHERE name = $1), 0)", name)
 
@@ -195,7 +208,7 @@ class PostgresViews:
     async def reset(self, name: str) -> None:
         async with self.store.connection() as conn, conn.transaction():
             await conn.fetchval(LOCK_TRACKING, name)
-            await conn.execute("TRUNCATE resources, runs")  # a rebuild: faster than DELETE on large tables
+            await conn.execute("TRUNCATE resources, runs, audit")  # a rebuild: faster than DELETE on large tables
             await conn.execute(MOVE_TRACKING, name, 0)
 
     async def dump(self) -> dict[str, list]:
@@ -203,5 +216,8 @@ class PostgresViews:
                                       'ORDER BY org, kind, name')
         runs = await self._fetch('SELECT org, name, function, modified, body FROM runs '
                                  'ORDER BY org, name')
+        audit = await self._fetch('SELECT position, org, subject, resource, name, time, body FROM audit '
+                                  'ORDER BY position')
         return {"resources": [(*row[:3], json.loads(row[3])) for row in resources],
-                "runs": [(*row[:4], json.loads(row[4])) for row in runs]}
+                "runs": [(*row[:4], json.loads(row[4])) for row in runs],
+                "audit": [(*row[:6], json.loads(row[6])) for row in audit]}

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from dispatch.schemas.envelope import Event, decode, unrelayed_types
 
+from . import sqlite_audit
 from .ports import ConcurrencyConflict, Recorded
 from .watermark import Watermark
 
@@ -37,7 +38,7 @@ CREATE TABLE IF NOT EXISTS runs (
     org TEXT NOT NULL, name TEXT NOT NULL, function TEXT NOT NULL,
     modified INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (org, name));
 CREATE INDEX IF NOT EXISTS runs_by_function ON runs (org, function, modified);
-"""
+""" + sqlite_audit.SCHEMA
 
 
 CHECKPOINT_SECONDS = 1.0
@@ -82,6 +83,7 @@ class SQLiteStore:
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.write_db = _connect(self.path, checkpoints=False)
+        sqlite_audit.upgrade(self.write_db)
         self.write_db.executescript(SCHEMA)
         self.read_db = await self.read(lambda: _connect(self.path))
         self._head.advance(await self.last_position())

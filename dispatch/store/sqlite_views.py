@@ -1,4 +1,5 @@
-"""Read models on SQLite: resources by (organization, kind, name) and runs by function."""
+"""Read models on SQLite: resources by (organization, kind, name), runs by function and the
+audit trail by position."""
 import json
 import sqlite3
 from typing import Any
@@ -7,6 +8,7 @@ from dispatch.schemas.wirejson import dumps_text
 
 from .ports import Recorded
 from .sqlite import SQLiteStore
+from .sqlite_audit import audit_query, put_audit
 
 
 class _Transaction:
@@ -31,6 +33,9 @@ class _Transaction:
 
     def delete_runs(self, org: str, function: str) -> None:
         self.db.execute("DELETE FROM runs WHERE org = ? AND function = ?", (org, function))
+
+    def put_audit(self, entry: dict[str, Any]) -> None:
+        put_audit(self.db, entry)
 
 
 class SQLiteViews:
@@ -79,6 +84,13 @@ class SQLiteViews:
             "ORDER BY modified"))
         return [(org, json.loads(body)) for org, body in rows]
 
+    async def list_audit(self, organization: str | None, subject: str | None = None, resource: str | None = None,
+                         name: str | None = None, since: float | None = None, after: int = 0,
+                         limit: int = 100) -> list[dict[str, Any]]:
+        sql, args = audit_query(organization, subject, resource, name, since, after, limit)
+        rows = await self.store.read(lambda: self._query(sql, args))
+        return [json.loads(body) for (body,) in rows]
+
     async def tracking(self, name: str) -> int:
         row = self._lookup("SELECT position FROM tracking WHERE name = ?", (name,))
         return 0 if row is None else row[0]
@@ -122,6 +134,7 @@ class SQLiteViews:
             db.execute("BEGIN IMMEDIATE")
             db.execute("DELETE FROM resources")
             db.execute("DELETE FROM runs")
+            db.execute("DELETE FROM audit")
             db.execute("INSERT OR REPLACE INTO tracking (name, position) VALUES (?, 0)", (name,))
             db.execute("COMMIT")
 
@@ -132,6 +145,8 @@ class SQLiteViews:
             return {
                 "resources": self._query("SELECT org, kind, name, body FROM resources ORDER BY org, kind, name"),
                 "runs": self._query("SELECT org, name, function, modified, body FROM runs ORDER BY org, name"),
+                "audit": self._query("SELECT position, org, subject, resource, name, time, body FROM audit "
+                                     "ORDER BY position"),
             }
 
         return await self.store.read(read)

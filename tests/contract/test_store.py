@@ -1,6 +1,9 @@
 """The event log, blob store and read-model contract, run against every adapter."""
 import asyncio
+import json
 import socket
+import sqlite3
+import time
 import uuid
 from urllib.parse import urlsplit
 
@@ -166,18 +169,137 @@ async def test_rebuilt_read_models_equal_the_live_ones(store):
     projector = Projector(log, views)
     for i in range(20):
         ev = created(f"r{i}", org="a" if i % 2 else "b")
+        ev.subject = f"a/user{i % 3}" if i % 4 else None
         await log.append(ev.stream, 0, [ev])
         await projector.catch_up()
     ready = e.FunctionDeployed(organization="b", name="r0", status="READY", modified_time=5)
     await log.append(ready.stream, 1, [ready])
-    gone = e.FunctionDeletionRequested(organization="a", name="r1")
+    gone = e.FunctionDeletionRequested(organization="a", name="r1", subject="a/user1")
     await log.append(gone.stream, 1, [gone, e.FunctionDeleted(organization="a", name="r1")])
+    await log.append("Denied:a:1", 0, [denied("a", "a/ci")])
     await projector.catch_up()
     live = await views.dump()
+    assert len(live["audit"]) == 22
     await projector.rebuild()
     assert await views.dump() == live
     assert (await views.get_resource("b", "Function", "r0"))["status"] == "READY"
     assert await views.get_resource("a", "Function", "r1") is None
+
+
+# -- the audit trail -----------------------------------------------------------------------------
+
+def denied(org: str, subject: str, request_id: str = "r-denied") -> e.AccessDenied:
+    return e.AccessDenied(organization=org, action="create", resource="secret", name="s", subject=subject,
+                          reason=f"{subject} may not create secret in organization {org}", request_id=request_id)
+
+
+def by(event, subject: str | None, request_id: str | None = None):
+    event.subject, event.correlation_id = subject, request_id
+    return event
+
+
+async def audited_history(log) -> None:
+    """What users did in organizations a and b, and what the platform did meanwhile."""
+    function = by(created("hello", org="a"), "a/admin", "r1")
+    await log.append(function.stream, 0, [function])
+    built = e.FunctionDeployed(organization="a", name="hello", status="READY", modified_time=5, subject="a/admin")
+    await log.append(function.stream, 1, [built])  # the platform's doing, though caused by a user
+    run = ran("a", "run1", "hello", 10)
+    run.subject = "a/admin"
+    await log.append(run.stream, 0, [run])  # recorded as a run, not an entry
+    await log.append("Denied:a:1", 0, [denied("a", "a/ci", "r2")])
+    secret = by(e.SecretCreated(organization="b", name="s", resource={"name": "s", "secrets": {"k": "sealed"}}),
+                "b/owner", "r3")
+    await log.append(secret.stream, 0, [secret])
+    shown = by(e.SecretRead(organization="b", name="s", request_id="r4"), "b/owner", "r4")
+    await log.append(shown.stream, 0, [shown])
+    update = by(e.FunctionUpdated(organization="a", name="hello", resource={"name": "hello"}, source_digest="d"),
+                "someone@example.com", "r5")
+    await log.append(function.stream, 2, [update])
+    gone = by(e.FunctionDeletionRequested(organization="a", name="hello"), "a/admin", "r6")
+    await log.append(function.stream, 3, [gone, by(e.FunctionDeleted(organization="a", name="hello"), "a/admin", "r6")])
+    await log.append(secret.stream, 1, [by(e.SecretDeleted(organization="b", name="s"), "b/owner", "r7")])
+    policy = e.PolicyCreated(organization="a", name="p", resource={"name": "p", "rules": []})  # no subject
+    await log.append(policy.stream, 0, [policy])
+
+
+def seen(entries: list[dict]) -> list[tuple]:
+    return [(x["subject"], x["organization"], x["action"], x["resource"], x["kind"], x["name"], x["outcome"],
+             x["requestId"]) for x in entries]
+
+
+async def test_the_audit_trail_holds_what_users_did_and_not_what_the_platform_did(store):
+    log, views = store
+    await audited_history(log)
+    await Projector(log, views).catch_up()
+    everything = await views.list_audit(None)
+    assert seen(everything) == [
+        ("a/admin", "a", "create", "function", "Function", "hello", "allowed", "r1"),
+        ("a/ci", "a", "create", "secret", None, "s", "denied", "r2"),
+        ("b/owner", "b", "create", "secret", "Secret", "s", "allowed", "r3"),
+        ("b/owner", "b", "get", "secret", "Secret", "s", "allowed", "r4"),
+        ("someone@example.com", "a", "update", "function", "Function", "hello", "allowed", "r5"),
+        ("a/admin", "a", "delete", "function", "Function", "hello", "allowed", "r6"),
+        ("b/owner", "b", "delete", "secret", "Secret", "s", "allowed", "r7"),
+        ("system", "a", "create", "iam", "Policy", "p", "allowed", None),
+    ]
+    assert [x["position"] for x in everything] == sorted({x["position"] for x in everything})
+    assert everything[1]["reason"] == "a/ci may not create secret in organization a"
+    assert all(x["reason"] is None for x in everything if x["outcome"] == "allowed")
+    assert all(abs(x["time"] - time.time()) < 60 and round(x["time"], 3) == x["time"] for x in everything)
+    assert "sealed" not in json.dumps(everything)
+
+
+async def test_audit_entries_are_filtered_and_paged_by_position(store):
+    log, views = store
+    await audited_history(log)
+    await Projector(log, views).catch_up()
+    assert [x["requestId"] for x in await views.list_audit("a")] == ["r1", "r2", "r5", "r6", None]
+    assert [x["requestId"] for x in await views.list_audit("b", subject="b/owner", resource="secret", name="s")] == [
+        "r3", "r4", "r7"]
+    assert [x["requestId"] for x in await views.list_audit("a", subject="a/admin")] == ["r1", "r6"]
+    assert await views.list_audit("b", resource="function") == []
+    pages, after = [], 0
+    while page := await views.list_audit(None, after=after, limit=3):
+        pages.append([x["requestId"] for x in page])
+        after = page[-1]["position"]
+    assert pages == [["r1", "r2", "r3"], ["r4", "r5", "r6"], ["r7", None]]
+    everything = await views.list_audit(None)
+    assert await views.list_audit(None, since=everything[-1]["time"] + 1) == []
+    assert await views.list_audit(None, since=everything[0]["time"]) == everything
+
+
+async def test_an_existing_database_gets_the_audit_trail_of_its_whole_log(store):
+    log, views = store
+    await audited_history(log)
+    await Projector(log, views).catch_up()
+    expected = await views.dump()
+    upgraded = await made_before_the_audit_trail(log)
+    try:
+        views = SQLiteViews(upgraded) if isinstance(upgraded, SQLiteStore) else PostgresViews(upgraded)
+        assert len(await views.list_audit(None)) == 8
+        assert (await views.dump())["audit"] == expected["audit"]
+        fresh = created("after-upgrade", org="a")
+        await upgraded.append(fresh.stream, 0, [fresh])
+        await Projector(upgraded, views).catch_up()
+        assert [x["name"] for x in await views.list_audit("a")][-1] == "after-upgrade"
+    finally:
+        await upgraded.close()
+
+
+async def made_before_the_audit_trail(log):
+    """The store of `log` as a release without the audit trail left it, started again."""
+    if isinstance(log, SQLiteStore):
+        with sqlite3.connect(log.path) as db:
+            db.execute("DROP TABLE audit")
+        again = SQLiteStore(log.path)
+    else:
+        async with log.connection() as conn:
+            await conn.execute("DROP TABLE audit")
+            await conn.execute("DELETE FROM migrations WHERE version = 2")
+        again = PostgresStore(log.dsn, log.schema)
+    await again.start()
+    return again
 
 
 # -- PostgreSQL: several processes on one log ------------------------------------------------------

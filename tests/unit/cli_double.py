@@ -52,6 +52,8 @@ class FakeDispatch:
     # path of one resource -> `reason` reported once it is in ERROR.
     reasons: dict[str, list[str]] = field(default_factory=dict)
     version: str = "0.2.0-test"
+    # what GET /v1/audit pages through, by position
+    audit: list[dict] = field(default_factory=list)
 
     @property
     def port(self) -> int:
@@ -67,6 +69,8 @@ class FakeDispatch:
             return 200, {"version": self.version, "commit": "abc"}
         if path.startswith("/v1/runs"):
             return self._runs(method, path, query, body)
+        if path == "/v1/audit":
+            return self._audit(query)
         collection, _, name = path.rpartition("/")
         if collection in LABELS:
             return self._one(method, collection, urllib.parse.unquote(name), body)
@@ -103,6 +107,12 @@ class FakeDispatch:
             return (201 if collection == "/v1/secret" else 200), items[name]
         deleted = items.pop(name)
         return (204, None) if collection == "/v1/secret" else (200, {**deleted, "status": "DELETING"})
+
+    def _audit(self, query: dict) -> tuple[int, Any]:
+        after, limit = int((query.get("after") or ["0"])[0]), int((query.get("limit") or ["100"])[0])
+        later = [e for e in self.audit if e["position"] > after]
+        page = later[:limit]
+        return 200, {"entries": page, "next": page[-1]["position"] if len(later) > limit else None}
 
     def _runs(self, method: str, path: str, query: dict, body: Any) -> tuple[int, Any]:
         function = (query.get("functionName") or [None])[0]
