@@ -1,0 +1,2 @@
+def handle(context, payload):
+    raise ValueError("the compat function fails on purpose")

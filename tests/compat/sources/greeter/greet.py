@@ -1,0 +1,6 @@
+from words import salute
+
+
+def handle(context, payload):
+    user = context.get("secrets", {}).get("user", "nobody")
+    return {"greeting": salute(payload["name"]), "caller": user}

@@ -1,0 +1,3 @@
+def handle(context, payload):
+    print("hello was called")
+    return {"hello": payload}
