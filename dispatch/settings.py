@@ -18,6 +18,21 @@ class Settings(BaseSettings):
     resync_seconds: float = 20.0
     max_payload_bytes: int = 10 * 1024 * 1024
     max_log_bytes: int = 1024 * 1024
+    """What one run may print, stdout and stderr each; the rest is cut, saying so."""
+    max_output_bytes: int = 6 * 1024 * 1024
+    """A run's output, JSON-encoded: more is a FunctionError naming the limit."""
+    default_timeout_seconds: float = 300.0
+    """A function's timeout when it sets none."""
+    max_timeout_seconds: float = 3600.0
+    """The most a function's timeout may be, and what its timeout 0 means."""
+    default_memory_mb: int = 256
+    """Memory per worker of a function that sets none (limits.memoryMB)."""
+    max_memory_mb: int = 8192
+    default_processes: int = 64
+    """Processes and threads per worker of a function that sets none (limits.processes)."""
+    max_processes: int = 4096
+    max_cpu_seconds: int = 3600
+    """The most CPU time a run may be allowed (limits.cpuSeconds); unset, a run may use its timeout's worth."""
     max_workers_per_function: int = 4
     """Default maxReplicas of a function."""
     idle_seconds: float = 300.0

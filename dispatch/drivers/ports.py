@@ -47,6 +47,10 @@ class DeploymentSpec:
     cpu_seconds: int | None = None
     """CPU time one run may use; past it the runtime kills what runs it (see cpu_message)."""
     cpus: float | None = None
+    processes: int | None = None
+    """Processes and threads one worker may have at once."""
+    max_output_bytes: int | None = None
+    """A run's JSON-encoded output; more is a FunctionError naming the limit."""
     secrets: tuple[str, ...] = ()
     """Names of the secrets the function reads; their values reach it per run in context.secrets."""
     labels: tuple[tuple[str, str], ...] = ()

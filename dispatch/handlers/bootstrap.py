@@ -30,7 +30,7 @@ def bootstrap(settings: Settings, bus: MessageBus | None = None,
     box = secret_box_from(settings)
     opened = Secrets(views, box)
     gateway = gateway_from(settings, router, users=opened.values)
-    deployments = Deployments(store, views, store, runtime)
+    deployments = Deployments(store, views, store, runtime, settings)
     ready = ReadyFunctions(views)
     executor = Executor(ready, runtime, opened, deployments, tokens=partial(platform_token, platform_key(box)))
 
@@ -38,7 +38,7 @@ def bootstrap(settings: Settings, bus: MessageBus | None = None,
         base_images.register(bus, store, runtime)
         images.register(bus, store, views, runtime, store)
     if "functions" in groups:
-        functions.register(bus, store, views, store, runtime)
+        functions.register(bus, store, views, store, runtime, deployments)
     if "secrets" in groups:
         secrets.register(bus, store)
     if "iam" in groups:

@@ -7,37 +7,42 @@ import structlog
 from dispatch.drivers.ports import BuildFailed, DeploymentSpec, FunctionRuntime
 from dispatch.schemas import events as e
 from dispatch.schemas.resources import Status
+from dispatch.settings import Settings
 from dispatch.store.ports import BlobStore, EventLog, Views
 
 from .builds import IMAGE_BUILD
+from .limits import limits_of
 from .lifecycle import Loaded, load
 
 log = structlog.get_logger("dispatch.deployments")
 
 
-async def deployment_spec(loaded: Loaded, image: dict, blobs: BlobStore) -> DeploymentSpec:
+async def deployment_spec(loaded: Loaded, image: dict, blobs: BlobStore, settings: Settings) -> DeploymentSpec:
     state = loaded.existing()
     source = loaded.last((e.FunctionCreated, e.FunctionUpdated))
     data = await blobs.get_blob(source.source_digest)
     if data is None:
         raise BuildFailed(f"the source of {loaded.label} is missing from the blob store")
-    scale, limits = state.get("scale") or {}, state.get("limits") or {}
+    scale, limits = state.get("scale") or {}, limits_of(state, settings)
     return DeploymentSpec(faas_id=state["faasId"], name=loaded.name, organization=loaded.organization,
                           language=image["language"], image_location=image["dockerUrl"], source=data,
-                          handler=state.get("handler") or "", timeout_ms=state.get("timeout") or 0,
+                          handler=state.get("handler") or "", timeout_ms=limits.timeout_ms,
                           min_replicas=scale.get("minReplicas"), max_replicas=scale.get("maxReplicas"),
                           concurrency=scale.get("concurrency"), idle_seconds=scale.get("idleSeconds"),
-                          memory_mb=limits.get("memoryMB"), cpu_seconds=limits.get("cpuSeconds"),
-                          cpus=limits.get("cpus"), secrets=tuple(state.get("secrets") or ()),
+                          memory_mb=limits.memory_mb, cpu_seconds=limits.cpu_seconds,
+                          cpus=(state.get("limits") or {}).get("cpus"), processes=limits.processes,
+                          max_output_bytes=limits.max_output_bytes, secrets=tuple(state.get("secrets") or ()),
                           labels=tuple((t["key"], t.get("value", "")) for t in state.get("tags") or ()))
 
 
 class Deployments:
-    def __init__(self, events: EventLog, views: Views, blobs: BlobStore, runtime: FunctionRuntime):
+    def __init__(self, events: EventLog, views: Views, blobs: BlobStore, runtime: FunctionRuntime,
+                 settings: Settings):
         self.events = events
         self.views = views
         self.blobs = blobs
         self.runtime = runtime
+        self.settings = settings
         self._pending: dict[str, asyncio.Task] = {}
 
     async def ensure(self, organization: str, function: dict) -> None:
@@ -60,7 +65,7 @@ class Deployments:
             image = await self.views.get_resource(organization, "Image", function["image"])
         if image is None:
             raise BuildFailed(f"image {function['image']} not found")
-        await self.runtime.deploy(await deployment_spec(loaded, image, self.blobs))
+        await self.runtime.deploy(await deployment_spec(loaded, image, self.blobs, self.settings))
 
     async def restore(self) -> int:
         """Remove what the runtime holds for functions that are gone, then deploy every READY

@@ -14,6 +14,7 @@ from dispatch.store.ports import Views
 from dispatch.store.sealing import SecretBox
 
 from .deployments import Deployments
+from .limits import limits_of
 from .ready import ReadyFunctions
 
 
@@ -96,7 +97,7 @@ class Executor:
         for key in ("event", "httpContext"):
             if run.get(key) is not None:
                 context[key] = run[key]
-        timeout = function.get("timeout") or 0
+        timeout = limits_of(function, self.deployments.settings).timeout_ms
         if timeout:
             deadline = dt.datetime.now(dt.timezone.utc) + dt.timedelta(milliseconds=timeout)
             context["deadline"] = deadline.isoformat().replace("+00:00", "Z")

@@ -16,7 +16,7 @@ from dispatch.schemas.source import validate as validate_source
 from dispatch.store.ports import BlobStore, ConcurrencyConflict, EventLog, Views
 
 from .builds import IMAGE_BUILD, build_of, deployed_build, release_build
-from .deployments import deployment_spec
+from .deployments import Deployments, deployment_spec
 from .execution import check_schemas
 from .lifecycle import append, broken, changed, create, delete, load, update
 
@@ -62,21 +62,20 @@ async def delete_function(cmd: c.DeleteFunction, events: EventLog) -> dict:
     return await delete(cmd, events, e.FunctionDeletionRequested)
 
 
-async def deploy_function(cmd: c.DeployFunction, events: EventLog, views: Views, blobs: BlobStore,
-                          runtime: FunctionRuntime, busy: set) -> None:
+async def deploy_function(cmd: c.DeployFunction, deployments: Deployments, busy: set) -> None:
     """Consumes DeployFunction; emits FunctionDeployStarted, then FunctionDeployed or
     FunctionDeployFailed. A function whose image is still building waits for it."""
     if cmd.faas_id in busy:
         return
     busy.add(cmd.faas_id)
     try:
-        await _deploy(cmd, events, views, blobs, runtime)
+        await _deploy(cmd, deployments)
     finally:
         busy.discard(cmd.faas_id)
 
 
-async def _deploy(cmd: c.DeployFunction, events: EventLog, views: Views, blobs: BlobStore,
-                  runtime: FunctionRuntime) -> None:
+async def _deploy(cmd: c.DeployFunction, deployments: Deployments) -> None:
+    events, views, runtime = deployments.events, deployments.views, deployments.runtime
     loaded = await load(events, "Function", cmd.organization, cmd.name)
     if loaded.status not in DEPLOYABLE or loaded.existing()["faasId"] != cmd.faas_id:
         return  # deleted, already deployed, or superseded by a newer update
@@ -95,7 +94,7 @@ async def _deploy(cmd: c.DeployFunction, events: EventLog, views: Views, blobs: 
     loaded = await load(events, "Function", cmd.organization, cmd.name)
     previous = deployed_build(loaded)
     try:
-        location = await runtime.deploy(await deployment_spec(loaded, image, blobs))
+        location = await runtime.deploy(await deployment_spec(loaded, image, deployments.blobs, deployments.settings))
         event = changed(e.FunctionDeployed, cmd, Status.READY, functionImageURL=location or f"local://{cmd.faas_id}",
                         **{IMAGE_BUILD: build_of(image)})
     except BuildFailed as failure:
@@ -140,12 +139,12 @@ async def remove_when_deletion_requested(event: e.FunctionDeletionRequested, bus
     await bus.send(c.RemoveFunction(organization=event.organization, name=event.name).caused_by(event))
 
 
-def register(bus: MessageBus, events: EventLog, views: Views, blobs: BlobStore, runtime: FunctionRuntime) -> None:
+def register(bus: MessageBus, events: EventLog, views: Views, blobs: BlobStore, runtime: FunctionRuntime,
+             deployments: Deployments) -> None:
     bus.handle(c.CreateFunction, partial(create_function, events=events, blobs=blobs))
     bus.handle(c.UpdateFunction, partial(update_function, events=events, blobs=blobs, runtime=runtime))
     bus.handle(c.DeleteFunction, partial(delete_function, events=events))
-    bus.handle(c.DeployFunction, partial(deploy_function, events=events, views=views, blobs=blobs,
-                                         runtime=runtime, busy=set()))
+    bus.handle(c.DeployFunction, partial(deploy_function, deployments=deployments, busy=set()))
     bus.handle(c.RemoveFunction, partial(remove_function, events=events, views=views, runtime=runtime))
     for event_type in (e.FunctionCreated, e.FunctionUpdated):
         bus.subscribe(event_type, "functions", partial(deploy_when_changed, bus=bus))

@@ -133,6 +133,8 @@ class FunctionLimits(Wire):
     """CPU time one run may use before what runs it is killed (local and Docker runtimes)."""
     cpus: float | None = Field(default=None, gt=0)
     """Share of CPU cores (containers)."""
+    processes: int | None = Field(default=None, ge=1)
+    """Processes and threads one worker may have at once."""
 
 
 class Function(Resource):
@@ -143,7 +145,8 @@ class Function(Resource):
     schema_: FunctionSchema = Field(default_factory=FunctionSchema, alias="schema")
     secrets: list[str] = Field(default_factory=list)
     services: list[str] = Field(default_factory=list)
-    timeout: int = Field(default=0, ge=0)
+    timeout: int | None = Field(default=None, ge=0)
+    """Milliseconds. Unset: the server's default (300 s); 0: the server's maximum (contract §2.3)."""
     scale: FunctionScale = Field(default_factory=FunctionScale)
     limits: FunctionLimits = Field(default_factory=FunctionLimits)
     function_image_url: str = Field(default="", alias="functionImageURL")

@@ -14,7 +14,7 @@ from dispatch.schemas import resources as r
     (r.Function, {"source": "x", "image": "i", "handler": None, "name": "f", "reason": None,
                   "schema": {"in": None, "out": None}, "secrets": None, "services": None, "tags": None,
                   "timeout": None},
-     {"handler": "", "secrets": [], "services": [], "tags": [], "timeout": 0, "schema": {"in": None, "out": None}}),
+     {"handler": "", "secrets": [], "services": [], "tags": [], "timeout": None, "schema": {"in": None, "out": None}}),
     (r.Secret, {"name": "s", "secrets": None, "tags": None}, {"secrets": {}, "tags": []}),
     (r.API, {"enabled": True, "function": "f", "hosts": None, "kind": "API", "methods": None, "name": "a",
              "protocols": None, "tags": None, "uris": None},
