@@ -13,6 +13,7 @@ from dispatch.store.projector import Projector
 
 from . import apis, base_images, driver_types, drivers, events, functions, iam, images, runs, secrets, subscriptions
 from .adapters import bus_from, event_sources_from, gateway_from, handler_groups, runtime_from, secret_box_from, store_from
+from .claims import Executors
 from .driver_supervisor import DriverSupervisor
 from .deployments import Deployments
 from .execution import Executor, Secrets
@@ -55,7 +56,7 @@ def bootstrap(settings: Settings, bus: MessageBus | None = None,
         supervisor = DriverSupervisor(store, views, bus, event_sources_from(settings), box)
         supervisor.follow()
     if "runs" in groups:
-        runs.register(bus, store, executor)
+        runs.register(bus, store, executor, Executors(store))
         follow_functions(bus, ready)
     directory = None
     if settings.role in ("all", "gateway"):

@@ -13,6 +13,7 @@ from dispatch.schemas import events as e
 from dispatch.schemas.resources import Status
 from dispatch.store.ports import ConcurrencyConflict, EventLog
 
+from .claims import Executors
 from .execution import Executor
 from .ready import NotReady
 
@@ -21,15 +22,19 @@ SLOW_RUN_SECONDS = 1.0
 FINISHED = (Status.READY.value, Status.ERROR.value)
 DEPLOYING = (Status.INITIALIZED.value, Status.CREATING.value, Status.UPDATING.value)
 DEPLOY_WAIT_SECONDS = 60.0
+OUTCOME_POLL_SECONDS = 0.2
 
 
-async def execute_function(cmd: c.ExecuteFunction, events: EventLog, executor: Executor) -> dict | AnswerFirst:
+async def execute_function(cmd: c.ExecuteFunction, events: EventLog, executor: Executor,
+                           executors: Executors, claims: bool) -> dict | AnswerFirst:
     """Consumes ExecuteFunction. Asynchronous with record_acceptance: emits RunAccepted, answers,
     then runs the function and emits RunFinished; the command is settled only after that, so a
     crash in between delivers it again and the accepted run is finished by whoever gets it.
+    With `claims` (a durable bus, which may deliver a command again while its first delivery
+    still runs it), every run is first recorded as accepted by this process (claims.py).
     Otherwise: emits RunFinished, preceded by RunAccepted when the run is slow so that it can be
-    followed while it runs. A repeated delivery of a run already finished answers with it and
-    does not run the function again."""
+    followed while it runs. A delivery of a run already finished, or claimed by a live process,
+    answers with it and does not run the function again."""
     stream = f"Run:{cmd.organization}:{cmd.run['name']}"
     try:
         function = await executor.ready_function(cmd.organization, cmd.run["functionName"])
@@ -44,13 +49,25 @@ async def execute_function(cmd: c.ExecuteFunction, events: EventLog, executor: E
     stamp = int(time.time())
     run = {**cmd.run, **_ids(function), "status": Status.INITIALIZED.value, "executedTime": stamp,
            "modifiedTime": stamp}
-    if not run.get("blocking") and cmd.record_acceptance:
-        accepted = await _record(events, stream, 0, e.RunAccepted(organization=cmd.organization, run=run).caused_by(cmd))
-        if accepted["run"]["status"] in FINISHED:
-            return accepted  # a redelivery of a run already finished
-        if cmd.once and accepted.get("by", cmd.message_id) != cmd.message_id:
-            return accepted  # another command for the same run (an event delivered twice) runs it
-        return AnswerFirst(accepted, _finish(cmd, events, executor, stream, accepted["run"], function))
+    answer_first = not run.get("blocking") and cmd.record_acceptance
+    if not (answer_first or claims):
+        return await _run_unclaimed(cmd, events, executor, stream, run, function)
+    if not answer_first:
+        run["status"] = Status.CREATING.value
+    claimed, accepted, version = await _claim(cmd, events, executors, stream, run)
+    if not claimed:
+        if run.get("blocking") and accepted["run"]["status"] not in FINISHED:
+            return await _outcome(cmd, events, executor, executors, stream, function)
+        return accepted
+    finishing = _finish(cmd, events, executor, executors, stream, accepted["run"], function, version)
+    if answer_first:
+        return AnswerFirst(accepted, finishing)
+    return await finishing
+
+
+async def _run_unclaimed(cmd: c.ExecuteFunction, events: EventLog, executor: Executor, stream: str, run: dict,
+                         function: dict) -> dict:
+    """A blocking run on the embedded bus, which delivers a command once: recorded once, finished."""
     slow = _WhenSlow(lambda: _record(events, stream, 0, e.RunAccepted(
         organization=cmd.organization, run={**run, "status": Status.CREATING.value}).caused_by(cmd)))
     try:
@@ -62,6 +79,48 @@ async def execute_function(cmd: c.ExecuteFunction, events: EventLog, executor: E
                            e.RunFinished(organization=cmd.organization, run=finished).caused_by(cmd))
     _log_run(answer["run"], cmd)
     return answer
+
+
+async def _claim(cmd: c.ExecuteFunction, events: EventLog, executors: Executors, stream: str,
+                 run: dict) -> tuple[bool, dict, int]:
+    """Record the run as accepted by this process: (True, accepted, version after) when this
+    delivery runs it; (False, the run as recorded, 0) when it is finished or a live process runs it.
+    A run whose executor is gone is taken over as the next attempt."""
+    await executors.start()  # our lock again, should the database session have been replaced
+    version, attempt = 0, 1
+    while True:
+        claimed = {**run, "executor": executors.instance, "attempt": attempt}
+        event = e.RunAccepted(organization=cmd.organization, run=claimed).caused_by(cmd)
+        try:
+            position = await events.append(stream, version, [event])
+        except ConcurrencyConflict:
+            recorded = await events.read_stream(stream)
+            last = recorded[-1].event.run
+            if last["status"] in FINISHED or await executors.alive(last):
+                return False, {"run": last, "position": recorded[-1].position}, 0
+            version, attempt = len(recorded), int(last.get("attempt") or 1) + 1
+            log.warning("run taken over: its executor is gone", run=run["name"], attempt=attempt,
+                        executor=last.get("executor"))
+            continue
+        executors.running.add(run["name"])
+        return True, {"run": claimed, "position": position}, version + 1
+
+
+async def _outcome(cmd: c.ExecuteFunction, events: EventLog, executor: Executor, executors: Executors,
+                   stream: str, function: dict | None) -> dict:
+    """For a blocking delivery of a run a live process runs: its outcome, once recorded; the run
+    itself, should that process die meanwhile."""
+    while True:
+        await asyncio.sleep(OUTCOME_POLL_SECONDS)
+        recorded = await events.read_stream(stream)
+        last = recorded[-1].event.run
+        if last["status"] in FINISHED:
+            return {"run": last, "position": recorded[-1].position}
+        if not await executors.alive(last):
+            claimed, accepted, version = await _claim(cmd, events, executors, stream, last)
+            if not claimed:
+                continue
+            return await _finish(cmd, events, executor, executors, stream, accepted["run"], function, version)
 
 
 class _WhenSlow:
@@ -110,21 +169,27 @@ def _ids(function: dict | None) -> dict:
     return {} if function is None else {"functionId": function["id"], "faasId": function["faasId"]}
 
 
-async def _finish(cmd: c.ExecuteFunction, events: EventLog, executor: Executor, stream: str, run: dict,
-                  function: dict | None) -> None:
-    """Run an accepted run on the function found READY when the command was handled, or, for
+async def _finish(cmd: c.ExecuteFunction, events: EventLog, executor: Executor, executors: Executors, stream: str,
+                  run: dict, function: dict | None, version: int) -> dict:
+    """Run a claimed run on the function found READY when the command was handled, or, for
     an event's run, once the deploy under way ends; every failure ends in the run record
     (Executor.run records it), none escapes."""
-    if function is None:
-        try:
-            function = await _deployed(executor, cmd)
-        except DispatchError as refusal:
-            _log_run((await _record(events, stream, 1, _refused(cmd, refusal)))["run"], cmd)
-            return
-        run = {**run, **_ids(function)}
-    finished = await executor.run(cmd.organization, function, run)
-    answer = await _record(events, stream, 1, e.RunFinished(organization=cmd.organization, run=finished).caused_by(cmd))
+    try:
+        if function is None:
+            try:
+                function = await _deployed(executor, cmd)
+            except DispatchError as refusal:
+                answer = await _record(events, stream, version, _refused(cmd, refusal))
+                _log_run(answer["run"], cmd)
+                return answer
+            run = {**run, **_ids(function)}
+        finished = await executor.run(cmd.organization, function, run)
+        answer = await _record(events, stream, version,
+                               e.RunFinished(organization=cmd.organization, run=finished).caused_by(cmd))
+    finally:
+        executors.running.discard(run["name"])
     _log_run(answer["run"], cmd)
+    return answer
 
 
 async def _deployed(executor: Executor, cmd: c.ExecuteFunction, wait: float = DEPLOY_WAIT_SECONDS) -> dict:
@@ -169,5 +234,6 @@ def _log_run(run: dict, cmd: c.Command) -> None:
              error=(run.get("error") or {}).get("type"), correlation_id=cmd.correlation_id)
 
 
-def register(bus: MessageBus, events: EventLog, executor: Executor) -> None:
-    bus.handle(c.ExecuteFunction, partial(execute_function, events=events, executor=executor))
+def register(bus: MessageBus, events: EventLog, executor: Executor, executors: Executors) -> None:
+    bus.handle(c.ExecuteFunction, partial(execute_function, events=events, executor=executor, executors=executors,
+                                          claims=bus.durable))

@@ -1,11 +1,13 @@
 """Handlers driven through bootstrap(): given commands, then the read models users see."""
 import asyncio
+from functools import partial
 
 import pytest
 import structlog.testing
 
 from dispatch.errors import Conflict, NotFound, Rejected
 from dispatch.handlers.bootstrap import bootstrap
+from dispatch.handlers.claims import Executors
 from dispatch.handlers.runs import execute_function
 from dispatch.schemas import commands as c
 from dispatch.schemas import events as e
@@ -345,13 +347,68 @@ async def test_a_repeated_delivery_of_a_finished_run_does_not_run_the_function_a
     await settled(platform, "Function", "hello")
     run = {"name": "once", "functionName": "hello", "blocking": False, "input": {"calls": str(calls)}}
     command = c.ExecuteFunction(organization=ORG, run=run, record_acceptance=False)
-    first = await execute_function(command, events=platform.store, executor=platform.executor)
+    executors = Executors(platform.store)
+    first = await execute_function(command, events=platform.store, executor=platform.executor, executors=executors,
+                                   claims=False)
 
     again = await execute_function(command.model_copy().mark_repeated(), events=platform.store,
-                                   executor=platform.executor)
+                                   executor=platform.executor, executors=executors, claims=False)
 
     assert again == first and first["run"]["status"] == "READY"
     assert calls.read_text() == "x"
+
+
+SLOW_COUNTER = b"""import time
+def handle(c, p):
+    open(p['calls'], 'a').write('x')
+    time.sleep(p.get('sleep', 0))
+    return len(open(p['calls']).read())
+"""
+
+
+@pytest.mark.parametrize("blocking", [True, False])
+async def test_a_run_delivered_again_while_its_first_delivery_runs_it_runs_once(platform, tmp_path, blocking):
+    """A durable bus delivers a command again when its connection drops (no crash): the first
+    delivery still runs the function, and the second must not run it too."""
+    await seed(platform)
+    calls = tmp_path / "calls"
+    await create_function(platform, source=SLOW_COUNTER)
+    await settled(platform, "Function", "hello")
+    run = {"name": "twice", "functionName": "hello", "blocking": blocking,
+           "input": {"calls": str(calls), "sleep": 0.5}}
+    command = c.ExecuteFunction(organization=ORG, run=run, record_acceptance=False)
+    executors = Executors(platform.store)
+    deliver = partial(execute_function, events=platform.store, executor=platform.executor, executors=executors,
+                      claims=True)
+
+    first = asyncio.ensure_future(deliver(command))
+    await asyncio.sleep(0.1)
+    second = await deliver(command.model_copy().mark_repeated())
+    first = await first
+
+    assert calls.read_text() == "x"
+    assert first["run"]["status"] == "READY" and first["run"]["output"] == 1
+    if blocking:  # the second caller gets the outcome, not the run in progress
+        assert second["run"]["status"] == "READY" and second["run"]["output"] == 1
+
+
+async def test_a_run_whose_executor_died_is_taken_over_as_its_next_attempt(platform, tmp_path):
+    await seed(platform)
+    calls = tmp_path / "calls"
+    await create_function(platform, source=SLOW_COUNTER)
+    function = await settled(platform, "Function", "hello")
+    run = {"name": "orphan", "functionName": "hello", "blocking": True, "input": {"calls": str(calls)},
+           "faasId": function["faasId"], "functionId": function["id"]}
+    gone = {**run, "status": "CREATING", "executor": "an-instance-that-died", "attempt": 1}
+    await platform.store.append("Run:o:orphan", 0, [e.RunAccepted(organization=ORG, run=gone)])
+
+    answer = await execute_function(c.ExecuteFunction(organization=ORG, run=run).mark_repeated(),
+                                    events=platform.store, executor=platform.executor,
+                                    executors=Executors(platform.store), claims=True)
+
+    assert answer["run"]["status"] == "READY" and answer["run"]["attempt"] == 2 and calls.read_text() == "x"
+    history = [r.event.run for r in await platform.store.read_stream("Run:o:orphan")]
+    assert [h["attempt"] for h in history] == [1, 2, 2] and history[0]["executor"] != history[1]["executor"]
 
 
 async def test_a_run_accepted_before_a_crash_is_finished_after_the_restart(settings):
