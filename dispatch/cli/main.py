@@ -1,4 +1,6 @@
 """The `dispatch` command: global options, the command tree, and the one place errors become exit 1."""
+import re
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -71,8 +73,24 @@ def _words(args: list[str]) -> list[str]:
     return words
 
 
+_PASSWORD_IN_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]*):[^@/\s]+@", re.IGNORECASE)
+
+
+def hide_passwords(argv: list[str]) -> None:
+    """Every process's command line is readable by every local user (`/proc/<pid>/cmdline`):
+    rewrite this one's without the passwords of URLs it was given (`--store postgresql://u:pw@…`),
+    as PostgreSQL does with its own. DISPATCH_* variables or --config-file keep them out of it
+    from the start."""
+    shown = [_PASSWORD_IN_URL.sub(r"\g<scheme>:***@", arg) for arg in argv]
+    if shown != argv:
+        import setproctitle
+
+        setproctitle.setproctitle(" ".join(shown))
+
+
 class DispatchGroup(TyperGroup):
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        hide_passwords(sys.argv)
         return super().parse_args(ctx, hoist_global_options(args))
 
     def list_commands(self, ctx: Any) -> list[str]:
