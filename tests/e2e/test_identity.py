@@ -3,13 +3,14 @@ start makes, service accounts and policies, organizations, refusals, in both mod
 import base64
 import json
 import stat
+import time
 import urllib.request
 
 import pytest
 
 from dispatch.iam.keys import new_key_pair, write_private
 
-from .cluster import seeded_cluster
+from .cluster import AMQP, DATABASE, seeded_cluster
 from .conftest import PYTHON_IMAGE, Server
 
 pytestmark = pytest.mark.e2e
@@ -134,3 +135,17 @@ def test_a_distributed_installation_is_bootstrapped_and_shared_the_same_way(tmp_
         assert gateway.cli(*as_ci, "get", "functions").returncode == 1
         anonymous = gateway.http("GET", "/v1/function", headers={"Authorization": ""})
         assert anonymous.status == 401
+        # a second gateway: an account deleted through one stops working on the other too
+        other = Server(tmp_path / "other", extra=("--role", "gateway", "--bus", AMQP, "--store", DATABASE,
+                                                  "--namespace", cluster.namespace)).start()
+        try:
+            token = ok(gateway.cli(*as_ci, "token")).strip()
+            as_ci_http = {"Authorization": f"Bearer {token}"}
+            assert other.http("POST", "/v1/runs?functionName=hello", {"blocking": True}, headers=as_ci_http).status == 200
+            ok(gateway.cli("iam", "delete", "serviceaccount", "ci"))
+            deadline = time.monotonic() + 5
+            while other.http("GET", "/v1/runs", headers=as_ci_http).status != 401:
+                assert time.monotonic() < deadline, "the other gateway still takes the deleted account's token"
+                time.sleep(0.05)
+        finally:
+            other.stop()
