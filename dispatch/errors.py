@@ -27,3 +27,9 @@ class Conflict(DispatchError):
 
 class Unavailable(DispatchError):
     status = 503
+
+
+class TooLarge(Rejected):
+    """The request is over one of the platform's size caps (413); the message names the cap."""
+
+    status = 413

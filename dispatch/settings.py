@@ -5,6 +5,11 @@ import yaml
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dispatch import yamlfiles
+from dispatch.schemas.jsontext import MAX_BYTES, MAX_DEPTH
+from dispatch.schemas.jsonvalues import RECORD_DEPTH
+from dispatch.schemas.source import DEFAULT_CAPS as SOURCE_CAPS
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DISPATCH_", extra="ignore")
@@ -41,6 +46,9 @@ class Settings(BaseSettings):
     """Runs of one function waiting for a worker before new ones are refused (503)."""
     runtime: str = "local"
     """Where functions run: `local` (processes on this host), `docker` or `kubernetes`."""
+    sandbox: str = "auto"
+    """The local runtime's sandbox per function (bubblewrap): `auto` (when bwrap works here, else
+    without it, warning loudly), `on` (a function that cannot have one goes to ERROR) or `off`."""
     docker_url: str | None = None
     """The Docker engine's address (default: DOCKER_HOST, else the local socket)."""
     maven_settings: Path | None = None
@@ -101,6 +109,37 @@ class Settings(BaseSettings):
     cli_config: Path | None = None
     """The CLI config the first start writes its admin context into (default: $DISPATCH_CONFIG,
     else ~/.dispatch/config.json)."""
+    max_json_depth: int = Field(default=MAX_DEPTH, ge=1, le=RECORD_DEPTH)
+    """How deep a JSON body may nest (objects and arrays), and a run's output: deeper is a 400
+    naming the path (for an output, a FunctionError)."""
+    max_json_bytes: int = MAX_BYTES
+    """The longest JSON text read as a body or an event's data: longer is a 413."""
+    max_source_bytes: int = SOURCE_CAPS.max_bytes
+    """What a function's source archive may unpack to, all its entries together: more is a 413,
+    found while it is read, so an archive bomb stops there."""
+    max_source_files: int = SOURCE_CAPS.max_files
+    """Entries a function's source archive may hold: more is a 413."""
+    max_source_path: int = SOURCE_CAPS.max_path
+    """The longest entry name of a function's source archive, in characters: longer is a 400."""
+    function_tmp_mb: int = 64
+    """The size of /tmp in each function container (docker) or pod (kubernetes): in memory, counted
+    in the function's memory, and its only writable place besides its unpacked source on Kubernetes."""
+    kubernetes_network_policy: bool = True
+    """Write a NetworkPolicy for the installation's function pods (needs the networkpolicies verbs)."""
+    kubernetes_dispatch_namespace: str | None = None
+    """Where Dispatch's own pods run, if not in kubernetes_namespace: functions reach no pod of it,
+    and its callers' pods are looked for there."""
+    kubernetes_caller_labels: list[dict[str, str]] | None = None
+    """Labels of the pods that call functions, one mapping per kind of pod. Default: a Helm chart's
+    app.kubernetes.io/name=dispatch with app.kubernetes.io/component gateway, and handlers."""
+    kubernetes_protected_labels: list[dict[str, str]] | None = None
+    """Labels of the pods functions may not reach. Default: app.kubernetes.io/name=dispatch with
+    app.kubernetes.io/component gateway, handlers, rabbitmq and postgresql."""
+    kubernetes_private_cidrs: list[str] | None = None
+    """What functions may not reach by address (their egress is the rest: the internet). Default:
+    the private, shared and link-local IPv4 and IPv6 ranges."""
+    kubernetes_dns_labels: dict[str, str] | None = None
+    """Labels of the cluster's DNS pods, which functions may query. Default: k8s-app=kube-dns."""
 
     @property
     def database_path(self) -> Path:
@@ -112,7 +151,12 @@ def load_settings(config_file: Path | None = None, **flags: object) -> Settings:
     YAML config file (keys as in Settings: bus, store, role, port…), defaults."""
     from_file: dict = {}
     if config_file is not None:
-        from_file = yaml.safe_load(Path(config_file).read_text()) or {}
+        try:
+            from_file = yamlfiles.load(yamlfiles.read(config_file)) or {}
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f", line {mark.line + 1}" if mark else ""
+            raise ValueError(f"{config_file}{where}: {getattr(error, 'problem', None) or error}") from None
         if not isinstance(from_file, dict):
             raise ValueError(f"{config_file} must be a mapping of settings, e.g. 'bus: amqp://…'")
     from_env = Settings()

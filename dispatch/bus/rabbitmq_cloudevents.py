@@ -12,7 +12,6 @@ The quorum queue `<namespace>.cloudevents.ingress`, bound with `#`, keeps what i
 no events handler runs. Each event is validated and sent on as the command the bus was given; it
 is acknowledged once that command is confirmed, and put back when sending fails. An invalid event
 is dead-lettered with the reason and acknowledged: it never blocks the queue."""
-import json
 import re
 from typing import Any, Awaitable, Callable
 
@@ -20,6 +19,7 @@ import aio_pika
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
+from dispatch.schemas import jsontext
 from dispatch.schemas.cloudevents import STRUCTURED, Event, InvalidEvent, from_binary, parse_event
 from dispatch.schemas.envelope import Command, new_id
 from dispatch.schemas.resources import PATH_NAME_PATTERN
@@ -40,9 +40,9 @@ def received(routing_key: str, content_type: str | None, headers: dict[str, Any]
         if not content_type.lower().startswith(STRUCTURED):
             raise InvalidEvent(f"event format {content_type} is not supported: use {STRUCTURED}")
         try:
-            raw = json.loads(body)
-        except ValueError as error:
-            raise InvalidEvent(f"the body is not a JSON event: {error}") from None
+            raw = jsontext.decode(body)
+        except jsontext.BadJSON as error:
+            raise InvalidEvent(f"the body is not a JSON event: it {error}") from None
     else:
         attributes = {name[len(prefix):]: value for name, value in headers.items()
                       for prefix in PREFIXES if name.startswith(prefix)}

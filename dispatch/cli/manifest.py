@@ -2,7 +2,9 @@
 
 A file is read as a real YAML document stream and checked whole before anything is sent, so a
 syntax error or a missing source file in document 5 does not leave documents 1-4 half applied.
-Documents are then sent in file order, one at a time, stopping at the first error.
+Documents are then sent in file order, one at a time, stopping at the first error. A file is read
+within bounds (dispatch/yamlfiles.py: its size, its aliases' expansion), so a YAML bomb is an
+error naming the document and the line, not the end of the CLI's memory.
 """
 import base64
 import contextlib
@@ -16,6 +18,7 @@ from typing import Any, Callable, Iterator
 import typer
 import yaml
 
+from dispatch import yamlfiles
 from dispatch.cli.client import DispatchClientError
 from dispatch.cli.output import render, warn
 from dispatch.schemas.source import pack
@@ -94,7 +97,11 @@ def load(file: str, work_dir: Path, verb: str, tags: list[dict] | None = None) -
     location = file if _is_url(file) else str(work_dir / Path(file).expanduser())
     base = location.rsplit("/", 1)[0] + "/" if _is_url(location) else work_dir
     documents = []
-    for number, raw in _stream(_read(location).decode(errors="replace"), file):
+    try:
+        text = yamlfiles.text_of(_read(location, limit=yamlfiles.MAX_BYTES))
+    except yamlfiles.Refused as refused:
+        raise ManifestError(f"{file}: {refused.problem}") from None
+    for number, raw in _stream(text, file):
         document = _document(number, raw, verb)
         if document is None:
             continue
@@ -121,7 +128,7 @@ def process(documents: list[Document], send: Callable[[Document], Any], done: st
 
 
 def _stream(text: str, file: str) -> Iterator[tuple[int, Any]]:
-    documents = yaml.safe_load_all(text)
+    documents = yamlfiles.load_all(text)
     number = 0
     while True:
         number += 1
@@ -191,13 +198,16 @@ def _is_url(location: str) -> bool:
     return location.startswith(("http://", "https://"))
 
 
-def _read(location: str, document: Document | None = None) -> bytes:
+def _read(location: str, document: Document | None = None, limit: int = -1) -> bytes:
+    """The file's bytes; with `limit`, one more at most, which tells it is longer."""
     where = f"{document}: " if document else ""
+    more = limit + 1 if limit >= 0 else -1
     try:
         if _is_url(location):
             with urllib.request.urlopen(location, timeout=30) as response:
-                return response.read()
-        return Path(location).read_bytes()
+                return response.read(more)
+        with open(location, "rb") as file:
+            return file.read(more)
     except FileNotFoundError:
         raise ManifestError(f"{where}file {location} not found") from None
     except OSError as error:

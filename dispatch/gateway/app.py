@@ -45,7 +45,7 @@ def create_app(settings: Settings, platform: Platform, accepted: AcceptedRuns | 
 
 
 def create_api_app(settings: Settings, platform: Platform, accepted: AcceptedRuns | None = None) -> web.Application:
-    app = web.Application(middlewares=[request_log], client_max_size=settings.max_payload_bytes)
+    app = web.Application(middlewares=[request_log, errors_middleware], client_max_size=settings.max_payload_bytes)
     app[SETTINGS] = settings
     app[PLATFORM] = platform
     app[ACCEPTED] = accepted or AcceptedRuns()

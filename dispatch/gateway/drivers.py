@@ -31,14 +31,17 @@ import structlog
 from aiohttp import web
 
 from dispatch.drivers.events.builtin import WEBHOOK_EVENT_TYPE
+from dispatch.errors import Rejected, TooLarge
 from dispatch.handlers.driver_types import builtin_type, builtin_types
 from dispatch.handlers.drivers import PUSH_ADDRESS, TOKEN_DIGEST, entries
 from dispatch.handlers.events import publish_event
-from dispatch.schemas.cloudevents import BATCH, STRUCTURED, Event, InvalidEvent, from_binary, from_body, is_json, parse_event
+from dispatch.schemas.cloudevents import (BATCH, STRUCTURED, Event, EventTooLarge, InvalidEvent, from_binary, from_body,
+                                          is_json, parse_event)
 from dispatch.schemas.resources import PATH_NAME_PATTERN, Status
 
+from .bodies import json_bounds, loads, off_loop
 from .context import application_filter, matches_application, organization
-from .errors import error_response, loads
+from .errors import error_response
 from .resources import PLATFORM, ResourceEndpoints
 
 log = structlog.get_logger("dispatch.gateway")
@@ -140,12 +143,12 @@ def _events(request: web.Request, body: bytes, driver: dict) -> list[Event]:
     if "ce-specversion" in request.headers:
         attributes = {name[3:].lower(): urllib.parse.unquote(value) for name, value in request.headers.items()
                       if name.lower().startswith("ce-")}
-        return [parse_event(from_binary(attributes, content_type, body))]
+        return [parse_event(from_binary(attributes, content_type, body, **json_bounds(request)))]
     if request.content_type in (STRUCTURED, BATCH) or (body.strip() and is_json(content_type)):
         try:
-            raw = loads(body)
-        except ValueError as error:
-            raise InvalidEvent(f"the body is not valid JSON: {error}") from None
+            raw = loads(request, body, what="the body")
+        except Rejected as error:
+            raise (EventTooLarge if isinstance(error, TooLarge) else InvalidEvent)(error.message) from None
         if request.content_type == BATCH:
             if not isinstance(raw, list):
                 raise InvalidEvent(f"a batch ({BATCH}) is a JSON array of events")
@@ -156,7 +159,7 @@ def _events(request: web.Request, body: bytes, driver: dict) -> list[Event]:
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     attributes = {"specversion": "1.0", "type": event_type, "source": f"/drivers/{driver['name']}",
                   "id": str(uuid.uuid4()), "time": stamp}
-    return [parse_event(from_body(attributes, content_type, body))]
+    return [parse_event(from_body(attributes, content_type, body, **json_bounds(request)))]
 
 
 async def receive_webhook(request: web.Request, org: str, driver: dict) -> web.Response:
@@ -165,10 +168,11 @@ async def receive_webhook(request: web.Request, org: str, driver: dict) -> web.R
         return error_response(404, f"driver {request.match_info['driver']} not found")
     if not await _authorized(request, org, driver):
         return error_response(401, "the driver's token is missing or wrong: send it as Authorization: Bearer <token>")
+    body = await request.read()
     try:
-        events = _events(request, await request.read(), driver)
+        events = await off_loop(body, _events, request, body, driver)
     except InvalidEvent as invalid:
-        return error_response(400, f"Error validating event: {invalid}")
+        return error_response(413 if isinstance(invalid, EventTooLarge) else 400, f"Error validating event: {invalid}")
     try:
         for event in events:
             await publish_event(request.app[PLATFORM].bus, org, event)

@@ -12,37 +12,44 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from dispatch.errors import DispatchError, Rejected
+from dispatch.errors import DispatchError, Rejected, TooLarge
 from dispatch.handlers.events import publish_event
-from dispatch.schemas.cloudevents import BATCH, InvalidEvent, from_binary, parse_event
+from dispatch.schemas.cloudevents import BATCH, EventTooLarge, InvalidEvent, from_binary, parse_event
 
 from .context import correlation_id, organization, subject
-from .errors import loads
+from .bodies import json_bounds, loads, off_loop
 from .resources import PLATFORM
 
 log = structlog.get_logger("dispatch.gateway")
 
 
 def _invalid(reason: Any) -> Rejected:
-    return Rejected(f"Error validating event: {reason}")
+    cls = TooLarge if isinstance(reason, EventTooLarge) else Rejected
+    return cls(f"Error validating event: {reason}")
 
 
 async def _received(request: web.Request) -> tuple[list[dict], Any]:
-    """The events of a request in their JSON form, and what to echo (None: the events)."""
     body = await request.read()
+    return await off_loop(body, _events_of, request, body)
+
+
+def _events_of(request: web.Request, body: bytes) -> tuple[list[dict], Any]:
+    """The events of a request in their JSON form, and what to echo (None: the events)."""
     if "ce-specversion" in request.headers:
         attributes = {name[3:].lower(): urllib.parse.unquote(value) for name, value in request.headers.items()
                       if name.lower().startswith("ce-")}
         try:
-            return [from_binary(attributes, request.headers.get("Content-Type"), body)], None
+            return [from_binary(attributes, request.headers.get("Content-Type"), body, **json_bounds(request))], None
         except InvalidEvent as invalid:
             raise _invalid(invalid) from None
     if not body.strip():
         raise _invalid("the body is empty")
     try:
-        raw = loads(body)
-    except ValueError as error:
-        raise _invalid(f"the body is not valid JSON: {error}") from None
+        raw = loads(request, body, what="the body")
+    except Rejected as error:
+        if error.status != 400:
+            raise
+        raise _invalid(error.message) from None
     if request.content_type == BATCH:
         if not isinstance(raw, list):
             raise _invalid(f"a batch ({BATCH}) is a JSON array of events")

@@ -1,6 +1,7 @@
 """The management endpoints of the resource kinds that share Dispatch's CRUD shape."""
+import inspect
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
@@ -13,11 +14,11 @@ from dispatch.schemas import identity
 from dispatch.schemas import resources as r
 
 from .context import application_filter, correlation_id, matches_application, organization, subject
-from .errors import read_json
+from .bodies import read_json
 
 PLATFORM = web.AppKey("platform", Platform)
 HIDDEN = ("source", "sourceURL", IMAGE_BUILD)
-Prepare = Callable[[web.Request, dict, dict], tuple[dict, dict]]
+Prepare = Callable[[web.Request, dict, dict], tuple[dict, dict] | Awaitable[tuple[dict, dict]]]
 Present = Callable[[web.Request, dict, bool], dict]
 
 
@@ -60,7 +61,8 @@ KINDS = [
 
 class ResourceEndpoints:
     """GET list, POST, GET one, PUT, DELETE for one kind. `prepare` turns a validated body into
-    the command's resource and extra fields; `present` shapes what a client sees."""
+    the command's resource and extra fields (awaited when it checks on a thread); `present`
+    shapes what a client sees."""
 
     def __init__(self, kind: Kind, prepare: Prepare | None = None, present: Present | None = None):
         self.kind = kind
@@ -100,7 +102,8 @@ class ResourceEndpoints:
         if not isinstance(raw, dict):
             raise Rejected("request body must be a JSON object")
         resource = self.kind.public(self.kind.model.model_validate(raw).wire())
-        return self.prepare(request, raw, resource)
+        prepared = self.prepare(request, raw, resource)
+        return await prepared if inspect.isawaitable(prepared) else prepared
 
     async def create(self, request: web.Request) -> web.Response:
         resource, extra = await self._body(request)

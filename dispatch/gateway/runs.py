@@ -15,7 +15,7 @@ from dispatch.schemas.wirejson import dumps_text
 
 from .accepted import ACCEPTED, AcceptedRuns
 from .context import SETTINGS, application_filter, correlation_id, matches_application, organization, subject
-from .errors import loads
+from .bodies import read_json
 from .resources import PLATFORM
 
 
@@ -88,11 +88,7 @@ async def create_run(request: web.Request) -> web.Response:
         found = await request.app[PLATFORM].views.get_resource(organization(request), "Function", function)
         if found is None or not matches_application(found, wanted):
             raise NotFound(f"function {function} not found")
-    body = await request.read()
-    try:
-        payload = {} if not body.strip() else loads(body)
-    except ValueError:
-        raise Rejected("Bad Request: Invalid Payload") from None
+    payload = await read_json(request, {}, not_json="Bad Request: Invalid Payload")
     if not isinstance(payload, dict):
         raise Rejected("Bad Request: Invalid Payload")
     run = new_run(function, payload)

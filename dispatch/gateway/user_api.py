@@ -10,9 +10,10 @@ from dispatch.errors import DispatchError
 from dispatch.schemas.wirejson import dumps_text
 
 from .accepted import ACCEPTED
+from .bodies import loads, off_loop
 from .context import SETTINGS, correlation_id
 from .credentials import CREDENTIALS, Unauthorized
-from .errors import error_response, loads
+from .errors import error_response, too_large_message
 from .resources import PLATFORM
 from .runs import execute, http_run
 
@@ -46,12 +47,18 @@ class BadRequest(Exception):
     def __init__(self, status: int, message: str):
         self.status, self.message = status, message
 
+    def response(self) -> web.Response:
+        """Kong's `{message}`; a body over a cap answers as the management port does, `{code, message}`."""
+        if self.status == 413:
+            return error_response(413, self.message)
+        return web.json_response({"message": self.message}, status=self.status)
+
 
 async def run_input(request: web.Request) -> Any:
     try:
         return await _parsed(request)
     except web.HTTPRequestEntityTooLarge as error:
-        raise BadRequest(413, f"request body is too large: {error.text}") from None
+        raise BadRequest(413, too_large_message(error)) from None
 
 
 async def _parsed(request: web.Request) -> Any:
@@ -72,9 +79,9 @@ async def _parsed(request: web.Request) -> Any:
     if content_type == "application/json" or (content_type.startswith("application/")
                                               and content_type.endswith("+json")):
         try:
-            return loads(body)
-        except ValueError:
-            raise BadRequest(400, "request body is not json") from None
+            return await off_loop(body, loads, request, body, "request body is not json")
+        except DispatchError as error:
+            raise BadRequest(error.status, error.message) from None
     if not content_type:
         return body.decode("utf-8", errors="replace")
     # as sent: aiohttp reads a value that is no media type (`unsupported-content-type`) as
@@ -151,7 +158,7 @@ async def serve(request: web.Request) -> web.StreamResponse:
     try:
         payload = await run_input(request)
     except BadRequest as bad:
-        return _answer(request, route, {}, web.json_response({"message": bad.message}, status=bad.status))
+        return _answer(request, route, {}, bad.response())
     blocking = request.headers.get("x-dispatch-blocking", "true").lower() != "false"
     context = http_context(request, matched, caller)
     run = http_run(route.function, blocking, payload, context)

@@ -9,6 +9,7 @@ from jsonschema.exceptions import SchemaError
 
 from dispatch.drivers.ports import FunctionRuntime, Invocation, NotDeployed
 from dispatch.errors import Rejected
+from dispatch.schemas.jsonvalues import problem as output_problem
 from dispatch.schemas.resources import Status
 from dispatch.store.ports import Views
 from dispatch.store.sealing import SecretBox
@@ -111,11 +112,19 @@ class Executor:
             await self.deployments.ensure(organization, function)
             result = await self.runtime.invoke(function["faasId"], context, run.get("input"), timeout)
         if result.error is None:
-            problem = self._validate(function, "out", result.output)
+            problem = self._unrecordable(result.output)
+            if problem is None and (invalid := self._validate(function, "out", result.output)):
+                problem = f"Output invalid against schema: {invalid}"
             if problem:
-                result.error = {"type": "FunctionError", "message": f"Output invalid against schema: {problem}",
-                                "stacktrace": []}
+                result.error = {"type": "FunctionError", "message": problem, "stacktrace": []}
         return result
+
+    def _unrecordable(self, output: Any) -> str | None:
+        """Why an output cannot be the run's record (a string that is not Unicode, NaN, a value of
+        no JSON type, nesting past max_json_depth): the run is then the function's error,
+        recorded once, rather than a record no store can write."""
+        found = output_problem(output, self.deployments.settings.max_json_depth)
+        return None if found is None else f"the function's output cannot be recorded as JSON: at {found}"
 
     async def _identity(self, organization: str, account: str, timeout_ms: int, context: dict) -> str | None:
         """Hand the run a token of the function's service account, lasting as long as the run may."""

@@ -1,4 +1,5 @@
 """Functions: source stored as a blob, deployed on the runtime once their image is READY."""
+import asyncio
 import base64
 import binascii
 from functools import partial
@@ -12,6 +13,7 @@ from dispatch.schemas import commands as c
 from dispatch.schemas import events as e
 from dispatch.schemas.envelope import new_id
 from dispatch.schemas.resources import Status
+from dispatch.schemas.source import Caps
 from dispatch.schemas.source import validate as validate_source
 from dispatch.store.ports import BlobStore, ConcurrencyConflict, EventLog, Views
 
@@ -24,31 +26,32 @@ log = structlog.get_logger("dispatch.functions")
 DEPLOYABLE = (Status.INITIALIZED.value, Status.CREATING.value, Status.UPDATING.value)
 
 
-async def _store_source(source: str, blobs: BlobStore) -> str:
+async def _store_source(source: str, blobs: BlobStore, caps: Caps) -> str:
+    """The archive, checked on a thread (a large one takes a while to read) and then stored."""
     if not source:
         raise Rejected("either source or sourceURL must be specified")
     try:
         data = base64.b64decode(source, validate=True)
     except (binascii.Error, ValueError):
         raise Rejected("source is not valid base64") from None
-    validate_source(data)
+    await asyncio.to_thread(validate_source, data, caps)
     return await blobs.put_blob(data)
 
 
-async def create_function(cmd: c.CreateFunction, events: EventLog, blobs: BlobStore) -> dict:
+async def create_function(cmd: c.CreateFunction, events: EventLog, blobs: BlobStore, caps: Caps) -> dict:
     """Consumes CreateFunction; emits FunctionCreated."""
     check_schemas(cmd.resource.get("schema"))
-    digest = await _store_source(cmd.source, blobs)
+    digest = await _store_source(cmd.source, blobs, caps)
     body = {**cmd.resource, "faasId": new_id()}
     return await create(cmd, events, e.FunctionCreated, Status.INITIALIZED, body, source_digest=digest)
 
 
 async def update_function(cmd: c.UpdateFunction, events: EventLog, blobs: BlobStore,
-                          runtime: FunctionRuntime) -> dict:
+                          runtime: FunctionRuntime, caps: Caps) -> dict:
     """Consumes UpdateFunction; emits FunctionUpdated and removes the old deployment, so the
     function is not runnable until it is READY again."""
     check_schemas(cmd.resource.get("schema"))
-    digest = await _store_source(cmd.source, blobs)
+    digest = await _store_source(cmd.source, blobs, caps)
 
     async def undeploy(previous: dict) -> None:
         await runtime.undeploy(previous["faasId"])
@@ -141,8 +144,9 @@ async def remove_when_deletion_requested(event: e.FunctionDeletionRequested, bus
 
 def register(bus: MessageBus, events: EventLog, views: Views, blobs: BlobStore, runtime: FunctionRuntime,
              deployments: Deployments) -> None:
-    bus.handle(c.CreateFunction, partial(create_function, events=events, blobs=blobs))
-    bus.handle(c.UpdateFunction, partial(update_function, events=events, blobs=blobs, runtime=runtime))
+    caps = Caps.of(deployments.settings)
+    bus.handle(c.CreateFunction, partial(create_function, events=events, blobs=blobs, caps=caps))
+    bus.handle(c.UpdateFunction, partial(update_function, events=events, blobs=blobs, runtime=runtime, caps=caps))
     bus.handle(c.DeleteFunction, partial(delete_function, events=events))
     bus.handle(c.DeployFunction, partial(deploy_function, deployments=deployments, busy=set()))
     bus.handle(c.RemoveFunction, partial(remove_function, events=events, views=views, runtime=runtime))

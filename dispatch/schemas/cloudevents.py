@@ -6,13 +6,13 @@ sent it, without the data, which is the run's input."""
 import base64
 import binascii
 import datetime as dt
-import json
 import re
 import urllib.parse
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from . import jsontext
 from .resources import EVENT_TYPE_PATTERN
 
 EVENT_TYPE_MAX = 128
@@ -25,6 +25,10 @@ _JSON_MEDIA = re.compile(r"^(application|text)/([\w.\-]+\+)?json(\s*;.*)?$", re.
 
 class InvalidEvent(ValueError):
     """Why an event is refused, in words its producer can act on."""
+
+
+class EventTooLarge(InvalidEvent):
+    """An event's JSON data is longer than its bound."""
 
 
 def _timestamp(value: str | None) -> str | None:
@@ -177,10 +181,12 @@ def is_json(content_type: str | None) -> bool:
     return content_type is None or bool(_JSON_MEDIA.match(content_type.strip()))
 
 
-def from_binary(attributes: dict[str, Any], content_type: str | None, body: bytes) -> dict[str, Any]:
+def from_binary(attributes: dict[str, Any], content_type: str | None, body: bytes,
+                max_depth: int = jsontext.MAX_DEPTH, max_bytes: int = jsontext.MAX_BYTES) -> dict[str, Any]:
     """The JSON-format event a binary-mode message carries: attributes from the transport's
     headers (prefix removed), `datacontenttype` from its content type, data from its body (JSON
-    parsed, text as a string, anything else as data_base64)."""
+    parsed strictly within `max_depth` and `max_bytes`, text as a string, anything else as
+    data_base64)."""
     event = {name: _attribute(name, value) for name, value in attributes.items()}
     if content_type:
         event["datacontenttype"] = content_type
@@ -191,9 +197,13 @@ def from_binary(attributes: dict[str, Any], content_type: str | None, body: byte
         return event
     if is_json(content_type):
         try:
-            event["data"] = json.loads(body)
-        except ValueError as error:
-            raise InvalidEvent(f"data is not valid JSON although its content type is {content_type or 'unset'}: {error}") from None
+            event["data"] = jsontext.decode(body, max_depth, max_bytes)
+        except jsontext.TooLarge as error:
+            raise EventTooLarge(f"data {error}") from None
+        except jsontext.NotJSON as error:
+            raise InvalidEvent(f"data {error}, although its content type is {content_type or 'unset'}") from None
+        except jsontext.BadJSON as error:
+            raise InvalidEvent(f"data {error}") from None
     elif content_type.lower().startswith("text/"):
         try:
             event["data"] = body.decode()
@@ -204,22 +214,25 @@ def from_binary(attributes: dict[str, Any], content_type: str | None, body: byte
     return event
 
 
-def from_body(attributes: dict[str, Any], content_type: str | None, body: bytes) -> dict[str, Any]:
+def from_body(attributes: dict[str, Any], content_type: str | None, body: bytes,
+              max_depth: int = jsontext.MAX_DEPTH, max_bytes: int = jsontext.MAX_BYTES) -> dict[str, Any]:
     """The event whose data is a message in no CloudEvents form (a webhook request, a queue's
     message): as `from_binary`, except that a body without a content type is JSON when it
-    parses, else text, else base64."""
+    parses (or is JSON beyond the bounds, which from_binary refuses), else text, else base64."""
     if content_type or not body:
-        return from_binary(attributes, content_type, body)
+        return from_binary(attributes, content_type, body, max_depth, max_bytes)
     try:
-        json.loads(body)
+        jsontext.decode(body, max_depth, max_bytes)
         guessed = "application/json"
-    except ValueError:
+    except jsontext.BadJSON as error:
+        if not isinstance(error, (jsontext.NotJSON, jsontext.NotText)):
+            return from_binary(attributes, "application/json", body, max_depth, max_bytes)
         try:
             body.decode()
             guessed = "text/plain"
         except UnicodeDecodeError:
             guessed = "application/octet-stream"
-    return from_binary(attributes, guessed, body)
+    return from_binary(attributes, guessed, body, max_depth, max_bytes)
 
 
 def _attribute(name: str, value: Any) -> Any:

@@ -5,6 +5,7 @@ from pydantic import Field
 
 from .envelope import Command
 from .events import _kind_of
+from .jsonvalues import recordable
 
 
 class ResourceCommand(Command):
@@ -147,3 +148,10 @@ class ExecuteFunction(Command):
     """The run's name is an idempotency key (an event-triggered run is named after its
     subscription and event): a command for a run that another command already accepted is
     answered with that run instead of running it again."""
+
+    def __init__(self, **data: Any):
+        # as RunEvent: a run that cannot be encoded (a request header that is not UTF-8, say)
+        # could not cross a broker, nor be recorded
+        if "run" in data:
+            data["run"] = recordable(data["run"])
+        super().__init__(**data)

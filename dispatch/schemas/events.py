@@ -5,6 +5,7 @@ from pydantic import Field
 
 from . import identity
 from .envelope import Event
+from .jsonvalues import recordable
 from .resources import KINDS, Status
 
 _ALL_KINDS = [*KINDS, *identity.KINDS]
@@ -176,12 +177,21 @@ class SecretRead(Event):
 
 
 class RunEvent(Event):
+    """A run's record. Made, it can always be written: its run is made recordable then
+    (jsonvalues.recordable: a run that cannot be encoded would never be recorded, and would run
+    again on every delivery and restart). Read back from the log, it is taken as written."""
+
     # Runs are read from the read models and no reaction consumes their events; relaying them
     # would double the broker's work on the hot path.
     relayed = False
 
     organization: str
     run: dict[str, Any]
+
+    def __init__(self, **data: Any):
+        if "run" in data:
+            data["run"] = recordable(data["run"])
+        super().__init__(**data)
 
     @property
     def stream(self) -> str:

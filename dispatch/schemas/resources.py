@@ -135,6 +135,8 @@ class FunctionLimits(Wire):
     """Share of CPU cores (containers)."""
     processes: int | None = Field(default=None, ge=1)
     """Processes and threads one worker may have at once."""
+    network: bool | None = None
+    """Whether the function reaches networks; unset: it does. False: a loopback of its own only."""
 
 
 class Function(Resource):

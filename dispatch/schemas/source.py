@@ -2,18 +2,44 @@
 
 Dispatch clients send archives whose end-of-archive blocks may be missing and whose single file may be
 named `.//hello.py`; both are accepted. Entries that would land outside the target folder (absolute
-names, `..`, links pointing outside, also through other links of the same archive) and device or pipe
-entries are refused with `Rejected`.
+names, `..`, links pointing outside, also through other links of the same archive), device or pipe
+entries and names longer than `Caps.max_path` are refused with `Rejected`.
+
+An archive is bounded as it is read (`Caps`): more than `max_bytes` once decompressed, or more than
+`max_files` entries, is refused with `TooLarge` as soon as a header says so, before its data is
+decompressed, and the decompressed stream itself stops at `max_bytes`: a gzip bomb costs the
+reader no more than the cap, and nothing past it is written.
 """
 import gzip
 import io
 import tarfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from dispatch.errors import Rejected
+from dispatch.errors import Rejected, TooLarge
 
 _MAX_LINK_DEPTH = 40
+_MAX_NAME_BYTES = 255
+"""A file name's longest part: what file systems take (NAME_MAX)."""
+
+
+@dataclass(frozen=True)
+class Caps:
+    max_bytes: int = 100 * 1024 * 1024
+    """The archive's size once decompressed (its entries, their headers and padding)."""
+    max_files: int = 10_000
+    """Entries, folders and links included."""
+    max_path: int = 1024
+    """Characters of an entry's name."""
+
+    @classmethod
+    def of(cls, settings: Any) -> "Caps":
+        return cls(settings.max_source_bytes, settings.max_source_files, settings.max_source_path)
+
+
+DEFAULT_CAPS = Caps()
 
 
 def pack(path: Path) -> bytes:
@@ -29,27 +55,30 @@ def pack(path: Path) -> bytes:
     return buffer.getvalue()
 
 
-def validate(data: bytes) -> list[str]:
+def validate(data: bytes, caps: Caps = DEFAULT_CAPS) -> list[str]:
     """The archive's file names, after the same checks as `extract`; nothing is written."""
-    return _walk(data, dest=None)
+    return _walk(data, dest=None, caps=caps)
 
 
-def extract(data: bytes, dest: Path) -> list[str]:
+def extract(data: bytes, dest: Path, caps: Caps = DEFAULT_CAPS) -> list[str]:
     """Unpack into `dest` (created if needed) and return the relative names of the files written."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    return _walk(data, dest=dest)
+    return _walk(data, dest=dest, caps=caps)
 
 
-def _walk(data: bytes, dest: Path | None) -> list[str]:
+def _walk(data: bytes, dest: Path | None, caps: Caps) -> list[str]:
     links: dict[str, str] = {}
     names: list[str] = []
-    stream = _Terminated(gzip.GzipFile(fileobj=io.BytesIO(data)))
+    stream = _Terminated(gzip.GzipFile(fileobj=io.BytesIO(data)), caps.max_bytes)
     last = None
+    entries = 0
     try:
         with tarfile.open(fileobj=stream, mode="r|") as tar:
             for member in tar:
                 last = member
+                entries += 1
+                _bounded(member, entries, caps)
                 name = _check(member, links)
                 if name is None:
                     continue
@@ -73,8 +102,9 @@ class _Terminated(io.RawIOBase):
     added. Go's tar.Writer, which Dispatch's CLI never closes, leaves both out; on a complete
     archive tarfile stops at the first end block and never reads what is added."""
 
-    def __init__(self, stream: io.BufferedIOBase):
+    def __init__(self, stream: io.BufferedIOBase, limit: int):
         self._stream = stream
+        self._limit = limit
         self._read = 0
         self._tail: bytes | None = None
 
@@ -91,12 +121,32 @@ class _Terminated(io.RawIOBase):
             count = self._stream.readinto(buffer)
             if count:
                 self._read += count
+                if self._read > self._limit:
+                    _too_large(f"it unpacks to more than {_size(self._limit)} (max_source_bytes)")
                 return count
             self._tail = bytes(-self._read % tarfile.BLOCKSIZE + 2 * tarfile.BLOCKSIZE)
         count = min(len(buffer), len(self._tail))
         buffer[:count] = self._tail[:count]
         self._tail = self._tail[count:]
         return count
+
+
+def _bounded(member: tarfile.TarInfo, entries: int, caps: Caps) -> None:
+    """Refuse, from its header alone, an entry past the caps."""
+    if entries > caps.max_files:
+        _too_large(f"it holds more than {caps.max_files} entries (max_source_files)")
+    if member.offset_data + member.size > caps.max_bytes:
+        _too_large(f"it unpacks to more than {_size(caps.max_bytes)} (max_source_bytes): entry "
+                   f"'{member.name[:200]}' of {_size(member.size)} ends past that")
+    for name in (member.name, member.linkname):
+        if len(name) > caps.max_path:
+            _refuse(f"entry name '{name[:64]}…' is longer than {caps.max_path} characters (max_source_path)")
+        if any(len(part.encode("utf-8", "surrogateescape")) > _MAX_NAME_BYTES for part in name.split("/")):
+            _refuse(f"entry '{name[:200]}' has a name part longer than {_MAX_NAME_BYTES} bytes")
+
+
+def _size(count: int) -> str:
+    return f"{count // 2**20} MiB" if count >= 2**20 and count % 2**20 == 0 else f"{count} bytes"
 
 
 def _check(member: tarfile.TarInfo, links: dict[str, str]) -> str | None:
@@ -171,6 +221,10 @@ def _write(tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, dest: Path)
 
 def _refuse(reason: str) -> None:
     raise Rejected(f"invalid source archive: {reason}")
+
+
+def _too_large(reason: str) -> None:
+    raise TooLarge(f"source archive is too large: {reason}")
 
 
 def _skip_bytecode(info: tarfile.TarInfo) -> tarfile.TarInfo | None:

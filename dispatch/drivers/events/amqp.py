@@ -16,7 +16,6 @@ back when publishing failed, and rejected without requeue (to the queue's dead-l
 if it has one) when it is not a valid event. A lost connection is made again, after growing
 pauses; the driver is ERROR with the reason meanwhile."""
 import asyncio
-import json
 import uuid
 from contextlib import suppress
 from functools import partial
@@ -26,6 +25,7 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import ChannelNotFoundEntity
 
+from dispatch.schemas import jsontext
 from dispatch.schemas.cloudevents import STRUCTURED, Event, InvalidEvent, from_binary, from_body, parse_event
 
 from .ports import DriverRejected, DriverSpec, Emit, Report
@@ -42,9 +42,10 @@ def event_of(message: AbstractIncomingMessage, spec: DriverSpec) -> Event:
         if not content_type.lower().startswith(STRUCTURED):
             raise InvalidEvent(f"event format {content_type} is not supported: use {STRUCTURED}")
         try:
-            return parse_event(json.loads(body))
-        except ValueError as error:
-            raise InvalidEvent(f"the body is not a JSON event: {error}") from None
+            raw = jsontext.decode(body)
+        except jsontext.BadJSON as error:
+            raise InvalidEvent(f"the body is not a JSON event: it {error}") from None
+        return parse_event(raw)
     headers = dict(message.headers or {})
     attributes = {name[len(prefix):]: value for name, value in headers.items()
                   for prefix in PREFIXES if name.startswith(prefix)}

@@ -1,0 +1,137 @@
+"""YAML files people give the CLI and the server (`create -f`, `server --seed`, `--config-file`),
+read within bounds.
+
+PyYAML builds an alias as the very object its anchor built, so a file of a few hundred bytes can
+describe a document of billions of nodes (the "billion laughs") that becomes real the moment it
+is walked or sent as JSON: the CLI ran out of memory on one. Here a file is at most MAX_BYTES, and
+a document whose aliases would add more than MAX_ALIAS_NODES nodes once expanded, or that holds
+itself through an alias, is refused before anything is built from it, naming the line of the
+alias that went past the bound. Nesting deeper than the parser's recursion is refused too."""
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+MAX_BYTES = 10 * 1024 * 1024
+MAX_ALIAS_NODES = 10_000
+
+
+class Refused(yaml.MarkedYAMLError):
+    """A document past a bound; `problem` says which, `problem_mark` where."""
+
+    def __init__(self, problem: str, mark: yaml.Mark | None = None):
+        super().__init__(problem=problem, problem_mark=mark)
+
+
+def read(path: Path | str, max_bytes: int = MAX_BYTES) -> str:
+    """A YAML file's text; Refused past `max_bytes` (without reading further)."""
+    with open(path, "rb") as file:
+        data = file.read(max_bytes + 1)
+    return text_of(data, max_bytes)
+
+
+def text_of(data: bytes, max_bytes: int = MAX_BYTES) -> str:
+    if len(data) > max_bytes:
+        raise Refused(f"the file is larger than {max_bytes // 2**20} MiB")
+    return data.decode(errors="replace")
+
+
+def load_all(text: str) -> Iterator[Any]:
+    """The documents of a YAML stream, as yaml.safe_load_all, each checked before it is built."""
+    loader = _Bounded(text)
+    try:
+        while loader.check_data():
+            yield _next(loader)
+    finally:
+        loader.dispose()
+
+
+def load(text: str) -> Any:
+    """The one document of a YAML text (None when empty), as yaml.safe_load."""
+    loader = _Bounded(text)
+    try:
+        return _built(loader.get_single_data, loader)
+    finally:
+        loader.dispose()
+
+
+def _next(loader: "_Bounded") -> Any:
+    return _built(loader.get_data, loader)
+
+
+def _built(build, loader: "_Bounded") -> Any:
+    try:
+        return build()
+    except RecursionError:
+        raise Refused("it is nested too deeply", loader.get_mark()) from None
+
+
+class _Bounded(yaml.SafeLoader):
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._aliases: list[tuple[yaml.Node, yaml.Mark]] = []
+
+    def compose_node(self, parent: Any, index: Any) -> yaml.Node:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            if event.anchor in self.anchors:
+                self._aliases.append((self.anchors[event.anchor], event.start_mark))
+        return super().compose_node(parent, index)
+
+    def compose_document(self) -> yaml.Node:
+        self._aliases = []
+        try:
+            node = super().compose_document()
+        except RecursionError:
+            raise Refused("it is nested too deeply", self.get_mark()) from None
+        if self._aliases:
+            _check_expansion(node, self._aliases)
+        return node
+
+
+def _check_expansion(root: yaml.Node, aliases: list[tuple[yaml.Node, yaml.Mark]]) -> None:
+    sizes = _expanded_sizes(root, aliases)
+    added = sizes[id(root)] - len(sizes)
+    if added <= MAX_ALIAS_NODES:
+        return
+    total = 0
+    for target, mark in aliases:  # the alias whose expansion went past the bound
+        total += sizes[id(target)]
+        if total > MAX_ALIAS_NODES:
+            break
+    raise Refused(f"its aliases expand to more than {MAX_ALIAS_NODES} nodes (a YAML bomb?)", mark)
+
+
+def _expanded_sizes(root: yaml.Node, aliases: list[tuple[yaml.Node, yaml.Mark]]) -> dict[int, int]:
+    """Nodes each node stands for once every alias is expanded, by id; Refused when one holds itself."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children = _children(node)
+        if children_done:
+            open_nodes.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)
+            continue
+        if id(node) in open_nodes:
+            mark = next((m for target, m in aliases if target is node), node.start_mark)
+            raise Refused("an alias refers to a node that holds it, which would never end", mark)
+        open_nodes.add(id(node))
+        stack.append((node, True))
+        for child in children:
+            if id(child) in open_nodes and id(child) not in sizes:
+                mark = next((m for target, m in aliases if target is child), child.start_mark)
+                raise Refused("an alias refers to a node that holds it, which would never end", mark)
+            stack.append((child, False))
+    return sizes
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
