@@ -57,6 +57,10 @@ def server(
     kong_admin_url: Annotated[Optional[str], typer.Option(help="Kong's Admin API, e.g. http://127.0.0.1:8001.")] = None,
     kong_upstream_url: Annotated[Optional[str], typer.Option(
         help="The user-API port as Kong reaches it.", show_default="http://<host>:<api-port>")] = None,
+    sandbox: Annotated[Optional[str], typer.Option(
+        help="The local runtime's sandbox per function (bubblewrap): auto (when bwrap works here, else without "
+             "it, with a warning), on (a function that cannot have one goes to ERROR) or off.",
+        show_default="auto")] = None,
     maven_settings: Annotated[Optional[Path], typer.Option(
         help="Maven settings.xml (mvn -s) for the pom.xml of Java images: the repositories or mirror their "
              "dependencies come from.", show_default="Maven's own")] = None,
@@ -94,7 +98,7 @@ def server(
              "kong_admin_url": kong_admin_url, "kong_upstream_url": kong_upstream_url,
              "skip_auth": skip_auth or None, "public_names": public_name, "oidc_issuer": oidc_issuer,
              "oidc_client_id": oidc_client_id, "bootstrap_public_key": bootstrap_public_key,
-             "maven_settings": maven_settings}
+             "maven_settings": maven_settings, "sandbox": sandbox}
     try:
         settings = load_settings(config_file, **given)
     except (pydantic.ValidationError, OSError, ValueError) as error:

@@ -50,7 +50,9 @@ class DeploymentSpec:
     processes: int | None = None
     """Processes and threads one worker may have at once."""
     max_output_bytes: int | None = None
-    """A run's JSON-encoded output; more is a FunctionError naming the limit."""
+    """A run's JSON-encoded output; more is a FunctionError naming the limit (see output_message)."""
+    network: bool = True
+    """Whether the function's processes reach networks (False: loopback of their own only)."""
     secrets: tuple[str, ...] = ()
     """Names of the secrets the function reads; their values reach it per run in context.secrets."""
     labels: tuple[tuple[str, str], ...] = ()
@@ -69,6 +71,21 @@ def unsupported_language(name: str, runtime: str, supported) -> BuildFailed:
 def capacity_message(function: str, queued: int) -> str:
     """The error of a run refused because its function's queue is full, the same on every runtime."""
     return f"function {function} is at capacity: {queued} runs queued"
+
+
+def output_message(max_output_bytes: int) -> str:
+    """The error of a run whose output is over the limit, the same on every runtime."""
+    return f"Function output exceeded its limit of {max_output_bytes} bytes"
+
+
+def processes_message(processes: int) -> str:
+    """The error of a run that could not start a process or thread past its limit."""
+    return f"Function exceeded its process limit of {processes} (processes and threads)"
+
+
+def memory_message(memory_mb: int) -> str:
+    """The error of a run that went over its memory limit, the same on every runtime."""
+    return f"Function exceeded its memory limit of {memory_mb} MB"
 
 
 def cpu_message(cpu_seconds: int) -> str:

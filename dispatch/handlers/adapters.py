@@ -45,12 +45,9 @@ def store_from(settings: Settings) -> tuple[Any, Any]:
 
 def runtime_from(settings: Settings) -> FunctionRuntime:
     if settings.runtime == "kubernetes":
-        from dispatch.drivers.kubernetes import DEFAULT_SERVICE_URL, KubernetesRuntime, Options
+        from dispatch.drivers.kubernetes import DEFAULT_SERVICE_URL, KubernetesRuntime, options_from
 
-        options = Options(namespace=settings.kubernetes_namespace, installation=settings.namespace,
-                          max_replicas=settings.max_workers_per_function, idle_seconds=settings.idle_seconds,
-                          max_log_bytes=settings.max_log_bytes)
-        return KubernetesRuntime(options, kubeconfig=settings.kubeconfig,
+        return KubernetesRuntime(options_from(settings), kubeconfig=settings.kubeconfig,
                                  service_url=settings.kubernetes_service_url or DEFAULT_SERVICE_URL)
     if settings.runtime == "docker":
         from dispatch.drivers.docker import DockerRuntime, installation_owner
@@ -60,7 +57,7 @@ def runtime_from(settings: Settings) -> FunctionRuntime:
         return DockerRuntime(settings.data_dir / "docker", namespace=settings.namespace, url=settings.docker_url,
                              owner=owner, max_replicas=settings.max_workers_per_function,
                              idle_seconds=settings.idle_seconds, max_log_bytes=settings.max_log_bytes,
-                             max_queued_runs=settings.max_queued_runs)
+                             max_queued_runs=settings.max_queued_runs, tmp_mb=settings.function_tmp_mb)
     from dispatch.drivers.local import LocalRuntime  # it knows about processes: only when chosen
 
     root = settings.data_dir / "runtime"
@@ -72,7 +69,7 @@ def runtime_from(settings: Settings) -> FunctionRuntime:
     return LocalRuntime(root, max_workers=settings.max_workers_per_function,
                         max_log_bytes=settings.max_log_bytes, functions_dir=own,
                         idle_seconds=settings.idle_seconds, max_queued_runs=settings.max_queued_runs,
-                        maven_settings=settings.maven_settings)
+                        maven_settings=settings.maven_settings, sandbox=settings.sandbox)
 
 
 def gateway_from(settings: Settings, router: BuiltinRouter,

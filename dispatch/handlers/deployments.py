@@ -31,7 +31,8 @@ async def deployment_spec(loaded: Loaded, image: dict, blobs: BlobStore, setting
                           concurrency=scale.get("concurrency"), idle_seconds=scale.get("idleSeconds"),
                           memory_mb=limits.memory_mb, cpu_seconds=limits.cpu_seconds,
                           cpus=(state.get("limits") or {}).get("cpus"), processes=limits.processes,
-                          max_output_bytes=limits.max_output_bytes, secrets=tuple(state.get("secrets") or ()),
+                          max_output_bytes=limits.max_output_bytes, network=limits.network,
+                          secrets=tuple(state.get("secrets") or ()),
                           labels=tuple((t["key"], t.get("value", "")) for t in state.get("tags") or ()))
 
 

@@ -15,6 +15,7 @@ class Limits:
     processes: int
     max_output_bytes: int
     max_log_bytes: int
+    network: bool = True
 
 
 def limits_of(function: dict, settings: Settings) -> Limits:
@@ -32,4 +33,5 @@ def limits_of(function: dict, settings: Settings) -> Limits:
                   memory_mb=min(declared.get("memoryMB") or settings.default_memory_mb, settings.max_memory_mb),
                   cpu_seconds=min(cpu, settings.max_cpu_seconds),
                   processes=min(declared.get("processes") or settings.default_processes, settings.max_processes),
-                  max_output_bytes=settings.max_output_bytes, max_log_bytes=settings.max_log_bytes)
+                  max_output_bytes=settings.max_output_bytes, max_log_bytes=settings.max_log_bytes,
+                  network=declared.get("network") is not False)

@@ -14,7 +14,7 @@ from dispatch.drivers.ports import BuildFailed, DeploymentSpec, ImageSpec
 from dispatch.handlers.adapters import runtime_from
 from dispatch.schemas import source
 from dispatch.settings import Settings
-from tests.contract import rendezvous
+from tests.contract import processes, rendezvous
 from tests.contract.rendezvous import Rendezvous
 
 ROOT = os.geteuid() == 0
@@ -40,14 +40,7 @@ async def runtime(tmp_path):
     await runtime.close()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-PID_PY = "import os\ndef handle(context, payload):\n    return [os.getpid(), os.getppid()]\n"
+PID_PY = f"def handle(context, payload):\n    return {processes.PYTHON}\n"
 
 
 def java(code: str) -> str:
@@ -64,7 +57,7 @@ async def test_workers_are_forked_by_a_zygote_not_started_by_the_server(runtime,
 
     result = await runtime.invoke(faas_id, {}, None, 0)
 
-    pid, parent = result.output
+    parent = int(Path(f"/proc/{processes.host_pid(result.output)}/stat").read_text().rsplit(")", 1)[1].split()[1])
     assert parent != os.getpid()
     assert b"dispatch.runtimes.python3.forkserver" in Path(f"/proc/{parent}/cmdline").read_bytes()
 
@@ -86,11 +79,11 @@ async def test_after_a_crash_the_folders_of_gone_functions_are_removed_and_deplo
 
 @pytest.mark.parametrize("language, name, code", [
     ("python3", "pid.py", PID_PY),
-    ("nodejs", "pid.js", "module.exports = () => [process.pid, process.ppid];\n"),
-    ("java", "Handler.java", java("""
-        public Object apply(Map<String, Object> context, Object payload) {
-            return List.of(ProcessHandle.current().pid());
-        }
+    ("nodejs", "pid.js", f"module.exports = () => {processes.NODEJS};\n"),
+    ("java", "Handler.java", java(processes.JAVA_METHOD + f"""
+        public Object apply(Map<String, Object> context, Object payload) {{
+            return {processes.JAVA};
+        }}
         """)),
 ])
 async def test_an_idle_function_scales_to_zero_and_its_next_run_starts_a_worker(runtime, tmp_path, language, name,
@@ -98,31 +91,31 @@ async def test_an_idle_function_scales_to_zero_and_its_next_run_starts_a_worker(
     faas_id = await deploy(runtime, tmp_path, language, name, code, min_replicas=0, idle_seconds=0)
     first = await runtime.invoke(faas_id, {}, None, 0)
     for _ in range(100):
-        if not _alive(first.output[0]):
+        if not processes.alive(first.output):
             break
         await asyncio.sleep(0.05)
-    assert not _alive(first.output[0])
+    assert not processes.alive(first.output)
 
     second = await runtime.invoke(faas_id, {}, None, 0)
 
     assert second.error is None
-    assert second.output[0] != first.output[0]
+    assert second.output != first.output
 
 
 async def test_min_replicas_stay_warm_past_the_idle_time(runtime, tmp_path):
-    faas_id = await deploy(runtime, tmp_path, "python3", "slow.py", """
-        import os, time
+    faas_id = await deploy(runtime, tmp_path, "python3", "slow.py", f"""
+        import time
         def handle(context, payload):
             time.sleep(0.3)
-            return os.getpid()
+            return {processes.PYTHON}
         """, min_replicas=2, idle_seconds=0)
     await asyncio.sleep(0.3)
 
     results = await asyncio.gather(*(runtime.invoke(faas_id, {}, None, 0) for _ in range(2)))
     await asyncio.sleep(0.3)
 
-    assert len({result.output for result in results}) == 2
-    assert all(_alive(result.output) for result in results)
+    assert len({tuple(result.output) for result in results}) == 2
+    assert all(processes.alive(result.output) for result in results)
 
 
 async def test_runs_queue_while_workers_start_and_beyond_max_replicas(runtime, tmp_path):
@@ -362,10 +355,10 @@ def handle(context, payload):
 
 
 @needs_root
-async def test_a_function_cannot_read_the_data_dir_other_functions_or_the_servers_environment(
+async def test_without_the_sandbox_a_function_cannot_read_the_data_dir_other_functions_or_the_servers_environment(
         platform_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("DISPATCH_TEST_SERVER_SECRET", "hunter2")
-    runtime = runtime_from(Settings(data_dir=platform_dir))
+    runtime = runtime_from(Settings(data_dir=platform_dir, sandbox="off"))  # the users alone (test_containment.py)
     try:
         other = await deploy(runtime, tmp_path, "python3", "other.py", PID_PY)
         other_pid = (await runtime.invoke(other, {}, None, 0)).output[0]
@@ -385,8 +378,8 @@ async def test_a_function_cannot_read_the_data_dir_other_functions_or_the_server
 
 
 @needs_root
-async def test_a_nodejs_function_cannot_read_the_data_dir(platform_dir, tmp_path):
-    runtime = runtime_from(Settings(data_dir=platform_dir))
+async def test_without_the_sandbox_a_nodejs_function_cannot_read_the_data_dir(platform_dir, tmp_path):
+    runtime = runtime_from(Settings(data_dir=platform_dir, sandbox="off"))
     try:
         probe = await deploy(runtime, tmp_path, "nodejs", "probe.js", """
             const fs = require('fs');
@@ -405,8 +398,8 @@ async def test_a_nodejs_function_cannot_read_the_data_dir(platform_dir, tmp_path
 
 
 @needs_root
-async def test_a_java_function_cannot_read_the_data_dir(platform_dir, tmp_path):
-    runtime = runtime_from(Settings(data_dir=platform_dir))
+async def test_without_the_sandbox_a_java_function_cannot_read_the_data_dir(platform_dir, tmp_path):
+    runtime = runtime_from(Settings(data_dir=platform_dir, sandbox="off"))
     try:
         probe = await deploy(runtime, tmp_path, "java", "Handler.java", java("""
             static Object attempt(java.util.concurrent.Callable<?> action) {
@@ -422,7 +415,7 @@ async def test_a_java_function_cannot_read_the_data_dir(platform_dir, tmp_path):
                 java.nio.file.Path folder = java.nio.file.Path.of((String) data);
                 return List.of(attempt(() -> java.nio.file.Files.readAllLines(java.nio.file.Path.of(
                                    "/proc/self/status")).stream().filter(line -> line.startsWith("Uid:")).findFirst()
-                                   .orElseThrow().split("\\s+")[1]),
+                                   .orElseThrow().split("\\\\s+")[1]),
                                attempt(() -> java.nio.file.Files.list(folder).count()),
                                attempt(() -> java.nio.file.Files.readString(folder.resolve("secret.key"))));
             }

@@ -17,7 +17,7 @@ from dispatch.drivers.local import LocalRuntime
 from dispatch.drivers.ports import BuildFailed, DeploymentSpec, FunctionRuntime, ImageSpec, NotDeployed
 from dispatch.schemas import source
 from tests import docker_engine
-from tests.contract import rendezvous
+from tests.contract import processes, rendezvous
 from tests.contract.rendezvous import Rendezvous
 
 ADAPTERS: dict[str, Callable[..., FunctionRuntime]] = {"local": LocalRuntime, "docker": docker_engine.runtime_for_tests}
@@ -379,9 +379,9 @@ async def test_a_function_exiting_its_process_is_a_system_error_and_the_next_cal
 
 async def test_a_worker_killed_between_calls_is_replaced_without_failing_a_call(function_runtime, tmp_path):
     faas_id = await deploy(function_runtime, tmp_path, "python3",
-                           {"pid.py": "import os\ndef handle(c, p):\n    return os.getpid()\n"})
+                           {"pid.py": f"def handle(c, p):\n    return {processes.PYTHON}\n"})
     first = await function_runtime.invoke(faas_id, {}, None, 0)
-    os.kill(first.output, signal.SIGKILL)
+    os.kill(processes.host_pid(first.output), signal.SIGKILL)
     await asyncio.sleep(0.2)
 
     second = await function_runtime.invoke(faas_id, {}, None, 0)
@@ -577,26 +577,21 @@ def _children() -> set[int]:
     return found
 
 
-def _running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 async def test_close_leaves_no_process_behind_not_even_ones_a_function_started(function_runtime, tmp_path):
     before = _children()
-    spawner = await deploy(function_runtime, tmp_path, "python3", {"spawn.py": """
+    seconds = f"60.{os.getpid()}{len(before)}"  # marks the sleeps it starts, as this host lists them
+    spawner = await deploy(function_runtime, tmp_path, "python3", {"spawn.py": f"""
         import subprocess, time
         def handle(context, payload):
             time.sleep(0.2)
-            return subprocess.Popen(["sleep", "60"]).pid
+            subprocess.Popen(["sleep", "{seconds}"])
         """})
     await deploy(function_runtime, tmp_path, "nodejs", {"hello.js": HELLO_JS})
     quitter = await deploy(function_runtime, tmp_path, "python3",
                            {"quit.py": "import os\ndef handle(c, p):\n    os._exit(1)\n"})
-    spawned = await asyncio.gather(*(function_runtime.invoke(spawner, {}, None, 0) for _ in range(3)))
-    grandchildren = [result.output for result in spawned]
+    await asyncio.gather(*(function_runtime.invoke(spawner, {}, None, 0) for _ in range(3)))
+    grandchildren = processes.with_marker(seconds)
+    assert len(grandchildren) == 3
     assert _children() - before
     await function_runtime.invoke(quitter, {}, None, 0)
     await asyncio.sleep(0.01)  # its replacement process is starting, not ready yet, when close() comes
@@ -605,10 +600,10 @@ async def test_close_leaves_no_process_behind_not_even_ones_a_function_started(f
 
     assert _children() - before == set()
     for _ in range(50):  # killed, but reaped by whoever adopted them
-        if not any(map(_running, grandchildren)):
+        if not any(map(processes.running, grandchildren)):
             break
         await asyncio.sleep(0.05)
-    assert [pid for pid in grandchildren if _running(pid)] == []
+    assert [pid for pid in grandchildren if processes.running(pid)] == []
 
 
 # ---- local adapter only

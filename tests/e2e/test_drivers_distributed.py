@@ -4,24 +4,23 @@ killed the other takes it over, and every second's slot still runs the subscribe
 none twice, none lost. A webhook driver's push URL answers on the gateway process."""
 import json
 import re
-import shutil
-import tempfile
 import time
 import urllib.request
 from collections import Counter
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
+
+from tests.tally import CALL, Tally
 
 from .conftest import PYTHON_IMAGE
 from .cluster import seeded_cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.rabbitmq, pytest.mark.postgres]
 
-SLOTS = """def handle(context, payload):
-    with open(payload["calls"], "a") as calls:
-        calls.write(context["event"]["time"] + "\\n")
+SLOTS = CALL + """
+def handle(context, payload):
+    tally(payload["calls"], context["event"]["time"])
     return context["event"]["type"]
 """
 SEED = PYTHON_IMAGE + """---
@@ -51,15 +50,13 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture
 def calls():
-    """A file the functions, which run under users of their own, can write."""
-    folder = Path(tempfile.mkdtemp(prefix="dispatch-driver-calls-"))
-    folder.chmod(0o777)
-    yield folder / "calls"
-    shutil.rmtree(folder, ignore_errors=True)
+    """Counts each slot's executions, which the sandboxed functions report over HTTP."""
+    with Tally() as tally:
+        yield tally
 
 
-def slots_run(calls) -> Counter:
-    return Counter(calls.read_text().split()) if calls.exists() else Counter()
+def slots_run(calls: Tally) -> Counter:
+    return calls.counts()
 
 
 def starts(handler, driver: str) -> list[dict]:
@@ -71,7 +68,7 @@ def starts(handler, driver: str) -> list[dict]:
 def test_a_cron_driver_runs_once_and_is_taken_over_without_a_slot_lost_or_doubled(cluster, calls):
     gateway = cluster.gateway
     created = gateway.cli("create", "eventdriver", "cron", "--name", "tick", "-s", "schedule=* * * * * *",
-                          "-s", "eventType=tick.second", "-s", f"data={json.dumps({'calls': str(calls)})}")
+                          "-s", "eventType=tick.second", "-s", f"data={json.dumps({'calls': calls.url})}")
     assert created.returncode == 0 and created.stdout.strip() == "Created event driver: tick", created.stderr
     assert gateway.wait_status("/v1/event/drivers/tick", timeout=30)["status"] == "READY"
     time.sleep(3)
@@ -111,7 +108,7 @@ def test_a_webhook_drivers_push_url_answers_on_the_gateway(cluster, calls):
     assert url.startswith(f"http://127.0.0.1:{cluster.gateway.port}/driver/dispatch/")
     cluster.gateway.wait_status("/v1/event/drivers/repo", timeout=30)
     event = {"specversion": "1.0", "id": "push-1", "source": "/repo", "type": "repo.pushed",
-             "time": "2030-01-01T00:00:00Z", "data": {"calls": str(calls)}}
+             "time": "2030-01-01T00:00:00Z", "data": {"calls": calls.url}}
     request = urllib.request.Request(url, data=json.dumps(event).encode(), method="POST",
                                      headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as answer:

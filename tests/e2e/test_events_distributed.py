@@ -4,7 +4,6 @@ once per event, duplicates included, and events published while no handler runs 
 the handlers are back."""
 import asyncio
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,15 +16,17 @@ from cloudevents.core.bindings import amqp as ce_amqp
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
+from tests.tally import CALL, Tally
+
 from .conftest import PYTHON_IMAGE
 from .cluster import AMQP, seeded_cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.rabbitmq, pytest.mark.postgres]
 
 ORG = "dispatch"  # the server's default organization, which the seed's resources are created in
-COUNT = """def handle(context, payload):
-    with open(payload["calls"], "a") as calls:
-        calls.write(context["event"]["id"] + "\\n")
+COUNT = CALL + """
+def handle(context, payload):
+    tally(payload["calls"], context["event"]["id"])
     return payload["n"]
 """
 SEED = PYTHON_IMAGE + """---
@@ -69,31 +70,26 @@ async def publish(namespace: str, events: list[CloudEvent], binary: bool) -> Non
 
 @pytest.fixture
 def calls():
-    """A file the function appends to: in a folder of its own that any user may write, since the
-    local runtime runs each function's workers as a user of their own."""
-    folder = Path(tempfile.mkdtemp(prefix="dispatch-events-"))
-    folder.chmod(0o777)
-    yield folder / "calls"
-    shutil.rmtree(folder)
+    """Counts each event's executions, which the sandboxed function reports over HTTP."""
+    with Tally() as tally:
+        yield tally
 
 
-def orders(calls: Path, prefix: str, count: int) -> list[CloudEvent]:
+def orders(calls: Tally, prefix: str, count: int) -> list[CloudEvent]:
     return [CloudEvent(attributes={"type": "order.placed", "source": "/shop", "id": f"{prefix}-{n}",
-                                   "datacontenttype": "application/json"}, data={"calls": str(calls), "n": n})
+                                   "datacontenttype": "application/json"}, data={"calls": calls.url, "n": n})
             for n in range(count)]
 
 
-def calls_per_event(calls: Path, expected: set[str], timeout: float = 60) -> dict[str, int]:
+def calls_per_event(calls: Tally, expected: set[str], timeout: float = 60) -> dict[str, int]:
     """How many times the function ran for each event, once every expected event ran twice (one
     per subscription) and a moment passed for any extra run to show."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        lines = calls.read_text().split() if calls.exists() else []
-        counts = {event_id: lines.count(event_id) for event_id in set(lines)}
+        counts = calls.counts()
         if all(counts.get(event_id, 0) >= 2 for event_id in expected):
             time.sleep(1.5)
-            lines = calls.read_text().split()
-            return {event_id: lines.count(event_id) for event_id in set(lines)}
+            return dict(calls.counts())
         time.sleep(0.2)
     raise AssertionError(f"{sum(counts.get(e, 0) >= 2 for e in expected)} of {len(expected)} events ran twice")
 
@@ -105,7 +101,7 @@ def test_each_event_runs_each_subscribed_function_once_across_two_handler_proces
     for n in range(3):
         emitted = cluster.gateway.http("POST", "/v1/event/", {
             "specversion": "1.0", "id": f"h-{n}", "source": "/shop", "type": "order.placed",
-            "data": {"calls": str(calls), "n": n}}, headers={"X-Dispatch-Org": ORG})
+            "data": {"calls": calls.url, "n": n}}, headers={"X-Dispatch-Org": ORG})
         assert emitted.status == 200, emitted.body
     expected = {f"s-{n}" for n in range(15)} | {f"b-{n}" for n in range(15)} | {f"h-{n}" for n in range(3)}
     assert calls_per_event(calls, expected) == {event_id: 2 for event_id in expected}
@@ -119,7 +115,7 @@ def test_events_published_while_no_handler_runs_are_run_once_the_handlers_are_ba
     try:
         asyncio.run(publish(cluster.namespace, orders(calls, "late", 10), binary=True))
         time.sleep(0.5)
-        assert not calls.exists()
+        assert not calls.counts()
     finally:
         for handler in cluster.handlers:
             handler.start()

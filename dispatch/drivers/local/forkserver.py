@@ -1,17 +1,22 @@
-"""The runtime's side of the zygote (dispatch/runtimes/python3/forkserver.py): ask it to fork workers,
-learn their pids and, since they are its children and not ours, how they ended."""
+"""The runtime's side of a function's zygote (dispatch/runtimes/python3/forkserver.py): ask it to
+fork workers, learn their pids and, since they are its children and not ours, how they ended.
+
+A worker's pid comes from the credentials the kernel attaches to the worker's first message
+(SO_PASSCRED), in this process's numbering: inside a sandbox the zygote numbers its workers in a
+pid namespace of their own, where they are 2, 3…, which mean other processes here."""
 import array
 import asyncio
 import json
 import os
 import socket
-import sys
+import struct
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Callable
 
 from dispatch.drivers.local.lines import OutputTail
 
 _MAX_MESSAGE = 1 << 20
+_CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
 class ForkFailed(Exception):
@@ -32,17 +37,23 @@ class Exit:
 class ForkServer:
     """One zygote process, started on first use and again if it ever dies."""
 
-    def __init__(self, package_parent: Path, env: dict[str, str]):
-        self._command = [sys.executable, "-P", "-m", "dispatch.runtimes.python3.forkserver"]
-        self._env = env | {"PYTHONPATH": str(package_parent)}
+    def __init__(self, command: Callable[[int], list[str]], env: dict[str, str]):
+        """`command(fd)`: the zygote's command line, given its end of the control socket."""
+        self._command = command
+        self._env = env
         self._socket: socket.socket | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._stderr = OutputTail()
         self._starting: asyncio.Lock | None = None
         self._next_id = 0
         self._replies: dict[int, asyncio.Future] = {}
-        self._exits: dict[int, asyncio.Future] = {}
+        self._exits: dict[int, asyncio.Future] = {}  # by the pid the zygote knows the worker by
         self._closed = False
+
+    @property
+    def pid(self) -> int | None:
+        """The zygote's process (its sandbox's, when it has one), while it runs."""
+        return self._process.pid if self._process is not None else None
 
     async def fork(self, request: dict, fds: list[int]) -> tuple[int, asyncio.Future]:
         """Start a worker (see the zygote for `request`); return its pid and a future of its Exit."""
@@ -74,9 +85,10 @@ class ForkServer:
 
     async def _start(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         try:
             self._process = await asyncio.create_subprocess_exec(
-                *self._command, "--control-fd", str(theirs.fileno()), pass_fds=(theirs.fileno(),),
+                *self._command(theirs.fileno()), pass_fds=(theirs.fileno(),),
                 env=self._env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE, start_new_session=True)
         except BaseException:
@@ -93,7 +105,7 @@ class ForkServer:
     def _readable(self, sock: socket.socket) -> None:
         while True:
             try:
-                data = sock.recv(_MAX_MESSAGE)
+                data, ancillary, _, _ = sock.recvmsg(_MAX_MESSAGE, socket.CMSG_SPACE(_CREDENTIALS.size))
             except BlockingIOError:
                 return
             except OSError:
@@ -101,21 +113,25 @@ class ForkServer:
             if not data:
                 self._lost(sock)
                 return
-            self._handle(json.loads(data))
+            sender = next((_CREDENTIALS.unpack(payload)[0] for level, kind, payload in ancillary
+                           if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS), None)
+            self._handle(json.loads(data), sender)
 
-    def _handle(self, message: dict) -> None:
+    def _handle(self, message: dict, sender: int | None) -> None:
         loop = asyncio.get_running_loop()
+        reply = self._replies.get(message.get("id"))
         if "exit" in message:
             exited = self._exits.pop(message["exit"], None)
             if exited is not None and not exited.done():
                 exited.set_result(Exit(message["code"], message.get("cpu", 0.0)))
+            if reply is not None and not reply.done():  # it ended before it could say it started
+                reply.set_exception(ForkFailed(f"the worker ended at once (exit code {message['code']})"))
             return
-        reply = self._replies.get(message.get("id"))
         if reply is None or reply.done():
             return
-        if "pid" in message:
+        if "pid" in message and sender:
             exited = self._exits[message["pid"]] = loop.create_future()
-            reply.set_result((message["pid"], exited))
+            reply.set_result((sender, exited))
         else:
             reply.set_exception(ForkFailed(message.get("error") or "the zygote refused to fork"))
 

@@ -84,8 +84,7 @@ class Java(BaseLanguage):
         if spec.memory_mb:
             argv.append(f"-Xmx{max(spec.memory_mb - _JVM_OWN_MB, spec.memory_mb // 4)}m")
         argv += [*_LEAN_JVM, "-cp", f"/proc/self/fd/{4 + len(opened)}", MAIN, "--source", SOURCE,
-                 "--handler", spec.handler, *PIPES, "--max-log-bytes", str(spec.max_log_bytes),
-                 "--concurrency", str(spec.concurrency)]
+                 "--handler", spec.handler, *PIPES, *spec.limit_args()]
         if spec.image_dir is not None:
             argv += ["--classpath", f"{IMAGE}/lib/*"]
         if spec.memory_mb:

@@ -33,6 +33,18 @@ class WorkerSpec:
     memory_mb: int | None = None
     cpu_seconds: int | None = None
     isolated: bool = False
+    max_output_bytes: int | None = None
+    processes: int | None = None
+    """Named by the function server when a fork or a thread fails for want of processes."""
+
+    def limit_args(self) -> list[str]:
+        """The function server's options common to every language."""
+        args = ["--max-log-bytes", str(self.max_log_bytes), "--concurrency", str(self.concurrency)]
+        if self.max_output_bytes:
+            args += ["--max-output-bytes", str(self.max_output_bytes)]
+        if self.processes:
+            args += ["--processes", str(self.processes)]
+        return args
 
 
 class Language(Protocol):
@@ -89,8 +101,7 @@ class Python3(BaseLanguage):
                 "--target", str(image_dir / "site-packages"), "-r", str(requirements)]
 
     def worker_request(self, spec: WorkerSpec) -> dict:
-        args = ["--source", SOURCE, "--handler", spec.handler, *PIPES, "--max-log-bytes", str(spec.max_log_bytes),
-                "--concurrency", str(spec.concurrency)]
+        args = ["--source", SOURCE, "--handler", spec.handler, *PIPES, *spec.limit_args()]
         if spec.image_dir is not None:
             args += ["--library", f"{IMAGE}/site-packages"]
         if spec.memory_mb:
@@ -130,7 +141,7 @@ class NodeJS(BaseLanguage):
         if spec.memory_mb:
             argv.append(f"--max-old-space-size={spec.memory_mb}")
         argv += [f"/proc/self/fd/{4 + len(opened)}", "--source", SOURCE, "--handler", spec.handler, *PIPES,
-                 "--max-log-bytes", str(spec.max_log_bytes), "--concurrency", str(spec.concurrency)]
+                 *spec.limit_args()]
         env = base_env(spec.isolated)
         if spec.image_dir is not None:
             env["NODE_PATH"] = f"{IMAGE}/node_modules"
@@ -161,7 +172,3 @@ def base_env(isolated: bool = False) -> dict[str, str]:
     if isolated:
         env["HOME"] = env["TMPDIR"] = "/tmp"  # the server's home is not theirs to read or write
     return env | {"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
-
-
-def zygote_env() -> dict[str, str]:
-    return base_env() | {"PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"}

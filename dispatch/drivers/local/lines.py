@@ -8,9 +8,12 @@ _TAIL_BYTES = 64 * 1024
 
 class LineReader(asyncio.Protocol):
     """Splits the response pipe into lines: the first goes to whoever awaits `next_line()` (the
-    ready line), the rest to the listener given to `listen()` (answers, matched by id)."""
+    ready line), the rest to the listener given to `listen()` (answers, matched by id). A line
+    longer than `max_line` bytes is never held whole: the reader calls `overflowed` and stops."""
 
-    def __init__(self):
+    def __init__(self, max_line: int | None = None):
+        self._max_line = max_line
+        self.overflowed: Callable[[], None] = lambda: None
         self._partial = bytearray()
         self._lines: deque[bytes] = deque()
         self._waiting: asyncio.Future | None = None
@@ -22,8 +25,12 @@ class LineReader(asyncio.Protocol):
         self._transport = transport
 
     def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return
         start = 0
         while (end := data.find(b"\n", start)) >= 0:
+            if self._max_line and len(self._partial) + end - start > self._max_line:
+                return self._overflow()
             if self._partial:
                 self._partial += data[start:end]
                 line = bytes(self._partial)
@@ -33,7 +40,14 @@ class LineReader(asyncio.Protocol):
             self._deliver(line)
             start = end + 1
         if start < len(data):
+            if self._max_line and len(self._partial) + len(data) - start > self._max_line:
+                return self._overflow()
             self._partial += data[start:]
+
+    def _overflow(self) -> None:
+        self._partial.clear()
+        self.overflowed()
+        self.close()
 
     def eof_received(self) -> bool:
         self.fail_pending()

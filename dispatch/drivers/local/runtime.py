@@ -1,5 +1,6 @@
 """`FunctionRuntime` on this machine: image folders of installed packages, and pools of worker
-processes forked by a zygote, each function's under its own user and limits (see sandbox.py)."""
+processes forked by a zygote of the function's own, in the function's sandbox (see isolation.py),
+under its own user and limits (see sandbox.py)."""
 import asyncio
 import re
 import shutil
@@ -10,10 +11,11 @@ from typing import Any, Iterable
 
 from dispatch.drivers.local import images
 from dispatch.drivers.local.forkserver import ForkServer
+from dispatch.drivers.local.isolation import Isolation
 from dispatch.drivers.local.java import Java
-from dispatch.drivers.local.languages import LANGUAGES, PACKAGE_PARENT, Language, WorkerSpec, language_named, zygote_env
+from dispatch.drivers.local.languages import LANGUAGES, Language, WorkerSpec, language_named
 from dispatch.drivers.local.pool import AtCapacity, Scale, WorkerPool
-from dispatch.drivers.local.sandbox import Limits, Users
+from dispatch.drivers.local.sandbox import Limits
 from dispatch.drivers.local.workers import Worker, WorkerDied, WorkerNotReady, WorkerTimedOut
 from dispatch.drivers.ports import (BuildFailed, DeploymentSpec, ImageSpec, Invocation, NotDeployed, Progress,
                                     capacity_message)
@@ -22,6 +24,10 @@ from dispatch.schemas import source
 from dispatch.schemas.wirejson import dumps
 
 READY_TIMEOUT_SECONDS = 60.0
+DEFAULT_MAX_OUTPUT_BYTES = 6 << 20
+# An answer line carries the output, both logs (JSON escapes make a byte up to six) and the error.
+_LOGS_ESCAPED = 12
+_ANSWER_SLACK_BYTES = 1 << 20
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -37,18 +43,20 @@ class Defaults:
 class LocalRuntime:
     def __init__(self, data_dir: Path, max_workers: int = 4, max_log_bytes: int = 1 << 20,
                  functions_dir: Path | None = None, idle_seconds: float = 300.0, max_queued_runs: int = 1000,
-                 separate_users: bool | None = None, maven_settings: Path | None = None):
+                 separate_users: bool | None = None, maven_settings: Path | None = None, sandbox: str = "auto"):
         """Images live under `data_dir/images`, shared by the processes of a host; deployed
         functions under `functions_dir` (default `data_dir/functions`), which must be this
         process's own when several processes share the host. `separate_users`: run each function
         as a user of its own (default: when this process is root). `maven_settings`: the
-        settings.xml Maven gets when it installs a Java image's pom.xml."""
+        settings.xml Maven gets when it installs a Java image's pom.xml. `sandbox`: auto, on or
+        off (see bubblewrap.py)."""
         self._images_dir = Path(data_dir) / "images"
         self._functions_dir = Path(functions_dir) if functions_dir else Path(data_dir) / "functions"
         self._defaults = Defaults(max(1, max_workers), idle_seconds, max_queued_runs)
         self._max_log_bytes = max_log_bytes
-        self._users = Users(separate_users)
-        self._zygote = ForkServer(PACKAGE_PARENT, zygote_env())
+        self._isolation = Isolation(sandbox, separate_users)
+        self._users = self._isolation.users
+        self._zygotes: dict[str, ForkServer] = {}
         self._pools: dict[str, WorkerPool] = {}
         self._deploying: dict[str, asyncio.Lock] = {}
         self._languages: dict[str, Language] = {**LANGUAGES, "java": Java(Path(data_dir) / "java", maven_settings)}
@@ -74,20 +82,26 @@ class LocalRuntime:
             raise BuildFailed(f"image folder {spec.image_location} is missing on this host; rebuild the image")
         async with self._deploying.setdefault(spec.faas_id, asyncio.Lock()):
             await self._stop(spec.faas_id)
+            self._isolation.check(spec.name or spec.faas_id)
             folder = self._functions_dir / spec.faas_id
             scale = self._scale(spec)
+            output = spec.max_output_bytes or DEFAULT_MAX_OUTPUT_BYTES
             worker = WorkerSpec(spec.handler, image_dir, self._max_log_bytes, scale.concurrency, spec.memory_mb,
-                                spec.cpu_seconds, self._users.separate)
+                                spec.cpu_seconds, self._isolation.isolated, output, spec.processes)
             await self._ready_source(spec, folder, image_dir, language, worker)
             request = language.worker_request(worker) | {"cwd": str(folder)}
-            limits = Limits(spec.memory_mb, spec.cpu_seconds)
-            start = partial(self._start_worker, language, request, spec.faas_id, limits)
+            limits = Limits(spec.memory_mb, spec.cpu_seconds, self._isolation.processes(spec.processes,
+                                                                                        scale.max_replicas),
+                            output, output + _LOGS_ESCAPED * self._max_log_bytes + _ANSWER_SLACK_BYTES)
+            zygote = self._isolation.zygote([folder, *map(Path, request["open"])], spec.network, spec.memory_mb)
+            self._zygotes[spec.faas_id] = zygote
+            start = partial(self._start_worker, zygote, language, request, spec.faas_id, limits)
             pool = WorkerPool(spec.name or spec.faas_id, start, scale)
             try:
                 await pool.warm()
             except WorkerNotReady as exc:
                 await pool.close()
-                await asyncio.to_thread(shutil.rmtree, folder, True)
+                await self._stop(spec.faas_id)
                 raise BuildFailed(exc.reason) from None
             self._pools[spec.faas_id] = pool
         return f"local://{spec.faas_id}"
@@ -138,8 +152,7 @@ class LocalRuntime:
                     await asyncio.to_thread(shutil.rmtree, folder, True)
 
     async def close(self) -> None:
-        await asyncio.gather(*(self._stop(faas_id) for faas_id in list(self._pools)))
-        await self._zygote.close()
+        await asyncio.gather(*(self._stop(faas_id) for faas_id in {*self._pools, *self._zygotes}))
 
     def _scale(self, spec: DeploymentSpec) -> Scale:
         maximum = spec.max_replicas or self._defaults.max_replicas
@@ -175,12 +188,16 @@ class LocalRuntime:
         pool = self._pools.pop(faas_id, None)
         if pool is not None:
             await pool.close()
+        zygote = self._zygotes.pop(faas_id, None)
+        if zygote is not None:
+            await zygote.close()  # with it goes whatever the function's processes left running
         await asyncio.to_thread(shutil.rmtree, self._functions_dir / faas_id, True)
 
-    async def _start_worker(self, language: Language, request: dict, faas_id: str, limits: Limits) -> Worker:
+    async def _start_worker(self, zygote: ForkServer, language: Language, request: dict, faas_id: str,
+                            limits: Limits) -> Worker:
         ids = self._users.of(faas_id)
         request = request | {"uid": ids and ids[0], "gid": ids and ids[1], "rlimits": limits.rlimits()}
-        return await Worker.start(self._zygote, request, limits, not language.limits_own_cpu, READY_TIMEOUT_SECONDS)
+        return await Worker.start(zygote, request, limits, not language.limits_own_cpu, READY_TIMEOUT_SECONDS)
 
 
 def _failed(kind: str, message: str, worker: Worker | None = None) -> Invocation:

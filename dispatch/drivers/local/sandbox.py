@@ -1,4 +1,5 @@
-"""What a function's workers may reach and use, enforced by the OS.
+"""What a function's workers may reach and use, enforced by the OS, within the function's sandbox
+when there is one (bubblewrap.py).
 
 Users: when the server runs as root, each function's workers run as a user of their own (a uid
 derived from the function's id, outside the range of accounts), without supplementary groups. The
@@ -16,6 +17,13 @@ whose allowance would cross that ceiling. Within it, each run gets its allowance
 lowers its own soft limit to "used so far + allowance" before each run (SIGXCPU from the kernel);
 for Node.js, which cannot set its own limits, the runtime reads the worker's CPU time while runs are
 in flight and kills it at the allowance.
+
+Processes: RLIMIT_NPROC, which the kernel counts per user and user namespace, all threads
+included. It holds where a function's processes are counted on their own: under a user of their
+own (a root server), or in the user namespace of the function's sandbox (another server). There
+the function's workers together may have `processes` times its maxReplicas, each worker's share,
+and a fork or a thread past that fails (EAGAIN). A server of another user without the sandbox
+would count every process of its own user: it sets no such limit, and says so at start.
 """
 import hashlib
 import os
@@ -24,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dispatch.drivers.local.forkserver import Exit
-from dispatch.drivers.ports import cpu_message
+from dispatch.drivers.ports import cpu_message, memory_message
 
 EXIT_OUT_OF_MEMORY = 86  # dispatch.runtimes.python3.pipe.EXIT_OUT_OF_MEMORY
 _FIRST_UID = 1_900_000_000
@@ -33,14 +41,16 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 CPU_CEILING_RUNS = 10
 
 
-def memory_message(memory_mb: int) -> str:
-    return f"Function exceeded its memory limit of {memory_mb} MB"
-
-
 @dataclass(frozen=True)
 class Limits:
     memory_mb: int | None = None
     cpu_seconds: int | None = None
+    processes: int | None = None
+    """Processes and threads of the function's processes together (RLIMIT_NPROC); None: unlimited."""
+    output_bytes: int | None = None
+    """A run's output, as the function server answers it (it refuses more, see ports.output_message)."""
+    answer_bytes: int | None = None
+    """The most the runtime reads of one answer line (output, logs, error): past it, the worker is killed."""
 
     @property
     def cpu_ceiling(self) -> int | None:
@@ -53,6 +63,8 @@ class Limits:
             limits["DATA"] = [self.memory_mb << 20] * 2
         if self.cpu_seconds:
             limits["CPU"] = [self.cpu_ceiling, self.cpu_ceiling + 1]
+        if self.processes:
+            limits["NPROC"] = [self.processes] * 2
         return limits
 
     def worn_out(self, pid: int) -> bool:

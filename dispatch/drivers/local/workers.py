@@ -9,7 +9,7 @@ from typing import Any
 from dispatch.drivers.local.forkserver import Exit, ForkFailed, ForkServer, close_all
 from dispatch.drivers.local.lines import LineReader, OutputTail
 from dispatch.drivers.local.sandbox import Limits, cpu_used
-from dispatch.drivers.ports import cpu_message
+from dispatch.drivers.ports import cpu_message, output_message
 
 # A dead process's last answers may still be in the pipe when its exit is reported.
 _EXIT_SETTLE_SECONDS = 0.05
@@ -80,7 +80,8 @@ class Worker:
                 outputs.append(reader)
             requests, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(ends[2][1], "wb", buffering=0))
             transports.append(requests)
-            reading, responses = await loop.connect_read_pipe(LineReader, os.fdopen(ends[3][0], "rb", buffering=0))
+            reading, responses = await loop.connect_read_pipe(lambda: LineReader(limits.answer_bytes),
+                                                              os.fdopen(ends[3][0], "rb", buffering=0))
             transports.append(reading)
             pid, exited = await zygote.fork(request, theirs)
         except ForkFailed as failed:
@@ -94,6 +95,7 @@ class Worker:
         finally:
             close_all(theirs)
         worker = cls(pid, exited, requests, responses, (outputs[0], outputs[1]), limits, watch_cpu)
+        responses.overflowed = worker._overflowed
         try:
             await worker._wait_ready(ready_timeout)
         except BaseException:
@@ -166,6 +168,11 @@ class Worker:
             self.retiring = True
         if answer is not None and not answer.done():
             answer.set_result(message)
+
+    def _overflowed(self) -> None:
+        """An answer longer than any the function server sends within the limits: not read further."""
+        self._limit_hit = output_message(self.limits.output_bytes or 0)
+        self.kill()
 
     async def _watch(self) -> None:
         """Kill the worker when a run in flight used its CPU allowance; stops when none is in flight."""

@@ -23,6 +23,10 @@ final class Call {
     static final String TIMEOUT = "Function execution exceeded the timeout";
     static final String NOT_INVOKED = "Did not invoke, already exceeded timeout";
     private static final int MAX_STACK_LINES = 200;
+    /** A call's JSON-encoded output: more is refused with a FunctionError naming the limit. */
+    static int maxOutputBytes = 6 << 20;
+    /** The worker's process limit, named when a thread or process cannot start for it; 0: none known. */
+    static int processes;
 
     private Call() {
     }
@@ -116,6 +120,10 @@ final class Call {
         try {
             result = handler.apply(context, payload);
         } catch (OutOfMemoryError exhausted) {
+            if (processes > 0 && String.valueOf(exhausted.getMessage()).contains("unable to create native thread")) {
+                error = error("FunctionError", processesMessage(), stacktrace(exhausted));
+                return new Outcome(envelope(logs.stdout.lines(), logs.stderr.lines(), error, "null"), false);
+            }
             outOfMemory = memoryMb > 0;
             error = outOfMemory ? error("FunctionError", memoryMessage(memoryMb), new ArrayList<String>())
                     : describe(exhausted);
@@ -131,6 +139,11 @@ final class Call {
             } catch (Plain.NotJson | RuntimeException | StackOverflowError notJson) {
                 error = error("FunctionError", "result is not JSON serialisable: " + notJson.getMessage(),
                         new ArrayList<String>());
+            }
+            if (output.length() > maxOutputBytes / 3 && utf8Length(output) > maxOutputBytes) {
+                error = error("FunctionError", "Function output exceeded its limit of " + maxOutputBytes + " bytes",
+                        new ArrayList<String>());
+                output = "null";
             }
         }
         return new Outcome(envelope(logs.stdout.lines(), logs.stderr.lines(), error, output), outOfMemory);
@@ -150,6 +163,19 @@ final class Call {
         } catch (Json.Invalid | Plain.NotJson impossible) {
             throw new IllegalStateException(impossible);
         }
+    }
+
+    private static long utf8Length(String text) {
+        long bytes = 0;
+        for (int i = 0; i < text.length(); i++) {
+            char c = text.charAt(i);
+            bytes += c < 0x80 ? 1 : c < 0x800 ? 2 : Character.isSurrogate(c) ? 2 : 3;
+        }
+        return bytes;
+    }
+
+    static String processesMessage() {
+        return "Function exceeded its process limit of " + processes + " (processes and threads)";
     }
 
     static String memoryMessage(int memoryMb) {
@@ -182,6 +208,10 @@ final class Call {
 
     static Map<String, Object> describe(Throwable thrown) {
         boolean input = thrown instanceof IllegalArgumentException || thrown instanceof ClassCastException;
+        if (processes > 0 && thrown instanceof java.io.IOException && String.valueOf(thrown.getMessage())
+                .contains("error=11,")) {
+            return error("FunctionError", processesMessage(), stacktrace(thrown));
+        }
         return error(input ? "InputError" : "FunctionError", messageOf(thrown), stacktrace(thrown));
     }
 

@@ -7,14 +7,18 @@ import java.nio.file.Path;
  * Serve one Java function (plain JDK 17, no libraries).
  *
  *   java -cp SERVER_CLASSES dispatch.runtime.Server --source DIR [--handler CLASS] [--classes DIR]
- *       [--classpath JARS] [--max-log-bytes N] [--concurrency N] [--memory-mb N]
+ *       [--classpath JARS] [--max-log-bytes N] [--max-output-bytes N] [--processes N] [--concurrency N]
+ *       [--memory-mb N]
  *       [--request-fd 3 --response-fd 4 | --http [--port 8080] | --compile [--check] | --check]
  *
  * --source is the function's folder, --classes where its compiled classes go (default
  * SOURCE/.classes), --classpath the image's jars (DIR/* is every jar in DIR). --compile compiles the
  * handler's class (see Sources), --check loads it and makes its instance; either prints the
  * §3.6 error of a bad handler as one JSON line on stderr and exits 1. Pipe mode (the default) and
- * HTTP mode serve calls: see PipeMode and HttpMode.
+ * HTTP mode serve calls: see PipeMode and HttpMode. A call's output over --max-output-bytes
+ * (JSON-encoded, default 6 MiB) is refused with a FunctionError naming the limit; a thread or
+ * process the function cannot start for want of processes (--processes, the worker's RLIMIT_NPROC)
+ * fails with an error naming that limit.
  */
 public final class Server {
     private Server() {
@@ -27,6 +31,8 @@ public final class Server {
         String handler = "";
         String classpath = "";
         int maxLogBytes = 1 << 20;
+        int maxOutputBytes = 6 << 20;
+        int processes;
         int requestFd = 3;
         int responseFd = 4;
         int concurrency = 1;
@@ -48,6 +54,8 @@ public final class Server {
                     case "--handler": options.handler = value == null ? "" : value; break;
                     case "--classpath": options.classpath = need(flag, value); break;
                     case "--max-log-bytes": options.maxLogBytes = number(flag, value); break;
+                    case "--max-output-bytes": options.maxOutputBytes = number(flag, value); break;
+                    case "--processes": options.processes = number(flag, value); break;
                     case "--request-fd": options.requestFd = number(flag, value); break;
                     case "--response-fd": options.responseFd = number(flag, value); break;
                     case "--concurrency": options.concurrency = number(flag, value); break;
@@ -123,6 +131,8 @@ public final class Server {
             }
             System.exit(0);
         }
+        Call.maxOutputBytes = options.maxOutputBytes;
+        Call.processes = options.processes;
         Capture.install(options.concurrency > 1);
         if (options.http) {
             HttpMode.serve(handler, problem, options);

@@ -1,7 +1,7 @@
 'use strict';
 // Serve one Node.js function (no npm packages needed).
 //
-//   node server.js --source DIR [--handler ./hello.js] [--max-log-bytes N]
+//   node server.js --source DIR [--handler ./hello.js] [--max-log-bytes N] [--max-output-bytes N] [--processes N]
 //       [--request-fd 3 --response-fd 4 | --http [--port 8080] [--cpu-seconds S] | --check] [--concurrency N]
 //
 // Pipe mode (default) is how the local runtime drives warm workers: newline-delimited JSON requests
@@ -11,7 +11,10 @@
 // `--http` serves
 // the §3.2 protocol on --port or $PORT (8080) for containers, on the address $HOST (default: every
 // address), up to --concurrency calls at once, the others waiting their turn, each call allowed
-// --cpu-seconds of CPU time when given. `--check` only validates the handler.
+// --cpu-seconds of CPU time when given. `--check` only validates the handler. A call's output
+// over --max-output-bytes (JSON-encoded, default 6 MiB) is refused with a FunctionError naming the
+// limit; a process the function cannot start for want of processes (--processes, the worker's
+// RLIMIT_NPROC) fails with an error naming that limit.
 const fs = require('fs');
 const http = require('http');
 const net = require('net');
@@ -26,7 +29,7 @@ const TIMEOUT_MESSAGE = 'Function execution exceeded the timeout';
 function parseArgs(argv) {
   const args = {
     source: '.', handler: '', maxLogBytes: 1 << 20, requestFd: 3, responseFd: 4, http: false, port: 0, check: false,
-    concurrency: 1, cpuSeconds: 0,
+    concurrency: 1, cpuSeconds: 0, maxOutputBytes: 6 * 1024 * 1024, processes: 0,
   };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
@@ -34,6 +37,8 @@ function parseArgs(argv) {
     if (flag === '--source') args.source = value();
     else if (flag === '--handler') args.handler = value() || '';
     else if (flag === '--max-log-bytes') args.maxLogBytes = Number(value());
+    else if (flag === '--max-output-bytes') args.maxOutputBytes = Number(value());
+    else if (flag === '--processes') args.processes = Number(value());
     else if (flag === '--request-fd') args.requestFd = Number(value());
     else if (flag === '--response-fd') args.responseFd = Number(value());
     else if (flag === '--concurrency') args.concurrency = Number(value());
@@ -151,9 +156,14 @@ function stackLines(err) {
   return String(err.stack).split('\n').filter((line) => !line.includes(__filename));
 }
 
+let limits = { maxOutputBytes: 6 * 1024 * 1024, processes: 0 };
+
 function describe(err) {
   const type = err instanceof TypeError || (err && err.name === 'TypeError') ? 'InputError' : 'FunctionError';
   let message = err instanceof Error ? err.message : err;
+  if (limits.processes && err && err.code === 'EAGAIN' && /^spawn/.test(String(err.syscall))) {
+    message = `Function exceeded its process limit of ${limits.processes} (processes and threads)`;
+  }
   if (typeof message !== 'string') message = JSON.stringify(message) ?? String(message);
   return { type, message, stacktrace: stackLines(err) };
 }
@@ -208,6 +218,11 @@ async function call(fn, request, limit) {
       payloadJson = JSON.stringify(result === undefined ? null : result) ?? 'null';
     } catch (err) {
       error = { type: 'FunctionError', message: `result is not JSON serialisable: ${err.message}`, stacktrace: [] };
+    }
+    if (payloadJson.length > limits.maxOutputBytes && Buffer.byteLength(payloadJson) > limits.maxOutputBytes) {
+      error = { type: 'FunctionError', message: `Function output exceeded its limit of ${limits.maxOutputBytes} bytes`,
+        stacktrace: [] };
+      payloadJson = 'null';
     }
   }
   return envelope({ stdout: logs.stdout.lines(), stderr: logs.stderr.lines() }, error, payloadJson);
@@ -428,6 +443,7 @@ function serveHttp(fn, problem, args) {
 function main() {
   if (!isMainThread) return watch(workerData);
   const args = parseArgs(process.argv.slice(2));
+  limits = { maxOutputBytes: args.maxOutputBytes, processes: args.processes };
   installRouters();
   const source = path.resolve(args.source);
   process.chdir(source);

@@ -2,7 +2,7 @@
 
     python -P -m dispatch.runtimes.python3 --source DIR [--handler mod.func] [--library DIR]...
         [--request-fd 3 --response-fd 4 [--memory-mb M] | --http [--port 8080] | --check]
-        [--concurrency N] [--cpu-seconds S] [--max-log-bytes N]
+        [--concurrency N] [--cpu-seconds S] [--max-log-bytes N] [--max-output-bytes N] [--processes N]
 
 Pipe mode (the default) is how the local runtime drives warm workers (see pipe.py; the local runtime
 forks them from a zygote, see forkserver.py, rather than running this command); `--http` serves §3.2 on
@@ -16,11 +16,13 @@ import site
 import sys
 from pathlib import Path
 
-from dispatch.runtimes.python3 import capture, loader, pipe
+from dispatch.runtimes.python3 import capture, invoke, loader, pipe, processes
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    invoke.max_output_bytes = args.max_output_bytes
+    processes.install(args.processes)
     routers = capture.install()
     # abspath, not resolve: a worker reaches its folder through /proc/self/cwd, whose target it may not see.
     source = Path(os.path.abspath(args.source))
@@ -51,6 +53,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--handler", default="", help="module.function; default: the only *.py file's handle")
     parser.add_argument("--library", action="append", default=[], help="site-packages of the function's image")
     parser.add_argument("--max-log-bytes", type=int, default=1 << 20, help="cap per stream and call")
+    parser.add_argument("--max-output-bytes", type=int, default=invoke.max_output_bytes,
+                        help="a call's JSON-encoded output; more is a FunctionError naming the limit")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="the worker's process limit (RLIMIT_NPROC), named when a fork or thread fails for it")
     parser.add_argument("--request-fd", type=int, default=3)
     parser.add_argument("--response-fd", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=1, help="calls in flight at once")

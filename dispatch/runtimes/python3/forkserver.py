@@ -2,8 +2,9 @@
 
     python -P -m dispatch.runtimes.python3.forkserver --control-fd N
 
-The local runtime starts one and talks to it over a SOCK_SEQPACKET unix socket (fd N), one JSON
-message per packet. A fork request carries the new worker's pipes as SCM_RIGHTS descriptors
+The local runtime starts one per function, in the function's sandbox when there is one (see
+dispatch/drivers/local/bubblewrap.py), and talks to it over a SOCK_SEQPACKET unix socket (fd N),
+one JSON message per packet. A fork request carries the new worker's pipes as SCM_RIGHTS descriptors
 (stdout, stderr, request, response), which the worker finds at fds 1, 2, 3 and 4, stdin being
 /dev/null:
 
@@ -16,9 +17,17 @@ A worker running as another user may not reach the interpreter's own library (a 
 under /root, say): the zygote opens each folder of sys.path that others cannot read and the worker
 imports through those descriptors (/proc/self/fd/N), as it does its function and image.
 
-It answers {"id": 1, "pid": P} (or {"id": 1, "error": "..."}), and {"exit": P, "code": C, "cpu": S}
-when a worker ends (C negative for a signal, S its CPU seconds). A Python worker costs a fork and the
-import of the function, not an interpreter start. When the socket closes, every worker is killed.
+The new worker itself answers {"id": 1, "pid": P} before anything else, so that the kernel attaches
+its credentials: the runtime learns its pid as the host numbers it, P being its pid here (the
+sandbox has a pid namespace of its own). The zygote answers {"id": 1, "error": "..."} when it
+cannot fork, and {"exit": P, "id": 1, "code": C, "cpu": S} when a worker ends (C negative for a
+signal, S its CPU seconds). A Python worker costs a fork and the import of the function, not an
+interpreter start.
+
+No process of the function outlives it: the zygote is a child subreaper (or the sandbox's pid 1),
+so whatever a worker started and left behind (a `setsid` or double-forked child) becomes the
+zygote's child when that worker ends, and the zygote then kills it (see reaper.py). When the socket
+closes, every worker and everything they started is killed.
 """
 import gc
 import json
@@ -39,10 +48,12 @@ import fcntl
 import inspect  # noqa: F401
 
 from dispatch.runtimes.python3 import __main__ as function_server
+from dispatch.runtimes.python3 import reaper
 
 _FIRST_OPENED_FD = 5
 _MAX_MESSAGE = 1 << 20
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NO_NEW_PRIVS = 38
 
 
 def main(argv: list[str]) -> int:
@@ -53,24 +64,27 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the runtime ends us by closing the socket
     libc = ctypes.CDLL(None, use_errno=True)
+    reaper.adopt_orphans(libc)
     gc.freeze()  # objects imported so far never change again: forks keep sharing their pages
     selector = selectors.DefaultSelector()
     selector.register(control, selectors.EVENT_READ)
     selector.register(wakeup_read, selectors.EVENT_READ)
-    children: set[int] = set()
+    workers: dict[int, object] = {}  # pid: the id of the request that started it
     while True:
         for key, _ in selector.select():
             if key.fileobj is control:
                 message, fds = _receive(control)
                 if message is None:
-                    _kill_all(children)
+                    reaper.kill_trees(reaper.children(os.getpid()))
                     return 0
                 pid = _fork(message, fds, control, libc, libraries)
                 if pid is not None:
-                    children.add(pid)
+                    workers[pid] = message.get("id")
             else:
                 _drain(wakeup_read)
-                _reap(children, control)
+                if _reap(workers, control):
+                    # Whatever the ended workers left running is ours now: it goes with them.
+                    reaper.kill_trees(pid for pid in reaper.children(os.getpid()) if pid not in workers)
 
 
 def _receive(control: socket.socket) -> tuple[dict | None, list[int]]:
@@ -92,19 +106,19 @@ def _fork(message: dict, fds: list[int], control: socket.socket, libc, libraries
             raise ValueError(f"a fork request needs 4 descriptors, got {len(fds)}")
         pid = os.fork()
         if pid == 0:
-            _become_worker(message, fds, libc, libraries)  # never returns
+            _become_worker(message, fds, control, libc, libraries)  # never returns
     except Exception as exc:  # noqa: BLE001 - the runtime shows the reason; the zygote carries on
         _send(control, {"id": message.get("id"), "error": f"cannot fork a worker: {exc}"})
         return None
     finally:
         for fd in fds:
             os.close(fd)
-    _send(control, {"id": message["id"], "pid": pid})
     return pid
 
 
-def _become_worker(message: dict, fds: list[int], libc, libraries: dict[str, int]) -> None:
+def _become_worker(message: dict, fds: list[int], control: socket.socket, libc, libraries: dict[str, int]) -> None:
     try:
+        control.send(json.dumps({"id": message["id"], "pid": os.getpid()}).encode())  # with our credentials
         signal.set_wakeup_fd(-1)
         for signum in (signal.SIGCHLD, signal.SIGTERM):
             signal.signal(signum, signal.SIG_DFL)
@@ -127,6 +141,11 @@ def _become_worker(message: dict, fds: list[int], libc, libraries: dict[str, int
             os.setgroups([])
             os.setgid(message["gid"])
             os.setuid(message["uid"])
+        # No set-user-id program gives the function back what it has not got; and no capability of
+        # the zygote's (a root one changes users) stays with a worker that runs as root.
+        libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        if os.geteuid() == 0:
+            reaper.drop_capabilities(libc)
         # Set after the uid change, which clears it: the worker dies with the zygote.
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         os.environ.clear()
@@ -196,25 +215,20 @@ def _parents(path: str) -> list[str]:
     return parents
 
 
-def _reap(children: set[int], control: socket.socket) -> None:
+def _reap(workers: dict[int, object], control: socket.socket) -> bool:
+    """Reap every child that ended (workers, and processes they left to us); whether a worker did."""
+    ended = False
     while True:
         try:
             pid, status, usage = os.wait4(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return ended
         if pid == 0:
-            return
-        children.discard(pid)
-        _send(control, {"exit": pid, "code": os.waitstatus_to_exitcode(status),
-                        "cpu": round(usage.ru_utime + usage.ru_stime, 3)})
-
-
-def _kill_all(children: set[int]) -> None:
-    for pid in children:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+            return ended
+        if pid in workers:
+            ended = True
+            _send(control, {"exit": pid, "id": workers.pop(pid), "code": os.waitstatus_to_exitcode(status),
+                            "cpu": round(usage.ru_utime + usage.ru_stime, 3)})
 
 
 def _drain(fd: int) -> None:

@@ -9,6 +9,7 @@ import traceback
 from datetime import datetime, timezone
 from typing import Any
 
+from dispatch.runtimes.python3 import processes
 from dispatch.runtimes.python3.capture import Capture, StreamRouter
 from dispatch.runtimes.python3.loader import Function
 
@@ -16,6 +17,8 @@ from dispatch.runtimes.python3.loader import Function
 INPUT_ERRORS = (ValueError, TypeError)
 NO_LOGS = '{"stdout":[],"stderr":[]}'
 _OUTPUT = json.JSONEncoder(allow_nan=False)  # json.dumps(allow_nan=False) would build one per call
+max_output_bytes = 6 << 20
+"""A call's JSON-encoded output: more is refused (output_message), so the platform never reads it."""
 
 
 class OutOfMemory(Exception):
@@ -28,6 +31,11 @@ class OutOfMemory(Exception):
 
 def memory_message(memory_mb: int) -> str:
     return f"Function exceeded its memory limit of {memory_mb} MB"
+
+
+def output_message(limit: int) -> str:
+    """The text of dispatch.drivers.ports.output_message."""
+    return f"Function output exceeded its limit of {limit} bytes"
 
 
 def cpu_message(cpu_seconds: int) -> str:
@@ -89,7 +97,8 @@ def call(function: Function, request: Request, routers: tuple[StreamRouter, Stre
                 raise
             error = _memory_error(memory_mb)
         except Exception as exc:
-            error = _describe(exc, "InputError" if isinstance(exc, INPUT_ERRORS) else "FunctionError")
+            error = _describe(exc, _kind(exc))
+        processes.stay_worker()
     return _finish(logs, error, result)
 
 
@@ -108,8 +117,14 @@ async def call_coroutine(function: Function, request: Request, routers: tuple[St
                 raise
             error = _memory_error(memory_mb)
         except Exception as exc:
-            error = _describe(exc, "InputError" if isinstance(exc, INPUT_ERRORS) else "FunctionError")
+            error = _describe(exc, _kind(exc))
+        processes.stay_worker()
     return _finish(logs, error, result)
+
+
+def _kind(exc: Exception) -> str:
+    limited = isinstance(exc, (processes.ProcessLimit, processes.ThreadLimit))
+    return "InputError" if isinstance(exc, INPUT_ERRORS) and not limited else "FunctionError"
 
 
 def _finish(logs: Capture, error: dict | None, result: Any) -> bytes:
@@ -119,6 +134,9 @@ def _finish(logs: Capture, error: dict | None, result: Any) -> bytes:
             output = _OUTPUT.encode(result)
         except (TypeError, ValueError) as exc:
             error = {"type": "FunctionError", "message": f"result is not JSON serialisable: {exc}", "stacktrace": []}
+        if len(output) > max_output_bytes and len(output.encode()) > max_output_bytes:
+            error = {"type": "FunctionError", "message": output_message(max_output_bytes), "stacktrace": []}
+            output = "null"
     stdout, stderr = logs.stdout.lines(), logs.stderr.lines()
     logs_json = json.dumps({"stdout": stdout, "stderr": stderr}) if stdout or stderr else NO_LOGS
     out_of_memory = error is not None and error.pop("outOfMemory", False)

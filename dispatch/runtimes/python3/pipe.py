@@ -10,17 +10,21 @@ With concurrency 1, requests are served one at a time on this thread, answers in
 tasks of one event loop, other functions on a pool of as many threads; answers come in completion
 order, matched by id. Under a memory limit, a call that runs out of memory is answered with
 `"retire": "memory"` and the process then exits with EXIT_OUT_OF_MEMORY, so the platform replaces it.
+A call that ran into the process limit is answered with `"retire": "processes"`, then the worker
+kills its process group, itself and whatever the function forked (a fork bomb) included.
 """
 import json
 import os
+import signal
 import sys
 from functools import partial
 
-from dispatch.runtimes.python3 import invoke
+from dispatch.runtimes.python3 import invoke, processes
 from dispatch.runtimes.python3.capture import StreamRouter
 from dispatch.runtimes.python3.loader import Function, HandlerError
 
 EXIT_OUT_OF_MEMORY = 86
+EXIT_PROCESSES = 87
 
 
 def serve(
@@ -55,7 +59,7 @@ def serve(
                     _send(responses, _answer(line, partial(invoke.call, function), routers, limit, memory_mb))
         except _Retire as retiring:
             _send(responses, retiring.line)
-            return EXIT_OUT_OF_MEMORY
+            return _leave(retiring.code)
         except MemoryError:
             return EXIT_OUT_OF_MEMORY
     return 0
@@ -67,17 +71,27 @@ def _answer(line: bytes, call, routers, limit: int, memory_mb: int | None) -> by
     except ValueError as exc:
         return _line(None, invoke.failure("InputError", f"Invalid Input: {exc}"))
     try:
-        return _line(request.ident, call(request, routers, limit, memory_mb=memory_mb))
+        answer = call(request, routers, limit, memory_mb=memory_mb)
     except invoke.OutOfMemory as exhausted:
         raise _Retire(_line(request.ident, exhausted.envelope, "memory")) from None
+    if processes.exceeded():
+        raise _Retire(_line(request.ident, answer, "processes"), EXIT_PROCESSES)
+    return _line(request.ident, answer)
 
 
 class _Retire(BaseException):
-    """Answer this line, then end the process: its memory can no longer be trusted."""
+    """Answer this line, then end the process: its memory, or what it forked, can no longer be trusted."""
 
-    def __init__(self, line: bytes):
+    def __init__(self, line: bytes, code: int = 0):
         super().__init__("retire")
         self.line = line
+        self.code = code or EXIT_OUT_OF_MEMORY
+
+
+def _leave(code: int) -> int:
+    if code == EXIT_PROCESSES:
+        os.killpg(0, signal.SIGKILL)  # the function's forks are in our group, unless they left it (the zygote's)
+    return code
 
 
 def _line(ident, envelope: bytes, retire: str | None = None) -> bytes:
@@ -114,7 +128,12 @@ async def _serve_concurrently(function, routers, requests, responses, limit, con
             _send(responses, _line(None, invoke.failure("InputError", f"Invalid Input: {exc}")))
             return
         try:
-            _send(responses, _line(request.ident, await call(request, routers, limit, memory_mb)))
+            answer = await call(request, routers, limit, memory_mb)
+            if processes.exceeded():
+                _send(responses, _line(request.ident, answer, "processes"))
+                outcome.done() or outcome.set_result(EXIT_PROCESSES)
+            else:
+                _send(responses, _line(request.ident, answer))
         except invoke.OutOfMemory as exhausted:
             _send(responses, _line(request.ident, exhausted.envelope, "memory"))
             outcome.done() or outcome.set_result(EXIT_OUT_OF_MEMORY)
@@ -137,7 +156,7 @@ async def _serve_concurrently(function, routers, requests, responses, limit, con
     if code != 0:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
-        os._exit(code)  # calls still running in threads cannot be stopped otherwise
+        os._exit(_leave(code))  # calls still running in threads cannot be stopped otherwise
     reading.cancel()
     return code
 
