@@ -7,9 +7,11 @@ carrying a stale metadata.resourceVersion answers 409 Conflict; list filters by 
 (=, ==, !=, in, notin, exists, !exists); writes set uid, resourceVersion, creationTimestamp and, when the
 spec changes, generation; a Service gets a clusterIP a replace cannot change, a Deployment's selector
 cannot change and must match its pod labels; patches are JSON merge patches (RFC 7386), other patch
-types answer 415; a request without the kubeconfig's token answers 401. Each object written is validated
-with kubernetes-validate (strict: unknown fields are errors) plus the documented syntax of names, labels,
-Secret keys, volume references and quantities; a failure answers 422 Invalid and is kept in `invalid`.
+types answer 415; a request without the kubeconfig's token answers 401, and, given a Role's rules,
+one they do not allow answers 403 (RBAC's verbs get, list, create, update, patch, delete). Each object
+written is validated with kubernetes-validate (strict: unknown fields are errors) plus the documented
+syntax of names, labels, Secret keys, volume references and quantities; a failure answers 422 Invalid
+and is kept in `invalid`.
 
 Not emulated: controllers, scheduling, garbage collection, watches, admission and defaulting (beyond
 replicas 1). Tests play the Deployment controller and the kubelet through `controller`.
@@ -31,7 +33,8 @@ SCHEMA_VERSION = "1.30"
 TOKEN = "dispatch-test-token"
 KINDS = {("v1", "secrets"): "Secret", ("v1", "services"): "Service", ("v1", "pods"): "Pod",
          ("apps/v1", "deployments"): "Deployment",
-         ("autoscaling/v2", "horizontalpodautoscalers"): "HorizontalPodAutoscaler"}
+         ("autoscaling/v2", "horizontalpodautoscalers"): "HorizontalPodAutoscaler",
+         ("networking.k8s.io/v1", "networkpolicies"): "NetworkPolicy"}
 _DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
@@ -53,6 +56,9 @@ class KubernetesAPI:
         self.invalid: list[str] = []
         self.controller: Controller = ready
         """Called with each Deployment written, to set its status (and pods) as a cluster would."""
+        self.rules: list[dict] | None = None
+        """A Role's rules the token is bound to (RBAC: a request they do not allow answers 403); None: all."""
+        self.forbidden: list[str] = []
         self.url = ""
         self._versions = itertools.count(1)
         self._runner: web.AppRunner | None = None
@@ -88,6 +94,12 @@ class KubernetesAPI:
     async def _authenticated(self, request: web.Request, handler):
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return _status(401, "Unauthorized", "Unauthorized")
+        if self.rules is not None and not _permitted(self.rules, request):
+            group, plural = request.match_info.get("group", ""), request.match_info.get("plural")
+            verb = _verb(request)
+            self.forbidden.append(f"{verb} {plural}.{group}".rstrip("."))
+            return _status(403, "Forbidden", f'{plural} is forbidden: cannot {verb} resource "{plural}" '
+                                             f'in API group "{group}"')
         return await handler(request)
 
     async def _collection(self, request: web.Request) -> web.Response:
@@ -224,6 +236,10 @@ def check(obj: dict) -> list[str]:
 
 def _pod_problems(pod: dict) -> list[str]:
     volumes, problems = {v["name"] for v in pod.get("volumes") or []}, []
+    for volume in pod.get("volumes") or []:
+        size = (volume.get("emptyDir") or {}).get("sizeLimit")
+        if size is not None and not _QUANTITY.fullmatch(str(size)):
+            problems.append(f"volumes.emptyDir.sizeLimit: {size!r} is not a quantity")
     for container in (pod.get("initContainers") or []) + pod["containers"]:
         problems += [f"volumeMounts.name: Not found: {m['name']!r}" for m in container.get("volumeMounts") or []
                      if m["name"] not in volumes]
@@ -302,6 +318,19 @@ def _selector(text: str) -> Callable[[dict], bool]:
             tests.append(lambda labels, k=key: k in labels)
         position = found.end()
     return lambda labels: all(test(labels) for test in tests)
+
+
+def _verb(request: web.Request) -> str:
+    """The RBAC verb of a request, as the API server derives it."""
+    if request.method == "GET":
+        return "get" if "name" in request.match_info else "list"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(request.method, "")
+
+
+def _permitted(rules: list[dict], request: web.Request) -> bool:
+    group, plural, verb = request.match_info.get("group", ""), request.match_info.get("plural"), _verb(request)
+    return any(group in rule.get("apiGroups", []) and plural in rule.get("resources", [])
+               and (verb in rule.get("verbs", []) or "*" in rule.get("verbs", [])) for rule in rules)
 
 
 def _resource(request: web.Request) -> tuple[str | None, str, str]:

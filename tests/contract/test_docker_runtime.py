@@ -236,7 +236,7 @@ async def test_a_run_over_its_memory_limit_fails_naming_the_limit_and_the_next_r
     after = await runtime.invoke(faas_id, {}, 1, 0)
 
     assert killed.error["type"] == "FunctionError"
-    assert killed.error["message"] == "Function exceeded its memory limit of 48 MB and was killed"
+    assert killed.error["message"] == "Function exceeded its memory limit of 48 MB"
     assert (after.output, after.error) == (1024 * 1024, None)
     await runtime.undeploy(faas_id)
 

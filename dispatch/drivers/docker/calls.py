@@ -5,16 +5,18 @@ those, §3.6), one that overran the run's timeout is killed, one that vanished m
 for the reason (its memory limit, its CPU time, an exit): all are discarded and the pool starts
 fresh ones. Calls running beside one that ended its replica's server end with it, and say why. A
 connection refused before the request left means the container had died idle: the call goes to
-another replica, since the function never saw it.
+another replica, since the function never saw it. An answer is read up to its bound (answers.py):
+a longer one fails the run naming the output limit.
 """
 import asyncio
 
 import aiohttp
 
+from dispatch.drivers.answers import TooLarge, bound, over_output, read_bounded
 from dispatch.drivers.docker.containers import Launcher
 from dispatch.drivers.docker.cpu_time import watched
 from dispatch.drivers.docker.pool import Pool, PoolClosed, PoolFull, ReplicaFailed
-from dispatch.drivers.ports import Invocation, NotDeployed, capacity_message, cpu_message
+from dispatch.drivers.ports import Invocation, NotDeployed, capacity_message, cpu_message, output_message
 
 TIMEOUT_MESSAGE = "Function execution exceeded the timeout"
 TIMEOUT_BESIDE = "another run on the same function process exceeded its timeout"
@@ -43,7 +45,11 @@ async def call(pool: Pool, launcher: Launcher, http: aiohttp.ClientSession, body
             async with watched(launcher.docker, container.id, launcher.limits.cpu_seconds) as cpu:
                 async with asyncio.timeout(limit):
                     async with http.post(container.url, data=body, headers=_JSON) as answer:
-                        status, text = answer.status, await answer.read()
+                        status, text = answer.status, await read_bounded(answer, _bound(launcher))
+        except TooLarge:
+            # The server answered in full and serves on; only the rest of its answer is dropped.
+            pool.release(member)
+            return failed("FunctionError", output_message(launcher.limits.max_output_bytes))
         except aiohttp.ClientConnectorError:
             pool.discard(member)
             continue
@@ -75,8 +81,12 @@ async def call(pool: Pool, launcher: Launcher, http: aiohttp.ClientSession, body
             pool.discard(member)
         else:
             pool.release(member)
-        return invocation
+        return over_output(invocation, len(text), launcher.limits.max_output_bytes)
     return failed("SystemError", "the function containers refused the connection")
+
+
+def _bound(launcher: Launcher) -> int:
+    return bound(launcher.limits.max_output_bytes, launcher.limits.log_bytes)
 
 
 def failed(kind: str, message: str, stderr: list[str] | None = None) -> Invocation:

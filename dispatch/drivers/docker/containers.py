@@ -17,7 +17,9 @@ from dataclasses import dataclass
 import aiodocker
 import aiohttp
 
+from dispatch.drivers.docker import confinement
 from dispatch.drivers.docker.pool import ReplicaFailed
+from dispatch.drivers.ports import memory_message
 
 CONTAINER_PORT = 8080
 _PORT_IN_USE = ("EADDRINUSE", "Address already in use", "address already in use")
@@ -41,14 +43,23 @@ class Limits:
     """Per call, watched from outside (see cpu_time.py)."""
     concurrency: int = 1
     """Calls the function server runs at once (`scale.concurrency`); the pool never sends more."""
+    processes: int = 64
+    """Processes and threads in the container at once (its pids cgroup)."""
+    max_output_bytes: int = 6 * 1024 * 1024
+    """A run's JSON-encoded output; see calls.py for what the runtime reads of an answer."""
+    tmp_mb: int = 64
+    """The size of the container's /tmp, its only writable place."""
 
 
 async def run_once(docker: aiodocker.Docker, image: str, command: tuple[str, ...],
                    labels: dict[str, str]) -> tuple[int, str]:
     """Run `command` in a throwaway container without network; its exit code and output (-1 and a
     note when it ran over a minute; 127, as from a shell, when the image lacks the program)."""
+    # Without an init: the engine itself then says when the image lacks the program.
+    host_config = {**confinement.function_host_config(None, None, Limits.processes, Limits.tmp_mb),
+                   "NetworkMode": "none", "Init": False}
     config = {"Image": image, "Cmd": list(command), "Entrypoint": [], "Labels": labels,
-              "HostConfig": {"NetworkMode": "none"}}
+              "User": confinement.FUNCTION_USER, "Env": [f"HOME={confinement.HOME}"], "HostConfig": host_config}
     container = await docker.containers.create(config)
     try:
         try:
@@ -112,7 +123,7 @@ class Launcher:
         lines = await self._log_tail(handle)
         if state.get("OOMKilled"):
             limit = self.limits.memory_mb
-            return "FunctionError", f"Function exceeded its memory limit of {limit} MB and was killed", lines
+            return "FunctionError", memory_message(limit), lines
         if state and not state.get("Running"):
             code = state.get("ExitCode")
             return "SystemError", f"the function process exited with code {code} during the call", lines
@@ -134,20 +145,24 @@ class Launcher:
             raise
 
     def _config(self, port: int) -> dict:
-        host_config: dict = {"Init": True, "NetworkMode": self.network_mode}
-        env = [f"PORT={port}", f"MAX_LOG_BYTES={self.limits.log_bytes}", f"CONCURRENCY={self.limits.concurrency}"]
+        limits = self.limits
+        host_config = confinement.function_host_config(limits.memory_mb, limits.cpus, limits.processes, limits.tmp_mb)
+        host_config["NetworkMode"] = self.network_mode
+        # The function server's own bounds (see function.Dockerfile): it refuses a larger output and
+        # names the process limit when a fork fails against the container's pids limit.
+        env = [f"PORT={port}", f"MAX_LOG_BYTES={limits.log_bytes}", f"CONCURRENCY={limits.concurrency}",
+               f"MAX_OUTPUT_BYTES={limits.max_output_bytes}", f"PROCESSES={limits.processes}",
+               f"HOME={confinement.HOME}"]
+        if limits.memory_mb:
+            env.append(f"MEMORY_MB={limits.memory_mb}")
         on_this_host = self.address == "127.0.0.1"
         if self.network_mode == "host":
             env.append(f"HOST={'127.0.0.1' if on_this_host else ''}")
         else:
             published = {"HostIp": "127.0.0.1" if on_this_host else "", "HostPort": ""}
             host_config["PortBindings"] = {f"{CONTAINER_PORT}/tcp": [published]}
-        if self.limits.memory_mb:
-            # Swap as large as the memory: no swap at all, so the limit is the limit.
-            host_config["Memory"] = host_config["MemorySwap"] = self.limits.memory_mb * 1024 * 1024
-        if self.limits.cpus:
-            host_config["NanoCpus"] = int(self.limits.cpus * 1_000_000_000)
-        config = {"Image": self.image, "Env": env, "Labels": self.labels, "HostConfig": host_config}
+        config = {"Image": self.image, "Env": env, "Labels": self.labels, "User": confinement.FUNCTION_USER,
+                  "HostConfig": host_config}
         if self.network_mode != "host":
             config["ExposedPorts"] = {f"{CONTAINER_PORT}/tcp": {}}
         return config

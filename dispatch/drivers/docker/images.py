@@ -79,10 +79,15 @@ def with_labels(dockerfile: str, labels: dict[str, str]) -> str:
 
 
 def _anonymous(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    """Owned by root and dated 0, so the same source hits the engine's build cache."""
+    """Owned by root and dated 0, so the same source hits the engine's build cache; readable (and
+    folders searchable) by everyone, since functions run as a user of their own, and writable by
+    nobody else."""
     info.uid = info.gid = 0
     info.uname = info.gname = ""
     info.mtime = 0
+    if not info.issym():
+        searchable = 0o111 if info.isdir() else 0
+        info.mode = (info.mode | 0o444 | searchable) & ~0o022
     return info
 
 

@@ -41,10 +41,11 @@ class DockerRuntime:
     def __init__(self, data_dir: Path, namespace: str = "dispatch", url: str | None = None,
                  owner: str | None = None, network_mode: str = "auto", min_replicas: int = 1,
                  max_replicas: int = 4, idle_seconds: float = 300.0, max_log_bytes: int = 1 << 20,
-                 max_queued_runs: int = 1000):
+                 max_queued_runs: int = 1000, tmp_mb: int = Limits.tmp_mb):
         """`url`: the engine (default DOCKER_HOST, else the local socket). `owner`: who the containers
         belong to (default this process; see installation.py). `network_mode`: bridge, host, or auto
-        (host when the engine has no bridge network). Build logs are kept under `data_dir/build-logs`."""
+        (host when the engine has no bridge network). Build logs are kept under `data_dir/build-logs`.
+        `tmp_mb`: the size of each container's /tmp (see confinement.py)."""
         self._logs_dir = Path(data_dir) / "build-logs"
         self.namespace = namespace
         self._repository = installation.repository(namespace)
@@ -54,6 +55,7 @@ class DockerRuntime:
         self._defaults = (min_replicas, max_replicas, idle_seconds)
         self._max_log_bytes = max_log_bytes
         self._max_queued_runs = max_queued_runs
+        self._tmp_mb = tmp_mb
         self._docker: aiodocker.Docker | None = None
         self._http: aiohttp.ClientSession | None = None
         self._address = "127.0.0.1"
@@ -185,7 +187,9 @@ class DockerRuntime:
 
     def _deployment(self, spec: DeploymentSpec, tag: str, labels: dict[str, str]) -> _Deployment:
         minimum, maximum, idle = self._defaults
-        limits = Limits(spec.memory_mb, spec.cpus, self._max_log_bytes, spec.cpu_seconds, spec.concurrency or 1)
+        limits = Limits(spec.memory_mb, spec.cpus, self._max_log_bytes, spec.cpu_seconds, spec.concurrency or 1,
+                        spec.processes or Limits.processes, spec.max_output_bytes or Limits.max_output_bytes,
+                        self._tmp_mb)
         launcher = Launcher(self._docker, self._http, tag, spec.name or spec.faas_id, {**labels, KIND: "replica"},
                             limits, self._network_mode,
                             self._address, self._ports, READY_TIMEOUT_SECONDS, self._repository)

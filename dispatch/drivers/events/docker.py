@@ -13,7 +13,13 @@ driver's id: whoever runs a driver first removes what another process may have l
 A driver of an exposed type serves its pushes on the port in its PORT variable: a free port of
 this host, chosen at each start (Dispatch's drivers listened on port 80, which host networking
 cannot give every driver). It is reported with READY as `<address>:<port>`, where `address` is
-how the gateways reach this host (see `reachable_address`)."""
+how the gateways reach this host (see `reachable_address`).
+
+A driver's container gets what every container of the platform gets (docker/confinement.py: all
+capabilities dropped, no-new-privileges, the engine's default seccomp profile, a cap on its
+processes, nothing of the host mounted), but keeps its image's user and a writable root
+filesystem: driver images are third-party images written to run as they were built, and the
+host's network, which they need to reach their ingestion listener on 127.0.0.1."""
 import asyncio
 import json
 import re
@@ -24,7 +30,7 @@ from contextlib import suppress
 import aiodocker
 import structlog
 
-from dispatch.drivers.docker import images
+from dispatch.drivers.docker import confinement, images
 from dispatch.drivers.docker.installation import repository
 from dispatch.drivers.ports import BuildFailed
 
@@ -37,6 +43,8 @@ DRIVER_NAMESPACE = "io.dispatchframework.driverNamespace"
 DRIVER_ID = "io.dispatchframework.eventDriver"
 DRIVER = "io.dispatchframework.eventDriverName"
 STARTED_AFTER = 1.0
+DRIVER_PROCESSES = 256
+"""Processes and threads one driver's container may have at once."""
 MOST_PAUSE = 60.0
 _LOG_LINES = 5
 
@@ -145,8 +153,9 @@ class DockerDrivers:
     def _config(self, spec: DriverSpec, endpoint: str, token: str, port: int | None) -> dict:
         labels = {DRIVER_NAMESPACE: self.namespace, DRIVER_ID: spec.id, DRIVER: f"{spec.organization}/{spec.name}"}
         env = environment(spec.secrets, endpoint, token) + ([f"PORT={port}"] if port else [])
+        host_config = {**confinement.locked_down(DRIVER_PROCESSES), "NetworkMode": "host"}
         return {"Image": spec.image, "Cmd": arguments(spec.config, endpoint), "Env": env, "Labels": labels,
-                "HostConfig": {"NetworkMode": "host", "Init": True}}
+                "HostConfig": host_config}
 
     def _push_address(self, port: int | None) -> str | None:
         if port is None:

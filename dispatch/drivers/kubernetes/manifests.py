@@ -6,12 +6,18 @@ Kubernetes cannot build images, so a pod runs the function's image (the base ima
 it is: an init container unpacks the source from the Secret with `tar`, a second one checks the
 handler (its error becomes the pod's termination message), and the function server, mounted from
 the same Secret, serves §3.2 on port 8080. The image needs the language's interpreter and `tar`.
+
+Every container runs as USER (runAsNonRoot), with a read-only root filesystem, no privilege
+escalation, every capability dropped and the runtime's default seccomp profile: the pod meets the
+Pod Security Standards' `restricted` profile. Its writable places are the unpacked source and a
+memory-backed /tmp of `Options.tmp_mb`; it has no service-account token. What its network may
+reach is the installation's NetworkPolicy (policy.py).
 """
 import base64
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dispatch
@@ -39,7 +45,24 @@ SECRET_NAMES = "dispatch.io/secret-names"
 _RUNTIMES = Path(dispatch.__file__).resolve().parent / "runtimes"
 _MOUNT = "/dispatch"
 _SOURCE_DIR = "/function"
+_TMP = "/tmp"
+USER = 65532
+"""The uid and gid of every container: of no account, and the Docker runtime's too."""
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+
+
+def _dispatch(component: str) -> dict[str, str]:
+    """The labels a Helm chart gives a part of Dispatch."""
+    return {"app.kubernetes.io/name": "dispatch", "app.kubernetes.io/component": component}
+
+
+CALLERS = (_dispatch("gateway"), _dispatch("handlers"))
+"""Who runs functions: the handlers (runs), and gateways of installations that run both in one pod."""
+PROTECTED = (_dispatch("gateway"), _dispatch("handlers"), _dispatch("rabbitmq"), _dispatch("postgresql"))
+PRIVATE_CIDRS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16",
+                 "fc00::/7", "fe80::/10")
+"""Not the internet: private, shared (CGNAT) and link-local ranges, where a cluster's pods and
+services, a cloud's metadata address and a VPC's databases live."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +74,35 @@ class Options:
     max_replicas: int = 4
     idle_seconds: float = 300.0
     max_log_bytes: int = 1 << 20
+    tmp_mb: int = 64
+    """The size of each pod's /tmp, its only writable place besides the unpacked source."""
+    network_policy: bool = True
+    """Write the installation's NetworkPolicy (policy.py)."""
+    dispatch_namespace: str | None = None
+    """Where Dispatch's own pods run; None: the functions' namespace."""
+    callers: tuple[dict[str, str], ...] = CALLERS
+    """Labels of the pods that may call functions."""
+    protected: tuple[dict[str, str], ...] = PROTECTED
+    """Labels of the pods functions may not reach."""
+    dns_labels: dict[str, str] = field(default_factory=lambda: {"k8s-app": "kube-dns"})
+    private_cidrs: tuple[str, ...] = PRIVATE_CIDRS
+
+
+def options_from(settings) -> Options:
+    """The Options the server's settings (dispatch.settings.Settings) ask for; unset ones keep their default."""
+    chosen = {"namespace": settings.kubernetes_namespace, "installation": settings.namespace,
+              "max_replicas": settings.max_workers_per_function, "idle_seconds": settings.idle_seconds,
+              "max_log_bytes": settings.max_log_bytes, "tmp_mb": settings.function_tmp_mb,
+              "network_policy": settings.kubernetes_network_policy,
+              "dispatch_namespace": settings.kubernetes_dispatch_namespace,
+              "callers": _tuple(settings.kubernetes_caller_labels),
+              "protected": _tuple(settings.kubernetes_protected_labels),
+              "private_cidrs": _tuple(settings.kubernetes_private_cidrs), "dns_labels": settings.kubernetes_dns_labels}
+    return Options(**{name: value for name, value in chosen.items() if value is not None})
+
+
+def _tuple(values: list | None) -> tuple | None:
+    return None if values is None else tuple(values)
 
 
 @dataclass(frozen=True)
@@ -81,7 +133,11 @@ class Manifests:
 
 def object_name(faas_id: str) -> str:
     """A DNS-1035 label, as Services need: 'fn-' and the faas id (a UUID), or a safe form of it."""
-    return "fn-" + _safe(faas_id.lower(), r"[^a-z0-9-]", 60)
+    return "fn-" + dns_label(faas_id, 60)
+
+
+def dns_label(value: str, limit: int) -> str:
+    return _safe(value.lower(), r"[^a-z0-9-]", limit)
 
 
 def label_value(value: str) -> str:
@@ -147,15 +203,20 @@ def _deployment_spec(spec: DeploymentSpec, options: Options, name: str, labels: 
     pod = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "runAsGroup": 65534},
+        "securityContext": {"runAsNonRoot": True, "runAsUser": USER, "runAsGroup": USER,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
         "volumes": [
             {"name": "dispatch", "secret": {"secretName": name, "defaultMode": 0o444,
                                             "items": [{"key": key, "path": path} for key, (path, _) in files.items()]}},
             {"name": "function", "emptyDir": {}},
+            # In memory, as the Docker runtime's /tmp: a full /tmp is ENOSPC, not an evicted pod.
+            {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": f"{options.tmp_mb}Mi"}},
         ],
+        # The check loads the function's code, which may run anything at import: the same limits.
         "initContainers": [
-            _container(spec, "unpack", ["tar", "-xzf", f"{_MOUNT}/source.tgz", "-C", _SOURCE_DIR]),
-            _container(spec, "check", _server_command(spec, options) + ["--check"]),
+            {**_container(spec, "unpack", ["tar", "-xzf", f"{_MOUNT}/source.tgz", "-C", _SOURCE_DIR]),
+             "resources": _resources(spec)},
+            {**_container(spec, "check", _server_command(spec, options) + ["--check"]), "resources": _resources(spec)},
         ],
         "containers": [{
             **_container(spec, "function", _server_command(spec, options) + ["--http"]),
@@ -178,17 +239,21 @@ def _deployment_spec(spec: DeploymentSpec, options: Options, name: str, labels: 
 def _container(spec: DeploymentSpec, name: str, command: list[str]) -> dict:
     return {"name": name, "image": spec.image_location, "command": command, "workingDir": f"{_MOUNT}/runtime",
             "env": [{"name": "PORT", "value": str(PORT)}, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
-                    {"name": "PYTHONUNBUFFERED", "value": "1"}],
+                    {"name": "PYTHONUNBUFFERED", "value": "1"}, {"name": "HOME", "value": _TMP}],
             # A failing check or crash leaves its last lines in the pod's status, where the deploy reads them.
             "terminationMessagePolicy": "FallbackToLogsOnError",
-            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+            "securityContext": {"allowPrivilegeEscalation": False, "privileged": False, "runAsNonRoot": True,
+                                "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
             "volumeMounts": [{"name": "dispatch", "mountPath": _MOUNT, "readOnly": True},
-                             {"name": "function", "mountPath": _SOURCE_DIR}]}
+                             {"name": "function", "mountPath": _SOURCE_DIR},
+                             {"name": "tmp", "mountPath": _TMP}]}
 
 
 def _server_command(spec: DeploymentSpec, options: Options) -> list[str]:
     flags = ["--handler", spec.handler] if spec.handler else []
     flags += ["--max-log-bytes", str(options.max_log_bytes)]
+    if spec.max_output_bytes:
+        flags += ["--max-output-bytes", str(spec.max_output_bytes)]
     if spec.concurrency and spec.concurrency > 1:
         flags += ["--concurrency", str(spec.concurrency)]
     if spec.cpu_seconds:

@@ -15,6 +15,7 @@ _KINDS = {
     "Pod": (client.CoreV1Api, "pod"),
     "Deployment": (client.AppsV1Api, "deployment"),
     "HorizontalPodAutoscaler": (client.AutoscalingV2Api, "horizontal_pod_autoscaler"),
+    "NetworkPolicy": (client.NetworkingV1Api, "network_policy"),
 }
 API_SECONDS = 30.0
 """No single API request may hold a deploy or a run longer."""

@@ -16,8 +16,8 @@ from typing import Any, Iterable
 import structlog
 
 from dispatch.drivers.kubernetes import manifests as m
-from dispatch.drivers.kubernetes import rollout
-from dispatch.drivers.kubernetes.calls import Calls, Unreachable, failed
+from dispatch.drivers.kubernetes import policy, rollout
+from dispatch.drivers.kubernetes.calls import DEFAULT_MAX_OUTPUT_BYTES, Calls, Unreachable, failed
 from dispatch.drivers.kubernetes.idle import IdleScaler
 from dispatch.drivers.kubernetes.objects import KubernetesFailed, Objects, connect
 from dispatch.drivers.ports import BuildFailed, DeploymentSpec, ImageSpec, Invocation, NotDeployed, Progress
@@ -49,8 +49,9 @@ class KubernetesRuntime:
         self._objects: Objects | None = None
         self._connecting = asyncio.Lock()
         self._urls: dict[str, str] = {}
+        self._output_caps: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._calls = Calls()
+        self._calls = Calls(self.options.max_log_bytes)
         self._idle = IdleScaler(self._connected, poll_seconds, deploy_timeout)
 
     async def check_base_image(self, language: str, docker_url: str) -> None:
@@ -95,6 +96,7 @@ class KubernetesRuntime:
                 await rollout.wait(await self._connected(), deployment, pods, self._deploy_timeout, self._poll)
             except KubernetesFailed as error:
                 raise BuildFailed(str(error)) from None
+            self._output_caps[spec.faas_id] = spec.max_output_bytes or DEFAULT_MAX_OUTPUT_BYTES
             self._urls[spec.faas_id] = self._service_url.format(
                 service=objects.name, namespace=self.options.namespace, port=m.PORT)
             if objects.scale.min == 0:
@@ -119,13 +121,14 @@ class KubernetesRuntime:
         url = self._urls.get(faas_id)
         if url is None:
             raise NotDeployed(faas_id)
+        cap = self._output_caps.get(faas_id, DEFAULT_MAX_OUTPUT_BYTES)
         try:
             async with self._idle.running(faas_id):
                 try:
-                    return await self._calls.post(url, context, payload, timeout_ms)
+                    return await self._calls.post(url, context, payload, timeout_ms, cap)
                 except Unreachable:
                     window = ENDPOINTS_SECONDS if await self._started(faas_id) else 0.0
-                return await self._post_within(window, url, context, payload, timeout_ms)
+                return await self._post_within(window, url, context, payload, timeout_ms, cap)
         except Unreachable as unreachable:
             return failed("SystemError", str(unreachable))
         except (KubernetesFailed, BuildFailed) as error:
@@ -148,6 +151,9 @@ class KubernetesRuntime:
             self._objects = None
 
     async def _apply(self, objects: Objects, wanted: m.Manifests) -> dict:
+        if self.options.network_policy:
+            # Before the pods: a pod started ahead of its policy may run unprotected for a while.
+            await objects.apply(policy.network_policy(self.options))
         secret = await objects.apply(wanted.secret)
         deployment = await objects.apply(wanted.deployment, keep=partial(_keep_replicas, wanted.scale))
         await objects.apply(wanted.service, owner=deployment, keep=_keep_cluster_ip)
@@ -158,12 +164,13 @@ class KubernetesRuntime:
         await objects.adopt(secret, deployment)
         return deployment
 
-    async def _post_within(self, seconds: float, url: str, context: dict, payload: Any, timeout_ms: int) -> Invocation:
+    async def _post_within(self, seconds: float, url: str, context: dict, payload: Any, timeout_ms: int,
+                           max_output_bytes: int) -> Invocation:
         """A Service sends to a pod a moment after it is ready: a pod just started gets a few tries."""
         deadline = time.monotonic() + seconds
         while True:
             try:
-                return await self._calls.post(url, context, payload, timeout_ms)
+                return await self._calls.post(url, context, payload, timeout_ms, max_output_bytes)
             except Unreachable:
                 if time.monotonic() >= deadline:
                     raise

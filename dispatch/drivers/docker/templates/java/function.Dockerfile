@@ -19,4 +19,5 @@ RUN if ! diff -r -q /opt/dispatch/current/java /opt/dispatch/java >/dev/null 2>&
       --source /function --handler "$HANDLER" --classpath '/image/lib/*' --compile --check
 CMD exec java -XX:+UseSerialGC -XX:MaxRAMPercentage=75 -cp /opt/dispatch/classes dispatch.runtime.Server \
     --source /function --handler "$HANDLER" --classpath '/image/lib/*' \
-    --max-log-bytes "${MAX_LOG_BYTES:-1048576}" --concurrency "${CONCURRENCY:-1}" --http
+    --max-log-bytes "${MAX_LOG_BYTES:-1048576}" --concurrency "${CONCURRENCY:-1}" \
+    --max-output-bytes "${MAX_OUTPUT_BYTES:-6291456}" --processes "${PROCESSES:-64}" --http

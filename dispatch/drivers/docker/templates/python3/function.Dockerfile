@@ -11,4 +11,5 @@ WORKDIR /
 RUN python3 -m dispatch.runtimes.python3 --source /function --handler "$HANDLER" --library /image/site-packages --check
 CMD exec python3 -m dispatch.runtimes.python3 --source /function --handler "$HANDLER" \
     --library /image/site-packages --max-log-bytes "${MAX_LOG_BYTES:-1048576}" \
-    --concurrency "${CONCURRENCY:-1}" --http
+    --concurrency "${CONCURRENCY:-1}" \
+    --max-output-bytes "${MAX_OUTPUT_BYTES:-6291456}" --processes "${PROCESSES:-64}" --http
