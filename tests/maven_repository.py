@@ -5,32 +5,26 @@ folder and keeps Maven's local repository in a temporary folder, so they neither
 touch ~/.m2. As root on Debian the packages are installed when missing; elsewhere the tests that
 need them skip with the reason.
 """
-import fcntl
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 from dispatch.drivers import maven
+from tests import debian
+from tests.debian import Unavailable
 
 SYSTEM_REPOSITORY = Path("/usr/share/maven-repo")
 PACKAGES = ("libmaven-dependency-plugin-java", "junit4")
-_LOCK = Path.home() / ".cache" / "dispatch-test" / "maven.lock"
-
-
-class Unavailable(Exception):
-    """Why the Maven tests cannot run here."""
 
 
 def system_repository() -> Path:
     """The folder serving the pinned dependency plugin; raise Unavailable with why not."""
     if shutil.which("mvn") is None:
         raise Unavailable("mvn is not installed (Debian: maven)")
-    _LOCK.parent.mkdir(parents=True, exist_ok=True)
-    with _LOCK.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # test runs started together install once
+    if not _serves_the_plugin():
+        debian.install(*PACKAGES)
         if not _serves_the_plugin():
-            _install()
+            raise Unavailable(f"{SYSTEM_REPOSITORY} still lacks {maven.DEPENDENCY_PLUGIN} after installing "
+                              f"{' '.join(PACKAGES)}")
     return SYSTEM_REPOSITORY
 
 
@@ -54,18 +48,3 @@ def _serves_the_plugin() -> bool:
     plugin = SYSTEM_REPOSITORY / group.replace(".", "/") / artifact / version
     return plugin.is_dir() and (SYSTEM_REPOSITORY / "junit").is_dir()
 
-
-def _install() -> None:
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise Unavailable(f"{SYSTEM_REPOSITORY} lacks {maven.DEPENDENCY_PLUGIN}, and installing "
-                          f"{' '.join(PACKAGES)} needs root and apt-get")
-    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-q"],
-                    ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES]):
-        done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment,
-                              stdin=subprocess.DEVNULL)
-        if done.returncode != 0:
-            raise Unavailable(f"{' '.join(command[:2])} failed: {(done.stderr or done.stdout).strip()[-300:]}")
-    if not _serves_the_plugin():
-        raise Unavailable(f"{SYSTEM_REPOSITORY} still lacks {maven.DEPENDENCY_PLUGIN} after installing "
-                          f"{' '.join(PACKAGES)}")

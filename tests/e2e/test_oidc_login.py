@@ -1,7 +1,6 @@
 """People log in with OpenID Connect: a real `dispatch server --oidc-issuer …`, the test provider
 (tests/oidc_provider.py), and `dispatch login` with a browser — a script that acts as one, or a
 real headless Chromium where Debian's chromium and Playwright are installed."""
-import importlib.util
 import json
 import os
 import stat
@@ -13,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from tests import browser
+from tests.debian import Unavailable
 from tests.oidc_provider import CLIENT_ID, TEST_USER, Provider
 
 from .conftest import DISPATCH, ROOT, Server
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
@@ -101,12 +101,10 @@ def test_a_person_logs_in_through_the_browser_and_acts_as_their_policies_allow(p
 
 
 def test_a_person_logs_in_through_a_real_headless_chromium(person):
-    missing = [what for what, there in ((CHROMIUM, os.path.exists(CHROMIUM)),
-                                        ("the playwright package", importlib.util.find_spec("playwright") is not None))
-               if not there]
-    if missing:
-        pytest.skip(f"no real browser here: {' and '.join(missing)} not installed "
-                    "(apt-get install chromium; pip install playwright)")
+    try:
+        browser.ensure()
+    except Unavailable as missing:
+        pytest.skip(f"no real browser here: {missing}")
     logs_in_and_acts_as_the_policies_allow(person, "chromium")
 
 
