@@ -1,17 +1,14 @@
 """`dispatch version`: the versions of this client and of the server it talks to."""
-from importlib import metadata
-
 import typer
+
+from dispatch import release
 
 from dispatch.cli.config import state_of
 from dispatch.cli.output import render
 
 
 def client_version() -> str:
-    try:
-        return metadata.version("dispatch")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    return release()
 
 
 def version(ctx: typer.Context) -> None:

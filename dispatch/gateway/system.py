@@ -1,19 +1,16 @@
 """Version, health and the OpenAPI document."""
 import platform as host
-from importlib.metadata import PackageNotFoundError, version
 
 from aiohttp import web
+
+from dispatch import release
 
 from .openapi import openapi_document
 from .resources import PLATFORM
 
 
 def version_info() -> dict[str, str]:
-    try:
-        release = version("dispatch")
-    except PackageNotFoundError:
-        release = "0.0.0"
-    return {"version": release, "commit": "", "buildDate": "",
+    return {"version": release(), "commit": "", "buildDate": "",
             "goVersion": f"{host.python_implementation()} {host.python_version()}",
             "compiler": host.python_compiler(), "platform": f"{host.system().lower()}/{host.machine()}"}
 
