@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dispatch.errors import Rejected, TooLarge
+from dispatch.schemas import funcignore
 
 _MAX_LINK_DEPTH = 40
 _MAX_NAME_BYTES = 255
@@ -43,13 +44,15 @@ DEFAULT_CAPS = Caps()
 
 
 def pack(path: Path) -> bytes:
-    """A gzip tar of a file (stored under its basename) or of a directory's contents (at the root)."""
+    """A gzip tar of a file (stored under its basename) or of a directory's contents (at the root),
+    without what the directory's .funcignore names (see funcignore.py)."""
     path = Path(path)
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         if path.is_dir():
+            kept = funcignore.filter_for(path)
             for child in sorted(path.iterdir()):
-                tar.add(child, arcname=child.name, filter=_skip_bytecode)
+                tar.add(child, arcname=child.name, filter=kept)
         else:
             tar.add(path, arcname=path.name)
     return buffer.getvalue()
@@ -225,7 +228,3 @@ def _refuse(reason: str) -> None:
 
 def _too_large(reason: str) -> None:
     raise TooLarge(f"source archive is too large: {reason}")
-
-
-def _skip_bytecode(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-    return None if "__pycache__" in info.name.split("/") else info

@@ -66,6 +66,19 @@ def test_pack_then_extract_round_trips_a_directory_at_the_archive_root(tmp_path)
     assert (tmp_path / "out" / "lib" / "words.txt").read_text() == "winterfell\n"
 
 
+def test_pack_leaves_out_what_the_folders_funcignore_names_and_bytecode(tmp_path):
+    folder = tmp_path / "fn"
+    for name in ("main.py", "notes.md", "keep.md", "tests/test_main.py", "data/big.csv", "__pycache__/main.pyc",
+                 "lib/__pycache__/x.pyc", "lib/words.py"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("x\n")
+    (folder / ".funcignore").write_text("# what the function does not need\n*.md\n!keep.md\ntests/\n/data\n")
+
+    names = source.validate(source.pack(folder))
+
+    assert sorted(names) == ["keep.md", "lib/words.py", "main.py"]
+
+
 def test_pack_of_a_single_file_stores_it_under_its_basename(tmp_path):
     (tmp_path / "hello.js").write_text("module.exports = () => 1\n")
 
