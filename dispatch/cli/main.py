@@ -8,7 +8,8 @@ import typer
 from typer.core import TyperGroup
 
 from dispatch.cli import (
-    admin, audit, context, create, delete, emit, exec as exec_, get, iam, login, logs, manage, server, update, version,
+    admin, audit, context, create, delete, emit, exec as exec_, get, iam, install, login, logs, manage, server, update,
+    version,
 )
 from dispatch.cli.client import DispatchClientError
 from dispatch.cli.config import (
@@ -184,3 +185,4 @@ app.command()(login.token)
 app.command()(server.server)
 app.add_typer(admin.app, name="admin")
 app.add_typer(manage.app, name="manage")
+app.command()(install.install)
