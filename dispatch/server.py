@@ -75,8 +75,9 @@ async def _serve(settings: Settings, on_ready: Ready | None) -> None:
     await platform.start()
     runners = []
     try:
+        # With a bootstrap key, whoever holds its private half bootstraps (dispatch manage bootstrap).
         admin = await first_start(platform, settings.default_organization, settings.data_dir) \
-            if settings.role == "all" and not settings.skip_auth else None
+            if settings.role == "all" and not settings.skip_auth and settings.bootstrap_public_key is None else None
         accepted = AcceptedRuns()
         authority = authority_for(settings, platform) if platform.serves_http else None
         listening = ((create_app(settings, platform, accepted, authority), settings.port),

@@ -4,7 +4,9 @@ import base64
 import json
 import stat
 import time
+import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -112,6 +114,21 @@ def test_skip_auth_on_loopback_warns_and_asks_nobody(tmp_path):
         with urllib.request.urlopen(request, timeout=30) as answer:
             assert answer.status == 200
         assert "authentication is off (--skip-auth)" in running.log.read_text()
+    finally:
+        running.stop()
+
+
+def test_a_server_given_a_bootstrap_key_leaves_the_first_start_to_its_holder(tmp_path):
+    pem, pub = key_files(tmp_path, "bootstrap")
+    running = Server(tmp_path / "data", extra=("--bootstrap-public-key", pub)).start()
+    try:
+        assert not (tmp_path / "data" / "admin.pem").exists()
+        assert not Path(running.env["DISPATCH_CONFIG"]).exists()
+        with pytest.raises(urllib.error.HTTPError) as anonymous:
+            urllib.request.urlopen(f"http://127.0.0.1:{running.port}/v1/function", timeout=30)
+        assert anonymous.value.code == 401
+        ok(running.cli("manage", "bootstrap", "--bootstrap-key", pem, "--key-file", str(tmp_path / "admin.pem")))
+        assert json.loads(ok(running.cli("get", "functions", "-o", "json"))) == []
     finally:
         running.stop()
 
