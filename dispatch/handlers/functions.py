@@ -8,7 +8,7 @@ import structlog
 
 from dispatch.bus.ports import MessageBus
 from dispatch.drivers.ports import BuildFailed, FunctionRuntime
-from dispatch.errors import Rejected
+from dispatch.errors import Rejected, Unavailable
 from dispatch.schemas import commands as c
 from dispatch.schemas import events as e
 from dispatch.schemas.envelope import new_id
@@ -102,6 +102,12 @@ async def _deploy(cmd: c.DeployFunction, deployments: Deployments) -> None:
                         **{IMAGE_BUILD: build_of(image)})
     except BuildFailed as failure:
         event = changed(e.FunctionDeployFailed, cmd, Status.ERROR, failure.reason)
+    except (Unavailable, OSError, TimeoutError):
+        raise  # the engine or cluster did not answer: redelivered, and the resync drives it again
+    except Exception as error:  # a defect, not a passing outage: the function says so, not CREATING forever
+        log.exception("deploy failed", function=cmd.name)
+        event = changed(e.FunctionDeployFailed, cmd, Status.ERROR,
+                        f"the runtime could not deploy it: {type(error).__name__}: {error}")
     try:
         await append(events, loaded, cmd, event)
     except ConcurrencyConflict:

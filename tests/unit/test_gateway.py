@@ -14,6 +14,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from dispatch.gateway.app import create_app
 from dispatch.gateway.logs import app_runner, configure_logging
+from dispatch.handlers.bootstrap import bootstrap
+from tests.fakes import InProcessRuntime
 
 from .conftest import HELLO, source_of
 
@@ -360,6 +362,25 @@ async def test_a_run_of_a_function_not_ready_answers_409_naming_its_status(clien
     await reaches(client, "/v1/function/hello", "ERROR")
     body = await answer(await exec_(client), 409)
     assert body["code"] == 409 and body["message"].startswith("function hello is not READY (status ERROR")
+
+
+class _FailingRuntime(InProcessRuntime):
+    async def deploy(self, spec):
+        raise AttributeError("module 'tarfile' has no attribute 'FilterError'")
+
+
+async def test_a_deploy_that_fails_unexpectedly_ends_in_error_with_the_reason_not_creating(settings):
+    running = bootstrap(settings, runtime=_FailingRuntime())
+    await running.start()
+    try:
+        async with TestClient(TestServer(create_app(settings, running))) as failing:
+            await seed_image(failing)
+            await answer(await call(failing, "POST", "/v1/function", json=function_body()), 201)
+            function = await reaches(failing, "/v1/function/hello", "ERROR")
+    finally:
+        await running.close()
+    assert function["reason"] == ["the runtime could not deploy it: AttributeError: "
+                                  "module 'tarfile' has no attribute 'FilterError'"]
 
 
 async def test_a_blocking_run_answers_200_with_the_finished_run(client, hello):
