@@ -26,6 +26,9 @@ def rebuild_views(
     namespace: Annotated[
         Optional[str], typer.Option(help="The PostgreSQL schema of the installation.", show_default="dispatch")
     ] = None,
+    run_retention: Annotated[Optional[str], typer.Option(
+        help="Leave out the finished runs modified longer ago than this (30d, 12h or seconds), as the server's "
+             "--run-retention does.", show_default="DISPATCH_RUN_RETENTION")] = None,
 ) -> None:
     """Rebuild every read model from the event log and print how many records each holds.
 
@@ -34,8 +37,11 @@ def rebuild_views(
     # Imported here: the server pulls in its whole stack, which other commands do not need.
     from dispatch import server as embedded
 
-    given = {"data_dir": data_dir, "store": store, "namespace": namespace}
-    settings = Settings(**{name: value for name, value in given.items() if value is not None})
+    given = {"data_dir": data_dir, "store": store, "namespace": namespace, "run_retention": run_retention}
+    try:
+        settings = Settings(**{name: value for name, value in given.items() if value is not None})
+    except ValueError as error:  # pydantic's ValidationError is one
+        raise Rejected(f"invalid settings: {error}") from None
     counts = asyncio.run(embedded.rebuild_views(settings))
     state = state_of(ctx)
     if state.output is not None:

@@ -102,6 +102,24 @@ class DispatchClient:
         except ValueError:
             raise DispatchClientError(f"unexpected answer from {url}: not JSON") from None
 
+    def open(self, path: str, query: dict | None = None, accept: str = "application/json",
+             timeout: float | None = 60.0) -> Any:
+        """GET `path` and answer the open response, for its headers or to read it as it comes
+        (server-sent events: `timeout` bounds each wait for the next bytes)."""
+        url = self.base_url + path
+        params = {k: v for k, v in (query or {}).items() if v not in (None, [], "")}
+        if params:
+            url += "?" + urllib.parse.urlencode(params, doseq=True)
+        headers = {**self._headers(False), "Accept": accept}
+        try:
+            return self._opener.open(urllib.request.Request(url, headers=headers), timeout=timeout)
+        except urllib.error.HTTPError as error:
+            raise _error_from_body(error.code, error.reason, error.read()) from None
+        except urllib.error.URLError as error:
+            raise self._unreachable(error.reason) from None
+        except (TimeoutError, ConnectionError) as error:
+            raise self._unreachable(error) from None
+
     def wait_for(
         self,
         path: str,

@@ -5,6 +5,8 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from dispatch.cli import exec as runs
+from dispatch.cli import run_pages
+from dispatch.cli.client import DispatchClientError
 from dispatch.cli.config import Application, application_query, state_of
 from dispatch.cli.manifest import KINDS, Kind
 from dispatch.cli.output import joined, local_time, print_table, render
@@ -127,10 +129,21 @@ def run_list(
     run_id: Annotated[Optional[str], typer.Argument(help="Only this run.")] = None,
     last: Annotated[bool, typer.Option("--last", help="Only the latest run.")] = False,
     follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep polling and print new runs.")] = False,
+    limit: Annotated[Optional[int], typer.Option(
+        min=1, help="A page of at most this many runs, newest first; the command for the next page follows.")] = None,
+    continue_: Annotated[Optional[str], typer.Option(
+        "--continue", metavar="TOKEN", help="The next page: the token the previous page printed.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every page, newest first (pages of --limit, or 100).")] = False,
     application: Application = None,
 ) -> None:
     """Show runs: all, those of FUNCTION, or the run RUN_ID of FUNCTION."""
-    runs.show_runs(state_of(ctx), function, run_id, last, follow, application)
+    state = state_of(ctx)
+    if limit is None and continue_ is None and not all_:
+        runs.show_runs(state, function, run_id, last, follow, application)
+        return
+    if run_id or last or follow:
+        raise DispatchClientError("--limit, --continue and --all page through runs: not with RUN_ID, --last or -f")
+    run_pages.show_pages(state, function, application, limit, continue_, all_)
 
 
 _register(base_images, KINDS["BaseImage"].aliases)

@@ -13,10 +13,14 @@ from dispatch.schemas.envelope import new_ordered_id
 from dispatch.schemas.resources import Run
 from dispatch.schemas.wirejson import dumps_text
 
+from . import run_pages
 from .accepted import ACCEPTED, AcceptedRuns
 from .context import SETTINGS, application_filter, correlation_id, matches_application, organization, subject
 from .bodies import read_json
 from .resources import PLATFORM
+
+
+_UNTIMED = {"startedAt": None, "finishedAt": None, "durationMs": None}
 
 
 def new_run(function: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -26,7 +30,7 @@ def new_run(function: str, body: dict[str, Any]) -> dict[str, Any]:
     except ValidationError:
         raise Rejected("Bad Request: Invalid Payload") from None
     return {**run.wire(), "name": new_ordered_id(), "functionName": function, "output": None, "error": None,
-            "status": "INITIALIZED", "logs": {"stdout": [], "stderr": []}, "reason": None}
+            "status": "INITIALIZED", "logs": {"stdout": [], "stderr": []}, "reason": None, **_UNTIMED}
 
 
 @functools.cache
@@ -100,20 +104,30 @@ async def create_run(request: web.Request) -> web.Response:
     return web.json_response(result, status=status, dumps=dumps_text)
 
 
-def _since(request: web.Request) -> int | None:
+def since_of(request: web.Request) -> int | None:
     value = request.query.get("since")
     if value in (None, ""):
         return None
     try:
-        return int(value)
+        since = int(value)
     except ValueError:
-        raise Rejected(f"since must be a Unix time in seconds, not {value!r}") from None
+        since = None
+    if since is None or abs(since) >= 2**63:  # the stores keep 64-bit integers
+        raise Rejected(f"since must be a Unix time in seconds, not {value!r}")
+    return since
 
 
 async def list_runs(request: web.Request) -> web.Response:
+    """Every run, oldest first (what Dispatch's clients expect); with `limit` or `continue`, a page
+    of them newest first, the next page's token in a header."""
     wanted = application_filter(request)
-    runs = await request.app[PLATFORM].views.list_runs(organization(request), request.query.get("functionName"),
-                                                       _since(request))
+    views, org, function = request.app[PLATFORM].views, organization(request), request.query.get("functionName")
+    if run_pages.paged(request):
+        runs, more = await run_pages.page(views, org, function, since_of(request), run_pages.before_of(request),
+                                          run_pages.limit_of(request), lambda run: matches_application(run, wanted))
+        headers = {run_pages.NEXT_PAGE: more} if more else None
+        return web.json_response(runs, dumps=dumps_text, headers=headers)
+    runs = await views.list_runs(org, function, since_of(request))
     return web.json_response([run for run in runs if matches_application(run, wanted)], dumps=dumps_text)
 
 

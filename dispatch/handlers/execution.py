@@ -10,7 +10,7 @@ from jsonschema.exceptions import SchemaError
 from dispatch.drivers.ports import FunctionRuntime, Invocation, NotDeployed
 from dispatch.errors import Rejected
 from dispatch.schemas.jsonvalues import problem as output_problem
-from dispatch.schemas.resources import Status
+from dispatch.schemas.resources import Status, instant
 from dispatch.store.ports import Views
 from dispatch.store.sealing import SecretBox
 
@@ -137,16 +137,19 @@ class Executor:
 
     async def run(self, organization: str, function: dict, run: dict) -> dict:
         """Execute and return the finished run record."""
+        started = time.time_ns() // 1_000_000
         try:
             result = await self.invoke(organization, function, run)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # the platform failed, not the function: still a recorded run
             result = _error("SystemError", f"{type(error).__name__}: {error}")
-        finished = int(time.time())
+        finished_ms = time.time_ns() // 1_000_000
+        finished = finished_ms // 1000
         record = {**run, "output": result.output, "status": Status.READY.value, "reason": None,
                   "logs": {"stdout": result.stdout, "stderr": result.stderr}, "error": result.error,
-                  "finishedTime": finished, "modifiedTime": finished}
+                  "finishedTime": finished, "modifiedTime": finished, "startedAt": instant(started),
+                  "finishedAt": instant(finished_ms), "durationMs": finished_ms - started}
         if result.error is not None:
             record["status"] = Status.ERROR.value
             record["output"] = None

@@ -10,7 +10,7 @@ from dispatch.bus.ports import AnswerFirst, MessageBus
 from dispatch.errors import DispatchError
 from dispatch.schemas import commands as c
 from dispatch.schemas import events as e
-from dispatch.schemas.resources import Status
+from dispatch.schemas.resources import Status, instant
 from dispatch.store.ports import ConcurrencyConflict, EventLog
 
 from .claims import Executors
@@ -207,9 +207,11 @@ async def _deployed(executor: Executor, cmd: c.ExecuteFunction, wait: float = DE
 
 def _refused(cmd: c.ExecuteFunction, refusal: DispatchError) -> e.RunFinished:
     """An accepted run whose function was deleted or stopped being READY before it ran."""
-    stamp = int(time.time())
+    now = time.time_ns() // 1_000_000
+    stamp = now // 1000
     run = {**cmd.run, "status": Status.ERROR.value, "output": None, "executedTime": stamp, "finishedTime": stamp,
-           "modifiedTime": stamp, "error": {"type": "SystemError", "message": refusal.message, "stacktrace": []},
+           "modifiedTime": stamp, "startedAt": None, "finishedAt": instant(now), "durationMs": None,
+           "error": {"type": "SystemError", "message": refusal.message, "stacktrace": []},
            "reason": [f"error running function: {cmd.run['functionName']}: {refusal.message}"]}
     return e.RunFinished(organization=cmd.organization, run=run).caused_by(cmd)
 

@@ -1,4 +1,5 @@
 """Dispatch v1 resources in their wire format (camelCase JSON, Unix-second times)."""
+import datetime as dt
 import types
 from enum import Enum
 from typing import Any, ClassVar, Union, get_args, get_origin
@@ -194,6 +195,19 @@ class Run(Wire):
     executed_time: int = 0
     finished_time: int = 0
     modified_time: int = 0
+    started_at: str | None = None
+    """When the function started running: RFC 3339, UTC, milliseconds (read-only). `executedTime`
+    is when the run was accepted, which for a queued run is earlier."""
+    finished_at: str | None = None
+    """When the run reached READY or ERROR: RFC 3339, UTC, milliseconds (read-only)."""
+    duration_ms: int | None = None
+    """finishedAt - startedAt in milliseconds (read-only); null for a run that never started."""
+
+
+def instant(ms: int) -> str:
+    """Unix milliseconds as RFC 3339 in UTC with milliseconds: 2024-05-01T09:30:00.123Z."""
+    stamp = dt.datetime.fromtimestamp(ms // 1000, dt.timezone.utc) + dt.timedelta(milliseconds=ms % 1000)
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Secret(Resource):

@@ -55,7 +55,9 @@ class ViewTransaction(Protocol):
 
     def delete_resource(self, org: str, kind: str, name: str) -> None: ...
 
-    def put_run(self, org: str, body: dict[str, Any]) -> None: ...
+    def put_run(self, org: str, body: dict[str, Any], position: int) -> None:
+        """Write a run's record; `position` is that of the event carrying it. A run keeps the
+        position it was first written at: the order runs are paged in."""
 
     def delete_runs(self, org: str, function: str) -> None: ...
 
@@ -74,6 +76,16 @@ class Views(Protocol):
     async def get_run(self, org: str, name: str) -> dict[str, Any] | None: ...
 
     async def list_runs(self, org: str, function: str | None, since: int | None) -> list[dict[str, Any]]: ...
+
+    async def page_runs(self, org: str, function: str | None, since: int | None, before: int | None,
+                        limit: int) -> list[tuple[int, dict[str, Any]]]:
+        """(position, run) of at most `limit` runs, newest first (by the position each run was
+        first recorded at, which never changes): those before `before` when given, modified
+        after `since` when given."""
+
+    async def prune_runs(self, older_than: int) -> int:
+        """Drop the finished runs last modified before `older_than` (Unix seconds) from the read
+        model; answer how many. The log keeps them."""
 
     async def unfinished_runs(self) -> list[tuple[str, dict[str, Any]]]:
         """(organization, run) of every run accepted but not finished, for recovery at start."""

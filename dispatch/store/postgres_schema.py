@@ -37,6 +37,14 @@ CREATE TABLE runs (
 CREATE INDEX runs_by_function ON runs (org, function, modified);
 """),
     (2, "the audit trail, filled from the log", postgres_audit.SCHEMA),
+    (3, "runs in the order first recorded, for pages; runs by age, for retention", """
+ALTER TABLE runs ADD COLUMN recorded BIGINT NOT NULL DEFAULT 0;
+UPDATE runs SET recorded = COALESCE(
+    (SELECT MIN(position) FROM events WHERE stream = 'Run:' || runs.org || ':' || runs.name), 0);
+CREATE INDEX runs_by_position ON runs (org, recorded);
+CREATE INDEX runs_of_function_by_position ON runs (org, function, recorded);
+CREATE INDEX runs_by_age ON runs (modified);
+"""),
 ]
 # What a migration does beyond its SQL, in the same transaction.
 FILLS: dict[int, Callable[[asyncpg.Connection], Awaitable[None]]] = {2: postgres_audit.fill}

@@ -7,6 +7,7 @@ from typing import Awaitable, Callable
 
 import asyncpg
 import structlog
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
 from dispatch.errors import Unavailable
 
@@ -27,7 +28,7 @@ def _honour_cancellation() -> None:
 
 class Listener:
     """Keeps one connection LISTENing to the log's channel and moves `head` to each notified
-    position. When the connection drops it reconnects (with backoff) and re-listens; it then
+    position. When the connection drops it reconnects (with backoff and jitter) and re-listens; it then
     reads the head once, since notifications sent meanwhile were lost. A silent network failure
     shows up in the periodic ping. Until it is back, `wait_for_append` falls back to its timeout."""
 
@@ -43,17 +44,8 @@ class Listener:
             self.head.advance(int(payload))
 
     async def run(self) -> None:
-        delay = 0.1
         while True:
-            try:
-                conn = await self.connect()
-            except Unavailable as error:
-                _honour_cancellation()
-                log.warning("log listener cannot connect; retrying", error=str(error), retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            delay = 0.1
+            conn = await self._connected()
             try:
                 await self._listen(conn)
             except Exception as error:  # the connection failed: reconnect
@@ -62,6 +54,21 @@ class Listener:
             finally:
                 self.listening.clear()
                 conn.terminate()
+
+    async def _connected(self) -> asyncpg.Connection:
+        """A new connection. While the server cannot be reached, try again after pauses that grow
+        from 0.1 s to 5 s, jittered: the processes of an installation that lost the server together
+        do not all knock again at the same instant."""
+        retrying = AsyncRetrying(retry=retry_if_exception_type(Unavailable), reraise=True, before_sleep=_retrying,
+                                 wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.5))
+        return await retrying(self._connect_once)
+
+    async def _connect_once(self) -> asyncpg.Connection:
+        try:
+            return await self.connect()
+        except Unavailable:
+            _honour_cancellation()
+            raise
 
     async def _listen(self, conn: asyncpg.Connection) -> None:
         lost = asyncio.Event()
@@ -75,6 +82,11 @@ class Listener:
                 await asyncio.wait_for(lost.wait(), self.ping_every)
             if not lost.is_set():
                 await conn.fetchval("SELECT 1")
+
+
+def _retrying(state: RetryCallState) -> None:
+    pause = state.next_action.sleep if state.next_action else 0.0
+    log.warning("log listener cannot connect; retrying", error=str(state.outcome.exception()), retry_in=round(pause, 2))
 
 
 class Leadership:

@@ -36,11 +36,30 @@ DELETE_RESOURCES = """DELETE FROM resources
 WHERE (org, kind, name) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))"""
 DELETE_RUNS = "DELETE FROM runs WHERE (org, function) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
 # A rewritten run moves to the end of its millisecond, as SQLite's INSERT OR REPLACE gives it a new rowid.
-PUT_RUNS = """INSERT INTO runs (org, name, function, modified, body)
-SELECT o, n, f, m, b::json FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[])
-    AS u(o, n, f, m, b)
+# A run keeps the position it was first recorded at (`recorded`), the order of its pages.
+PUT_RUNS = """INSERT INTO runs (org, name, function, modified, recorded, body)
+SELECT o, n, f, m, p, b::json
+FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[]) AS u(o, n, f, m, p, b)
 ON CONFLICT (org, name) DO UPDATE
 SET function = EXCLUDED.function, modified = EXCLUDED.modified, body = EXCLUDED.body, seq = DEFAULT"""
+# In slices, each a short statement well within the command timeout.
+PRUNE_RUNS = """DELETE FROM runs WHERE ctid IN (SELECT ctid FROM runs
+WHERE modified < $1 AND body::json->>'status' IN ('READY', 'ERROR') LIMIT $2)"""
+PRUNE_SLICE = 5000
+
+
+def _page_query(org: str, function: str | None, since: int | None, before: int | None,
+                limit: int) -> tuple[str, list]:
+    """The SELECT of page_runs, with only the conditions asked for: a prepared statement with
+    `$n IS NULL OR …` would get a generic plan that no index serves."""
+    conditions, args = ["org = $1"], [org]
+    for condition, value in (("function = ${}", function), ("modified > ${}", since), ("recorded < ${}", before)):
+        if value is not None:
+            args.append(value)
+            conditions.append(condition.format(len(args)))
+    args.append(limit)
+    where = " AND ".join(conditions)
+    return f"SELECT recorded, body FROM runs WHERE {where} ORDER BY recorded DESC LIMIT ${len(args)}", args
 
 
 def _transposed(rows: list[tuple]) -> list[list]:
@@ -53,7 +72,7 @@ class _UnitOfWork:
     def __init__(self, rows: dict[Key, dict[str, Any] | None]):
         self.rows = rows
         self.resources: dict[Key, dict[str, Any] | None] = {}
-        self.runs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.runs: dict[tuple[str, str], tuple[dict[str, Any], int]] = {}
         self.run_deletes: set[tuple[str, str]] = set()
         self.audit: list[dict[str, Any]] = []
 
@@ -69,14 +88,14 @@ class _UnitOfWork:
     def delete_resource(self, org: str, kind: str, name: str) -> None:
         self.rows[(org, kind, name)] = self.resources[(org, kind, name)] = None
 
-    def put_run(self, org: str, body: dict[str, Any]) -> None:
-        self.runs.pop((org, body["name"]), None)  # the last write goes last, as in SQLite
-        self.runs[(org, body["name"])] = body
+    def put_run(self, org: str, body: dict[str, Any], position: int) -> None:
+        _, first = self.runs.pop((org, body["name"]), (None, position))  # the last write goes last, as in SQLite
+        self.runs[(org, body["name"])] = (body, first)
 
     def delete_runs(self, org: str, function: str) -> None:
         # Deletes are flushed before puts: drop the puts they would otherwise undo.
         self.runs = {key: run for key, run in self.runs.items()
-                     if not (key[0] == org and run["functionName"] == function)}
+                     if not (key[0] == org and run[0]["functionName"] == function)}
         self.run_deletes.add((org, function))
 
     def put_audit(self, entry: dict[str, Any]) -> None:
@@ -93,8 +112,8 @@ class _UnitOfWork:
             await conn.execute(DELETE_RUNS, *_transposed(sorted(self.run_deletes)))
         if self.runs:
             await conn.execute(PUT_RUNS, *_transposed([
-                (org, name, run["functionName"], int(run.get("modifiedTime") or 0), dumps_text(run))
-                for (org, name), run in self.runs.items()]))
+                (org, name, run["functionName"], int(run.get("modifiedTime") or 0), first, dumps_text(run))
+                for (org, name), (run, first) in self.runs.items()]))
         if self.audit:
             await put_audit(conn, self.audit)
 
@@ -159,6 +178,20 @@ class PostgresViews:
             "AND ($3::bigint IS NULL OR modified > $3) ORDER BY modified, seq", org, function, since)
         return [json.loads(body) for (body,) in rows]
 
+    async def page_runs(self, org: str, function: str | None, since: int | None, before: int | None,
+                        limit: int) -> list[tuple[int, dict[str, Any]]]:
+        sql, args = _page_query(org, function, since, before, limit)
+        return [(recorded, json.loads(body)) for recorded, body in await self._fetch(sql, *args)]
+
+    async def prune_runs(self, older_than: int) -> int:
+        dropped = 0
+        while True:
+            async with self.store.connection() as conn:
+                deleted = int((await conn.execute(PRUNE_RUNS, older_than, PRUNE_SLICE)).split()[-1])
+            dropped += deleted
+            if deleted < PRUNE_SLICE:
+                return dropped
+
     async def unfinished_runs(self) -> list[tuple[str, dict[str, Any]]]:
         rows = await self._fetch("SELECT org, body FROM runs WHERE body::json->>'status' IN ('INITIALIZED', 'CREATING') "
                                  "ORDER BY modified, seq")
@@ -214,10 +247,10 @@ class PostgresViews:
     async def dump(self) -> dict[str, list]:
         resources = await self._fetch('SELECT org, kind, name, body FROM resources '
                                       'ORDER BY org, kind, name')
-        runs = await self._fetch('SELECT org, name, function, modified, body FROM runs '
+        runs = await self._fetch('SELECT org, name, function, modified, recorded, body FROM runs '
                                  'ORDER BY org, name')
         audit = await self._fetch('SELECT position, org, subject, resource, name, time, body FROM audit '
                                   'ORDER BY position')
         return {"resources": [(*row[:3], json.loads(row[3])) for row in resources],
-                "runs": [(*row[:4], json.loads(row[4])) for row in runs],
+                "runs": [(*row[:5], json.loads(row[5])) for row in runs],
                 "audit": [(*row[:6], json.loads(row[6])) for row in audit]}

@@ -51,7 +51,7 @@ class RunView:
     def apply(self, recorded: Recorded, tx: ViewTransaction) -> None:
         event = recorded.event
         if isinstance(event, RunEvent):
-            tx.put_run(event.organization, event.run)
+            tx.put_run(event.organization, event.run, recorded.position)
         elif isinstance(event, FunctionDeleted):
             tx.delete_runs(event.organization, event.name)
 

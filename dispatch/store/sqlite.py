@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from dispatch.schemas.envelope import Event, decode, unrelayed_types
 
-from . import sqlite_audit
+from . import sqlite_audit, sqlite_runs
 from .ports import ConcurrencyConflict, Recorded
 from .watermark import Watermark
 
@@ -36,9 +36,9 @@ CREATE TABLE IF NOT EXISTS resources (
     PRIMARY KEY (org, kind, name));
 CREATE TABLE IF NOT EXISTS runs (
     org TEXT NOT NULL, name TEXT NOT NULL, function TEXT NOT NULL,
-    modified INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (org, name));
+    modified INTEGER NOT NULL, body TEXT NOT NULL, recorded INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (org, name));
 CREATE INDEX IF NOT EXISTS runs_by_function ON runs (org, function, modified);
-""" + sqlite_audit.SCHEMA
+""" + sqlite_runs.INDEXES + sqlite_audit.SCHEMA
 
 
 CHECKPOINT_SECONDS = 1.0
@@ -84,6 +84,7 @@ class SQLiteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.write_db = _connect(self.path, checkpoints=False)
         sqlite_audit.upgrade(self.write_db)
+        sqlite_runs.upgrade(self.write_db)
         self.write_db.executescript(SCHEMA)
         self.read_db = await self.read(lambda: _connect(self.path))
         self._head.advance(await self.last_position())

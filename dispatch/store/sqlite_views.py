@@ -1,5 +1,6 @@
 """Read models on SQLite: resources by (organization, kind, name), runs by function and the
 audit trail by position."""
+import asyncio
 import json
 import sqlite3
 from typing import Any
@@ -8,7 +9,10 @@ from dispatch.schemas.wirejson import dumps_text
 
 from .ports import Recorded
 from .sqlite import SQLiteStore
+from . import sqlite_runs
 from .sqlite_audit import audit_query, put_audit
+
+PRUNE_SLICE = 1000
 
 
 class _Transaction:
@@ -27,9 +31,8 @@ class _Transaction:
     def delete_resource(self, org: str, kind: str, name: str) -> None:
         self.db.execute("DELETE FROM resources WHERE org = ? AND kind = ? AND name = ?", (org, kind, name))
 
-    def put_run(self, org: str, body: dict[str, Any]) -> None:
-        self.db.execute("INSERT OR REPLACE INTO runs (org, name, function, modified, body) VALUES (?, ?, ?, ?, ?)",
-                        (org, body["name"], body["functionName"], body.get("modifiedTime", 0), dumps_text(body)))
+    def put_run(self, org: str, body: dict[str, Any], position: int) -> None:
+        sqlite_runs.put_run(self.db, org, body, position)
 
     def delete_runs(self, org: str, function: str) -> None:
         self.db.execute("DELETE FROM runs WHERE org = ? AND function = ?", (org, function))
@@ -77,6 +80,23 @@ class SQLiteViews:
             sql, args = sql + " AND modified > ?", args + [since]
         rows = await self.store.read(lambda: self._query(sql + " ORDER BY modified, rowid", tuple(args)))
         return [json.loads(body) for (body,) in rows]
+
+    async def page_runs(self, org: str, function: str | None, since: int | None, before: int | None,
+                        limit: int) -> list[tuple[int, dict[str, Any]]]:
+        sql, args = sqlite_runs.page_query(org, function, since, before, limit)
+        rows = await self.store.read(lambda: self._query(sql, args))
+        return [(recorded, json.loads(body)) for recorded, body in rows]
+
+    async def prune_runs(self, older_than: int) -> int:
+        """In slices, each a short write on the loop's connection, so that appends go on meanwhile."""
+        dropped = 0
+        while True:
+            deleted = await self.store.write(lambda: self.store.write_db.execute(
+                sqlite_runs.PRUNE, (older_than, PRUNE_SLICE)).rowcount)
+            dropped += deleted
+            if deleted < PRUNE_SLICE:
+                return dropped
+            await asyncio.sleep(0)
 
     async def unfinished_runs(self) -> list[tuple[str, dict[str, Any]]]:
         rows = await self.store.read(lambda: self._query(
@@ -144,7 +164,8 @@ class SQLiteViews:
         def read() -> dict[str, list]:
             return {
                 "resources": self._query("SELECT org, kind, name, body FROM resources ORDER BY org, kind, name"),
-                "runs": self._query("SELECT org, name, function, modified, body FROM runs ORDER BY org, name"),
+                "runs": self._query("SELECT org, name, function, modified, recorded, body FROM runs "
+                                    "ORDER BY org, name"),
                 "audit": self._query("SELECT position, org, subject, resource, name, time, body FROM audit "
                                      "ORDER BY position"),
             }
