@@ -18,8 +18,10 @@ from dispatch.gateway.auth import authority_for, users_for
 from dispatch.gateway.logs import app_runner, configure_logging
 from dispatch.gateway.tls import serve_https
 from dispatch.handlers.bootstrap import bootstrap
+from dispatch.handlers.retention import prune_once
 from dispatch.iam.admin import Admin, first_start
 from dispatch.settings import Settings
+from dispatch.telemetry.health import health_app
 
 log = structlog.get_logger("dispatch.server")
 
@@ -44,8 +46,8 @@ def exclusive(data_dir: Path, doing: str) -> Iterator[None]:
         yield
 
 
-async def _listen(app: web.Application, host: str, port: int) -> web.AppRunner:
-    runner = app_runner(app)
+async def _listen(app: web.Application, host: str, port: int, logged: bool = True) -> web.AppRunner:
+    runner = app_runner(app) if logged else web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
@@ -86,9 +88,13 @@ async def _serve(settings: Settings, on_ready: Ready | None) -> None:
             runners.append(await _listen(app, settings.host, port))
         if runners and settings.tls_cert and settings.tls_key:
             platform.tasks.append(await serve_https(runners[1], settings, platform))
+        if settings.health_port:  # probes and scrapes, every few seconds: not logged
+            runners.append(await _listen(health_app(platform.health, platform.metrics), settings.host,
+                                         settings.health_port, logged=False))
         log.info("started", role=settings.role, handlers=sorted(platform.groups), bus=_safe(settings.bus),
-                 store=_safe(settings.store), api=f"http://{settings.host}:{settings.port}" if runners else None,
-                 user_apis=f"http://{settings.host}:{settings.api_port}" if runners else None,
+                 store=_safe(settings.store), api=f"http://{settings.host}:{settings.port}" if listening else None,
+                 user_apis=f"http://{settings.host}:{settings.api_port}" if listening else None,
+                 health=f"http://{settings.host}:{settings.health_port}" if settings.health_port else None,
                  data_dir=str(settings.data_dir))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -113,7 +119,7 @@ def check_exposure(settings: Settings) -> None:
                               f"addresses only, not {settings.host}")
         log.warning("authentication is off (--skip-auth): every local process, and every function, may read every "
                     "secret and change anything")
-    elif not loopback:
+    elif not loopback and settings.role in ("all", "gateway"):  # a handlers process serves no API
         log.warning("the management API is exposed beyond this machine", address=f"{settings.host}:{settings.port}",
                     public_names=settings.public_names or None)
 
@@ -137,13 +143,16 @@ def _safe(url: str) -> str:
 
 
 async def rebuild_views(settings: Settings) -> dict[str, int]:
-    """Replay the whole log into fresh read models (the server must not be running)."""
+    """Replay the whole log into fresh read models (the server must not be running), then drop
+    the runs past the run retention."""
     lock = exclusive(settings.data_dir, "rebuild the views") if settings.store == "sqlite" else contextlib.nullcontext()
     with lock:
         platform = bootstrap(settings)
         await platform.store.start()
         try:
             position = await platform.projector.rebuild()
+            if settings.run_retention:
+                await prune_once(platform.views, settings.run_retention)
             dump = await platform.views.dump()
             return {"position": position, "resources": len(dump["resources"]), "runs": len(dump["runs"]),
                     "audit": len(dump["audit"])}

@@ -4,7 +4,7 @@ import asyncio
 import time
 import traceback
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Callable
 
 import structlog
 
@@ -46,6 +46,8 @@ class InMemoryBus:
         self._dead: list[DeadLetter] = []
         self._tasks: set[asyncio.Task] = set()
         self._closed = False
+        self.dead_lettered: list[Callable[[str], None]] = []
+        """Called with the kind, command or event, of each message sent to the dead letters."""
 
     def handle(self, command_type: type[Command], handler: Handler) -> None:
         name = command_type.type_name()
@@ -62,6 +64,9 @@ class InMemoryBus:
 
     async def start(self) -> None:
         self._closed = False
+
+    def reachable(self) -> bool:
+        return not self._closed
 
     async def send(self, command: Command) -> None:
         self._spawn(self._deliver(self._command_consumer(command), command))
@@ -173,6 +178,8 @@ class InMemoryBus:
     def _dead_letter(self, message: Message, consumer: str, error: str, attempts: int) -> None:
         self._dead.append(DeadLetter(message.message_id, message.type_name(), consumer, error,
                                      attempts, message.envelope()))
+        for listener in self.dead_lettered:
+            listener("command" if isinstance(message, Command) else "event")
 
 
 def _log_handled(consumer: _Consumer, message: Message, started: float, error: BaseException | None) -> None:

@@ -66,3 +66,6 @@ class MessageBus(Protocol):
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
+
+    def reachable(self) -> bool:
+        """Whether messages can go out now (on RabbitMQ: whether the connection is up), for /readyz."""

@@ -61,6 +61,8 @@ class RabbitMQBus:
         self._channel: AbstractChannel | None = None
         self._delivery: Delivery | None = None
         self._coalescer = Coalescer(self._publish_commands)
+        self.dead_lettered: list[Callable[[str], None]] = []
+        """Called with the kind, command or event, of each message sent to the dead letters."""
 
     def handle(self, command_type: type[Command], handler: Handler) -> None:
         name = command_type.type_name()
@@ -112,7 +114,7 @@ class RabbitMQBus:
         await replies.consume(self._on_reply, no_ack=True)
         self._delivery = Delivery(self.topology, Publisher(publishing, self.outage_wait),
                                   Publisher(self._channel, self.outage_wait), self.max_attempts, self._tasks,
-                                  self.prefetch)
+                                  self.prefetch, self.dead_lettered)
 
     async def send(self, command: Command) -> None:
         await self._settled()
@@ -134,6 +136,9 @@ class RabbitMQBus:
         await self._settled()
         # Not mandatory: an event nobody subscribes to is a fact without readers, not an error.
         await self._running().publisher.publish(self.topology.events, event.type_name(), codec.outgoing(event))
+
+    def reachable(self) -> bool:
+        return self._connection is not None and self._connection.connected.is_set()
 
     async def dead_letters(self) -> list[DeadLetter]:
         self._running()
@@ -246,7 +251,7 @@ class RabbitMQBus:
         letter = codec.outgoing(command)
         letter.headers.update({codec.ERROR: f"no handler for {command.type_name()}", codec.CONSUMER: "-",
                                codec.ATTEMPTS: 0, codec.QUEUE: self.topology.command_queue(command.type_name())})
-        await delivery.publisher.publish(self.topology.dead_letters, "", letter, mandatory=True)
+        await delivery.bury(letter, "command")
 
     async def _on_reply(self, incoming: AbstractIncomingMessage) -> None:
         reply = self._replies.get(incoming.correlation_id or "")

@@ -89,4 +89,4 @@ class IngressConsumer(Consumer):
             type="CloudEvent", delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             headers={**headers, codec.ERROR: f"invalid CloudEvent: {reason}"[:4000], codec.CONSUMER: CONSUMER,
                      codec.ATTEMPTS: 1, codec.QUEUE: self.queue.name, ROUTING_KEY: routing_key})
-        await self.shared.publisher.publish(self.shared.topology.dead_letters, "", letter, mandatory=True)
+        await self.shared.bury(letter, "event")

@@ -5,9 +5,10 @@ import asyncio
 import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
+import aio_pika
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
@@ -57,6 +58,14 @@ class Delivery:
     max_attempts: int
     tasks: set[asyncio.Task]
     prefetch: int
+    dead_lettered: list[Callable[[str], None]] = field(default_factory=list)
+    """Called with the kind, command or event, of each message sent to the dead letters."""
+
+    async def bury(self, letter: aio_pika.Message, kind: str) -> None:
+        """Send `letter` to the dead letters, confirmed."""
+        await self.publisher.publish(self.topology.dead_letters, "", letter, mandatory=True)
+        for listener in self.dead_lettered:
+            listener(kind)
 
 
 class Consumer(ABC):
@@ -200,7 +209,7 @@ class QueueConsumer(Consumer):
                                           codec.ATTEMPTS: attempts, codec.QUEUE: self.queue.name},
                                keep_reply_to=False)
         letter.message_id = incoming.message_id or new_id()
-        await self.shared.publisher.publish(self.shared.topology.dead_letters, "", letter, mandatory=True)
+        await self.shared.bury(letter, "command" if self.group is None else "event")
 
     async def _answer(self, incoming: AbstractIncomingMessage, body: dict[str, Any]) -> None:
         if incoming.reply_to and incoming.message_id:

@@ -4,7 +4,7 @@ from aiohttp import web
 from dispatch.handlers.platform import Platform
 from dispatch.settings import Settings
 
-from . import audit, build_logs, drivers, events, iam, pushes, runs, system, user_api
+from . import audit, build_logs, drivers, events, iam, pushes, run_logs, runs, system, user_api
 from .auth import AUTHORITY, Authority, authenticate, trusted_hosts
 from .context import SETTINGS
 from .credentials import CREDENTIALS, Credentials
@@ -13,6 +13,8 @@ from .logs import request_log
 from .accepted import ACCEPTED, AcceptedRuns
 from .resources import KINDS, PLATFORM, ResourceEndpoints
 from .shapes import function_source, present_secret, sealed_secret
+from .telemetry import measured
+from .telemetry import routes as telemetry_routes
 
 SHAPES = {"Function": {"prepare": iam.identity_checked(function_source)},
           "Secret": {"prepare": sealed_secret, "present": present_secret},
@@ -25,7 +27,7 @@ def create_app(settings: Settings, platform: Platform, accepted: AcceptedRuns | 
                authority: Authority | None = None) -> web.Application:
     """The `/v1` API. `accepted` is shared with the user-API app of the same process; without an
     `authority` (`--skip-auth`) nobody is asked who they are."""
-    middlewares = [request_log, trusted_hosts(settings), errors_middleware, authenticate]
+    middlewares = [measured(platform.metrics), request_log, trusted_hosts(settings), errors_middleware, authenticate]
     app = web.Application(middlewares=middlewares, client_max_size=settings.max_payload_bytes)
     app[SETTINGS] = settings
     app[PLATFORM] = platform
@@ -34,18 +36,21 @@ def create_app(settings: Settings, platform: Platform, accepted: AcceptedRuns | 
         app[AUTHORITY] = authority
     for kind in KINDS:
         app.add_routes(ENDPOINTS.get(kind.name, ResourceEndpoints)(kind, **SHAPES.get(kind.name, {})).routes())
+    run_logs.serve(app)
     app.add_routes(runs.routes())
     app.add_routes(build_logs.routes())
     app.add_routes(events.routes())
     pushes.serve(app)
     app.add_routes(system.routes())
+    app.add_routes(telemetry_routes())
     app.add_routes(iam.routes())
     audit.serve(app)
     return app
 
 
 def create_api_app(settings: Settings, platform: Platform, accepted: AcceptedRuns | None = None) -> web.Application:
-    app = web.Application(middlewares=[request_log, errors_middleware], client_max_size=settings.max_payload_bytes)
+    app = web.Application(middlewares=[measured(platform.metrics), request_log, errors_middleware],
+                          client_max_size=settings.max_payload_bytes)
     app[SETTINGS] = settings
     app[PLATFORM] = platform
     app[ACCEPTED] = accepted or AcceptedRuns()

@@ -16,6 +16,7 @@ from .credentials import CREDENTIALS, Unauthorized
 from .errors import error_response, too_large_message
 from .resources import PLATFORM
 from .runs import execute, http_run
+from .telemetry import ROUTE
 
 FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 HIDDEN_HEADERS = {"authorization", "cookie", "x-consumer-username", "x-consumer-id", "x-consumer-custom-id",
@@ -145,6 +146,7 @@ async def serve(request: web.Request) -> web.StreamResponse:
     if matched is None:
         return web.json_response({"message": "no API found with those values"}, status=404)
     route = matched.route
+    request[ROUTE] = f"{route.organization}/{route.api}"  # the API: bounded, unlike the paths it matches
     if route.protocols and "http" not in route.protocols and scheme(request) == "http":
         return web.json_response({"message": "Please use HTTPS protocol"}, status=426)
     if request.method == "OPTIONS" and route.cors:  # a pre-flight carries no credentials

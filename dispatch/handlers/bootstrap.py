@@ -9,7 +9,11 @@ from dispatch.iam.directory import Directory
 from dispatch.iam.keys import platform_key
 from dispatch.iam.tokens import platform_token
 from dispatch.settings import Settings
+from dispatch.store.projections import ReadModels
 from dispatch.store.projector import Projector
+from dispatch.telemetry.health import Health
+from dispatch.telemetry.metered import MeteredBus, MeteredExecutor, MeteredLog, MeteredRuntime
+from dispatch.telemetry.metrics import Metrics
 
 from . import apis, base_images, driver_types, drivers, events, functions, iam, images, runs, secrets, subscriptions
 from .adapters import bus_from, event_sources_from, gateway_from, handler_groups, runtime_from, secret_box_from, store_from
@@ -19,21 +23,27 @@ from .deployments import Deployments
 from .execution import Executor, Secrets
 from .platform import Platform
 from .ready import ReadyFunctions, follow_functions
+from .relay import Relay
 
 
 def bootstrap(settings: Settings, bus: MessageBus | None = None,
               runtime: FunctionRuntime | None = None) -> Platform:
     groups = handler_groups(settings)
-    bus = bus or bus_from(settings)
+    metrics = Metrics()  # this process's own: no global registry, so platforms of one process count apart
+    bus = MeteredBus(bus or bus_from(settings), metrics)
     store, views = store_from(settings)
-    runtime = runtime or runtime_from(settings)
+    store = MeteredLog(store, metrics)  # the views keep the store itself: they never append
+    runtime = MeteredRuntime(runtime or runtime_from(settings), metrics)
     router = BuiltinRouter(settings.default_organization)
     box = secret_box_from(settings)
     opened = Secrets(views, box)
     gateway = gateway_from(settings, router, users=opened.values)
     deployments = Deployments(store, views, store, runtime, settings)
     ready = ReadyFunctions(views)
-    executor = Executor(ready, runtime, opened, deployments, tokens=partial(platform_token, platform_key(box)))
+    executor = MeteredExecutor(Executor(ready, runtime, opened, deployments,
+                                        tokens=partial(platform_token, platform_key(box))), metrics)
+    health = Health(bus, store, views, (ReadModels.name, Relay.name), ReadModels.name,
+                    settings.max_projection_lag, metrics)
 
     if "images" in groups:
         base_images.register(bus, store, runtime)
@@ -64,4 +74,5 @@ def bootstrap(settings: Settings, bus: MessageBus | None = None,
         directory = Directory(views)
         directory.follow(bus)
     return Platform(settings, bus, store, views, runtime, router, box, Projector(store, views),
-                    executor, deployments, groups, gateway=gateway, drivers=supervisor, directory=directory)
+                    executor, deployments, groups, gateway=gateway, drivers=supervisor, directory=directory,
+                    metrics=metrics, health=health)

@@ -14,12 +14,15 @@ from dispatch.schemas.envelope import Command
 from dispatch.settings import Settings
 from dispatch.store.projector import Projector
 from dispatch.store.sealing import SecretBox
+from dispatch.telemetry.health import Health
+from dispatch.telemetry.metrics import Metrics
 
 from . import apis
 from .deployments import Deployments
 from .execution import Executor
 from .relay import Relay
 from .resync import resync_forever, resync_once
+from .retention import prune_forever
 
 log = structlog.get_logger("dispatch.platform")
 
@@ -43,6 +46,8 @@ class Platform:
     """The event drivers this process runs (DriverSupervisor), when it runs the drivers group."""
     directory: Any = None
     """The identity read model (iam.directory.Directory) of a process serving HTTP."""
+    metrics: Metrics = field(default_factory=Metrics)
+    health: Health | None = None
     tasks: list[asyncio.Task] = field(default_factory=list)
 
     @property
@@ -65,6 +70,8 @@ class Platform:
                 relay.run(), self._recover(), resync_forever(self.bus, self.views, self.settings.resync_seconds))]
         if self.drivers is not None:
             self.tasks.append(asyncio.ensure_future(self.drivers.run()))
+        if self.settings.run_retention:
+            self.tasks.append(asyncio.ensure_future(prune_forever(self.views, self.settings.run_retention)))
         if "apis" in self.groups and self.gateway not in (None, self.router):
             self.tasks.append(asyncio.ensure_future(
                 apis.reconcile_forever(self.views, self.gateway, self.settings.kong_sync_seconds)))

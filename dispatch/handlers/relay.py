@@ -5,9 +5,10 @@ never sees it older than the event it reacts to.
 
 Where the store reports its commits, the relay takes the events from there instead of reading
 them back; it reads the log only to catch up (at start, or after a gap). Its position is saved
-at most every `save_every` seconds and when it stops: after a crash it republishes a little, and
-consumers are idempotent (by message id, and by the state checks of every reaction), so that
-costs nothing."""
+at most every `save_every` seconds, once more when the log goes quiet (so that its tracked lag,
+dispatch_projection_lag_events, comes back to 0) and when it stops: after a crash it republishes
+a little, and consumers are idempotent (by message id, and by the state checks of every
+reaction), so that costs nothing."""
 import asyncio
 import time
 from typing import Awaitable, Callable
@@ -35,6 +36,8 @@ class Relay:
         self._saved = 0
         self._saved_at = 0.0
         self._commits: asyncio.Queue[list[Recorded]] = asyncio.Queue()
+        self._live = False
+        self._reminded = False
 
     async def run(self) -> None:
         lead = getattr(self.events, "wait_to_lead", None)
@@ -44,6 +47,7 @@ class Relay:
         committed = getattr(self.events, "committed", None)
         if committed is not None:
             committed.append(self._commits.put_nowait)
+            self._live = True
         try:
             await self._catch_up()
             while True:
@@ -63,8 +67,11 @@ class Relay:
         if not live:
             await self.events.wait_for_append(self.position, timeout=1.0)
             await self._catch_up()
-            return
+            return await self._save()
         batch = await self._commits.get()
+        if not batch:  # the reminder of a save put off (see _save)
+            self._reminded = False
+            return await self._save()
         if batch[0].position > self.position + 1:
             await self._catch_up()  # something was committed before we listened: read it
         if batch[-1].position > self.position:
@@ -89,7 +96,12 @@ class Relay:
         await self._save()
 
     async def _save(self, force: bool = False) -> None:
-        due = force or time.monotonic() - self._saved_at >= self.save_every
-        if self.position != self._saved and due:
+        if self.position == self._saved:
+            return
+        if force or time.monotonic() - self._saved_at >= self.save_every:
             await self.views.set_tracking(self.name, self.position)
             self._saved, self._saved_at = self.position, time.monotonic()
+        elif self._live and not self._reminded:
+            # Nothing else may be committed for a while: an empty batch comes back to save it then.
+            self._reminded = True
+            asyncio.get_running_loop().call_later(self.save_every, self._commits.put_nowait, [])

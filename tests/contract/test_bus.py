@@ -264,3 +264,27 @@ async def test_a_request_repeated_after_its_answer_gets_the_same_answer_without_
     again = await bus.request(sent, timeout=5)
     assert first == again == {"run": {"name": "once", "output": [1, 2 ** 70]}}
     assert runs == ["once"]
+
+
+async def test_every_dead_letter_is_reported_to_listeners_with_its_kind(bus):
+    reported = []
+    bus.dead_lettered.append(reported.append)
+
+    async def poison(message):
+        raise RuntimeError("cannot digest")
+
+    bus.handle(Ping, poison)
+    bus.subscribe(Pinged, "eaters", poison)
+    with pytest.raises(Unavailable):
+        await bus.request(Ping(), timeout=5)
+    with pytest.raises(Unavailable):
+        await bus.send(Unhandled())
+    await bus.publish(Pinged())
+    await eventually(lambda: len(reported) == 3)
+    assert sorted(reported) == ["command", "command", "event"]
+
+
+async def test_a_started_bus_is_reachable_and_a_closed_one_is_not(bus):
+    assert bus.reachable()
+    await bus.close()
+    assert not bus.reachable()

@@ -116,6 +116,8 @@ def test_image_values_choose_the_repository_tag_and_pull_policy():
      "bootstrap.publicKey must be a PEM public key"),
     ({"rabbitmq": {"enabled": True}, "postgresql": {"enabled": True}, "oidc": {"issuer": "https://id.example.com"}},
      "oidc.issuer and oidc.clientId go together"),
+    ({"rabbitmq": {"enabled": True}, "postgresql": {"enabled": True}, "bootstrap": {"existingSecret": "b"},
+      "health": {"port": 8080}}, "health.port 8080 is also a port of the gateway"),
 ])
 def test_values_that_cannot_work_are_refused_saying_what_to_set(values, says):
     with pytest.raises(helm.HelmRenderError, match=says):
@@ -128,6 +130,9 @@ def test_values_that_cannot_work_are_refused_saying_what_to_set(values, says):
     ({"handlers": {"deployments": [{"name": "runs", "groups": ["run"], "replicas": 1}]}}, "must be one of"),
     ({"runtime": {"type": "lambda"}}, "/runtime/type"),
     ({"settings": {"bus": "amqp://elsewhere/"}}, "invalid propertyName 'bus'"),
+    ({"settings": {"health_port": 9100}}, "invalid propertyName 'health_port'"),
+    ({"health": {"port": 0}}, "/health/port"),
+    ({"metrics": {"handlersPort": 9090}}, "additional properties 'handlersPort' not allowed"),
 ])
 def test_the_values_schema_refuses_unknown_keys_and_impossible_values(change, says):
     with pytest.raises(helm.HelmValuesError, match=says):
@@ -173,6 +178,7 @@ def test_the_notes_tell_how_to_reach_the_api_log_in_and_list_functions():
     assert "kubectl --namespace dispatch port-forward service/dispatch-gateway 8080 8081" in notes
     assert "dispatch --host 127.0.0.1 --port 8080 manage bootstrap --bootstrap-key bootstrap.pem" in notes
     assert "dispatch get functions" in notes
+    assert "port 9090 of every gateway and handler pod: /healthz, /readyz and /metrics" in notes
 
 
 def objects_of(values: dict) -> list[dict]:

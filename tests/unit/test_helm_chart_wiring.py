@@ -25,8 +25,6 @@ NAMES = [path.name.removesuffix("-values.yaml") for path in VALUES_FILES]
 SECRETS = {"DISPATCH_BUS": "amqp://dispatch:bus-secret@mq:5672/",
            "DISPATCH_STORE": "postgresql://dispatch:db-secret@db/d",
            "DISPATCH_SECRET_KEY": Fernet.generate_key().decode()}
-AHEAD_OF_THE_SERVER = {"metrics_port"}
-"""Settings the chart passes for a server version that reads them (metrics.handlersPort)."""
 EVERY_VERB = ["get", "list", "create", "update", "patch", "delete"]
 RUNTIME_RULES = [
     {"apiGroups": [""], "resources": ["secrets", "services"], "verbs": EVERY_VERB},
@@ -37,6 +35,7 @@ RUNTIME_RULES = [
 ]
 FUNCTION_POD = {manifests.MANAGED_BY: "dispatch", **manifests.selector(manifests.Options(), "faas-1")}
 INGRESS_CONTROLLER = {"app.kubernetes.io/name": "ingress-nginx"}
+PROMETHEUS = {"app.kubernetes.io/name": "prometheus"}
 
 
 def dispatch_containers(found: list[dict]) -> dict[str, dict]:
@@ -58,7 +57,7 @@ def test_every_setting_the_chart_gives_is_one_the_server_reads(name):
     for workload, container in dispatch_containers(rendered(name)).items():
         given = {key.removeprefix("DISPATCH_").lower() for key in env_of(container) if key.startswith("DISPATCH_")}
 
-        assert given - set(Settings.model_fields) - AHEAD_OF_THE_SERVER == set(), workload
+        assert given - set(Settings.model_fields) == set(), workload
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -220,11 +219,24 @@ def test_only_the_gateways_and_handlers_reach_the_in_chart_bus_and_store():
         assert not allowed(found, target, port, INGRESS_CONTROLLER)
 
 
-def test_prometheus_reaches_the_handlers_metrics_port_when_there_is_one():
-    found = rendered("ingress-autoscaling")
+@pytest.mark.parametrize("name", ["default", "ingress-autoscaling"])
+def test_prometheus_reaches_the_health_port_of_every_gateway_and_handler_and_function_pods_do_not(name):
+    found = rendered(name)
+    workloads = list(dispatch_containers(found))
 
-    assert allowed(found, "dispatch-handlers-runs", "metrics", {"app.kubernetes.io/name": "prometheus"}, "monitoring")
-    assert not allowed(found, "dispatch-handlers-runs", "metrics", FUNCTION_POD)
+    assert len(workloads) >= 2
+    for workload in workloads:
+        assert allowed(found, workload, "health", PROMETHEUS, "monitoring"), workload
+        assert not allowed(found, workload, "health", FUNCTION_POD), workload
+
+
+def test_handlers_take_connections_on_their_health_port_alone():
+    found = rendered("default")
+    handlers = dispatch_containers(found)["dispatch-handlers-all"]
+
+    assert [port["name"] for port in handlers["ports"]] == ["health"]
+    for port in ("http", "api"):
+        assert not allowed(found, "dispatch-handlers-all", port, PROMETHEUS, "monitoring")
 
 
 @pytest.mark.parametrize("name", ["in-chart-services", "functions-namespace"])
@@ -250,28 +262,46 @@ def test_the_runtimes_function_policy_knows_the_charts_pods_as_callers_and_keeps
 # ---- probes, metrics, scaling, exposure
 
 
-def test_gateways_are_probed_on_healthz_and_readyz_and_scraped_on_the_management_port():
-    pod = pod_specs(rendered("default"))["dispatch-gateway"]
-    container = pod["spec"]["containers"][0]
-
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    assert {key: pod["metadata"]["annotations"][key] for key in ("prometheus.io/scrape", "prometheus.io/port",
-                                                                  "prometheus.io/path")} == {
-        "prometheus.io/scrape": "true", "prometheus.io/port": "8080", "prometheus.io/path": "/metrics"}
+def named_port(container: dict, name: str) -> int:
+    [number] = [port["containerPort"] for port in container.get("ports") or [] if port["name"] == name]
+    return number
 
 
-def test_handlers_get_probes_and_scraping_only_with_a_metrics_port():
-    without = pod_specs(rendered("default"))["dispatch-handlers-all"]
-    with_port = pod_specs(rendered("ingress-autoscaling"))["dispatch-handlers-runs"]
-    container = with_port["spec"]["containers"][0]
+@pytest.mark.parametrize("name", NAMES)
+def test_every_gateway_and_handler_serves_its_health_port_on_the_pods_address_and_is_probed_there(
+        name, monkeypatch):
+    for workload, container in dispatch_containers(rendered(name)).items():
+        settings = settings_of(container, monkeypatch)
+        probes = {kind: container[kind]["httpGet"] for kind in ("startupProbe", "livenessProbe", "readinessProbe")}
 
-    assert "livenessProbe" not in without["spec"]["containers"][0]
-    assert "prometheus.io/scrape" not in without["metadata"]["annotations"]
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
-    assert container["ports"] == [{"name": "metrics", "containerPort": 9090, "protocol": "TCP"}]
-    assert with_port["metadata"]["annotations"]["prometheus.io/port"] == "9090"
-    assert env_of(container)["DISPATCH_METRICS_PORT"]["value"] == "9090"
+        assert settings.health_port == named_port(container, "health") > 0, workload
+        assert settings.host == "0.0.0.0", workload  # the kubelet comes from outside the pod
+        assert probes == {"startupProbe": {"path": "/healthz", "port": "health"},
+                          "livenessProbe": {"path": "/healthz", "port": "health"},
+                          "readinessProbe": {"path": "/readyz", "port": "health"}}, workload
+
+
+@pytest.mark.parametrize("name, port", [("default", 9090), ("ingress-autoscaling", 9100)])
+def test_every_gateway_and_handler_is_scraped_on_its_health_port_at_metrics(name, port, monkeypatch):
+    found = rendered(name)
+    for workload in dispatch_containers(found):
+        pod = pod_specs(found)[workload]
+        annotations = pod["metadata"]["annotations"]
+
+        assert settings_of(pod["spec"]["containers"][0], monkeypatch).health_port == port
+        assert {key: annotations[key] for key in ("prometheus.io/scrape", "prometheus.io/port",
+                                                  "prometheus.io/path")} == {
+            "prometheus.io/scrape": "true", "prometheus.io/port": str(port), "prometheus.io/path": "/metrics"}, workload
+
+
+def test_with_metrics_off_no_pod_is_scraped_and_every_one_is_still_probed():
+    found = objects(render({**values_of("default"), "metrics": {"enabled": False}}))
+    pods = pod_specs(found)
+
+    assert set(pods) == {"dispatch-gateway", "dispatch-handlers-all"}
+    for workload, pod in pods.items():
+        assert [key for key in pod["metadata"]["annotations"] if key.startswith("prometheus.io/")] == [], workload
+        assert pod["spec"]["containers"][0]["livenessProbe"]["httpGet"]["port"] == "health", workload
 
 
 def test_autoscaled_gateways_have_an_autoscaler_a_disruption_budget_and_no_fixed_replicas():

@@ -53,6 +53,20 @@ app.kubernetes.io/component: {{ .component }}
 {{- .Values.runtime.kubernetes.namespace | default .Release.Namespace -}}
 {{- end -}}
 
+{{- define "dispatch.buildNamespace" -}}
+{{- (.Values.runtime.kubernetes.builds | default dict).namespace | default (include "dispatch.functionsNamespace" .) -}}
+{{- end -}}
+
+{{/* What image builds need beside what functions need: their Jobs, and the log of a Job's pod. */}}
+{{- define "dispatch.buildRules" -}}
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, create, delete]
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
+{{- end -}}
+
 {{- define "dispatch.handlersServiceAccount" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- .Values.serviceAccount.name | default (printf "%s-handlers" (include "dispatch.fullname" .)) -}}
@@ -153,6 +167,9 @@ are read back with `lookup` by every later upgrade, so they never change under a
 {{- if ne (empty .Values.oidc.issuer) (empty .Values.oidc.clientId) -}}
 {{- fail "oidc.issuer and oidc.clientId go together: give both, or neither" -}}
 {{- end -}}
+{{- if has (int .Values.health.port) (list (int .Values.gateway.service.managementPort) (int .Values.gateway.service.apiPort)) -}}
+{{- fail (printf "health.port %v is also a port of the gateway (gateway.service.managementPort, apiPort): choose another" .Values.health.port) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The host names the management API answers to. */}}
@@ -178,10 +195,15 @@ are read back with `lookup` by every later upgrade, so they never change under a
   value: {{ .Values.logLevel | quote }}
 - name: DISPATCH_DATA_DIR
   value: /var/lib/dispatch
+# The pod's address, not loopback: the kubelet's probes and Prometheus come from outside the pod.
+- name: DISPATCH_HOST
+  value: 0.0.0.0
 - name: DISPATCH_PORT
   value: {{ .Values.gateway.service.managementPort | quote }}
 - name: DISPATCH_API_PORT
   value: {{ .Values.gateway.service.apiPort | quote }}
+- name: DISPATCH_HEALTH_PORT
+  value: {{ .Values.health.port | quote }}
 - name: DISPATCH_RUNTIME
   value: {{ .Values.runtime.type | quote }}
 {{- if eq .Values.runtime.type "kubernetes" }}
@@ -192,6 +214,20 @@ are read back with `lookup` by every later upgrade, so they never change under a
 {{- if ne (include "dispatch.functionsNamespace" .) .Release.Namespace }}
 - name: DISPATCH_KUBERNETES_DISPATCH_NAMESPACE
   value: {{ .Release.Namespace | quote }}
+{{- end }}
+{{- with (.Values.runtime.kubernetes.builds | default dict) }}
+{{- if .registry }}
+- name: DISPATCH_KUBERNETES_REGISTRY
+  value: {{ .registry | quote }}
+- name: DISPATCH_KUBERNETES_BUILD_NAMESPACE
+  value: {{ include "dispatch.buildNamespace" $ | quote }}
+- name: DISPATCH_KUBERNETES_REGISTRY_INSECURE
+  value: {{ .insecureRegistry | default false | quote }}
+{{- if .registrySecret }}
+- name: DISPATCH_KUBERNETES_REGISTRY_SECRET
+  value: {{ .registrySecret | quote }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- range $name, $value := .Values.settings }}
@@ -204,6 +240,46 @@ are read back with `lookup` by every later upgrade, so they never change under a
   value: "1"
 - name: PYTHONUNBUFFERED
   value: "1"
+{{- end -}}
+
+{{/* Prometheus's annotations of a gateway or handler pod: its health port answers /metrics without a token. */}}
+{{- define "dispatch.scrapeAnnotations" -}}
+{{- if .Values.metrics.enabled -}}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .Values.health.port | quote }}
+prometheus.io/path: /metrics
+{{- end -}}
+{{- end -}}
+
+{{/*
+The health port of a gateway or handler container and its probes. Liveness asks /healthz, which
+answers while the event loop turns and asks nothing of the bus or the store: an outage of either
+makes pods unready (/readyz), never restarts them. The port opens once the process has started,
+after handlers have caught their read models up with the event log: the startup probe gives that
+ten minutes before liveness counts.
+*/}}
+{{- define "dispatch.healthPort" -}}
+- name: health
+  containerPort: {{ .Values.health.port }}
+  protocol: TCP
+{{- end -}}
+
+{{- define "dispatch.probes" -}}
+startupProbe:
+  httpGet: {path: /healthz, port: health}
+  periodSeconds: 5
+  timeoutSeconds: 3
+  failureThreshold: 120
+livenessProbe:
+  httpGet: {path: /healthz, port: health}
+  periodSeconds: 10
+  timeoutSeconds: 5
+  failureThreshold: 6
+readinessProbe:
+  httpGet: {path: /readyz, port: health}
+  periodSeconds: 5
+  timeoutSeconds: 3
+  failureThreshold: 2
 {{- end -}}
 
 {{/* The container security context of every container of the chart. */}}

@@ -40,8 +40,10 @@ class Member:
 class Pool:
     def __init__(self, start: Callable[[], Awaitable[Any]], stop: Callable[[Any], Awaitable[None]],
                  min_replicas: int, max_replicas: int, concurrency: int, idle_seconds: float,
-                 max_queued: int = 1000):
+                 max_queued: int = 1000, cold_start: Callable[[], None] | None = None):
+        """`cold_start()` is called for each replica that starts while calls wait for one."""
         self._start, self._stop = start, stop
+        self._cold_start = cold_start
         self.max_queued = max(0, max_queued)
         self.min_replicas = max(0, min_replicas)
         self.max_replicas = max(1, max_replicas, self.min_replicas)
@@ -138,6 +140,8 @@ class Pool:
             await self._stop(replica)
             return
         self.members.append(Member(replica))
+        if self._waiters and self._cold_start is not None:
+            self._cold_start()
         self._wake()
 
     async def _start_replica(self) -> Any:

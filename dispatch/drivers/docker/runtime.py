@@ -7,7 +7,8 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from functools import partial
+from typing import Any, Callable, Iterable
 from urllib.parse import urlparse
 
 import aiodocker
@@ -63,6 +64,8 @@ class DockerRuntime:
         self._deployments: dict[str, _Deployment] = {}
         self._deploying: dict[str, asyncio.Lock] = {}
         self._starting: asyncio.Lock | None = None
+        self.cold_starts: list[Callable[[str], None]] = []
+        """Called with a function's name for each container started while its runs waited for one."""
 
     async def start(self) -> None:
         """Connect, and remove what crashed runtimes of this installation left on the engine. Every
@@ -197,8 +200,20 @@ class DockerRuntime:
                     minimum if spec.min_replicas is None else spec.min_replicas,
                     maximum if spec.max_replicas is None else spec.max_replicas,
                     limits.concurrency, idle if spec.idle_seconds is None else spec.idle_seconds,
-                    self._max_queued_runs)
+                    self._max_queued_runs, partial(self._started_cold, spec.name or spec.faas_id))
         return _Deployment(pool, launcher, tag)
+
+    def warm_workers(self) -> dict[str, int]:
+        """Containers started and taking runs, by function name (functions of several
+        organizations may share one)."""
+        counts: dict[str, int] = {}
+        for deployment in self._deployments.values():
+            counts[deployment.launcher.name] = counts.get(deployment.launcher.name, 0) + len(deployment.pool.members)
+        return counts
+
+    def _started_cold(self, function: str) -> None:
+        for listener in self.cold_starts:
+            listener(function)
 
     async def _stop(self, faas_id: str) -> None:
         deployment = self._deployments.pop(faas_id, None)

@@ -29,11 +29,15 @@ class _Watched:
     marked: float = 0.0
     running: int = 0
     down: bool = False
+    function: str = ""
 
 
 class IdleScaler:
-    def __init__(self, objects: Callable[[], Awaitable[Objects]], poll: float, start_timeout: float):
+    def __init__(self, objects: Callable[[], Awaitable[Objects]], poll: float, start_timeout: float,
+                 cold_start: Callable[[str], None] | None = None):
+        """`cold_start(function)` is called each time a run scales a function up from zero."""
         self._objects = objects
+        self._cold_start = cold_start
         self._poll = poll
         self._start_timeout = start_timeout
         self._watched: dict[str, _Watched] = {}
@@ -41,8 +45,8 @@ class IdleScaler:
         self._tasks: set[asyncio.Task] = set()
         self._loop: asyncio.Task | None = None
 
-    def watch(self, faas_id: str, name: str, pods: str, idle: float, down: bool) -> None:
-        self._watched[faas_id] = _Watched(name, pods, idle, time.time(), down=down)
+    def watch(self, faas_id: str, name: str, pods: str, idle: float, down: bool, function: str = "") -> None:
+        self._watched[faas_id] = _Watched(name, pods, idle, time.time(), down=down, function=function or name)
         if self._loop is None:
             self._loop = asyncio.ensure_future(self._sweep_forever())
 
@@ -114,6 +118,8 @@ class IdleScaler:
         if not deployment["spec"].get("replicas"):
             deployment = await objects.patch("Deployment", watched.name, {"spec": {"replicas": 1}})
             log.info("function scaled up from zero", deployment=watched.name)
+            if self._cold_start is not None:
+                self._cold_start(watched.function)
         await rollout.wait(objects, deployment, watched.pods, self._start_timeout, self._poll, at_least=1)
         watched.down = False
 

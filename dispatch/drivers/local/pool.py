@@ -37,10 +37,13 @@ class AtCapacity(Exception):
 
 
 class WorkerPool:
-    def __init__(self, name: str, start: Callable[[], Awaitable[Worker]], scale: Scale):
+    def __init__(self, name: str, start: Callable[[], Awaitable[Worker]], scale: Scale,
+                 cold_start: Callable[[str], None] | None = None):
+        """`cold_start(name)` is called for each worker that starts while runs wait for one."""
         self.name = name
         self._start = start
         self.scale = scale
+        self._cold_start = cold_start
         self._workers: list[Worker] = []  # ready ones, least recently used first
         self._runs: dict[Worker, int] = {}  # runs each ready worker was given and has not finished
         self._idle_since: dict[Worker, float] = {}
@@ -53,6 +56,11 @@ class WorkerPool:
     @property
     def size(self) -> int:
         return len(self._workers) + self._starting
+
+    @property
+    def ready(self) -> int:
+        """Workers started and taking runs."""
+        return len(self._workers)
 
     async def warm(self) -> None:
         """Start `min_replicas` workers (one at least, to check the function loads); raise WorkerNotReady
@@ -193,6 +201,8 @@ class WorkerPool:
             pass
         if self._runs[worker] == 0:
             self._idle(worker)
+        elif self._cold_start is not None:
+            self._cold_start(self.name)  # runs were waiting for this worker
 
     def _idle(self, worker: Worker) -> None:
         self._idle_since[worker] = time.monotonic()

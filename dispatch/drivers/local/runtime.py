@@ -7,7 +7,7 @@ import shutil
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from dispatch.drivers.local import images
 from dispatch.drivers.local.forkserver import ForkServer
@@ -60,6 +60,8 @@ class LocalRuntime:
         self._pools: dict[str, WorkerPool] = {}
         self._deploying: dict[str, asyncio.Lock] = {}
         self._languages: dict[str, Language] = {**LANGUAGES, "java": Java(Path(data_dir) / "java", maven_settings)}
+        self.cold_starts: list[Callable[[str], None]] = []
+        """Called with a function's name for each worker started while its runs waited for one."""
 
     async def check_base_image(self, language: str, docker_url: str) -> None:
         """The local runtime ignores `docker_url`: the language's interpreter on this host is the base image."""
@@ -96,7 +98,7 @@ class LocalRuntime:
             zygote = self._isolation.zygote([folder, *map(Path, request["open"])], spec.network, spec.memory_mb)
             self._zygotes[spec.faas_id] = zygote
             start = partial(self._start_worker, zygote, language, request, spec.faas_id, limits)
-            pool = WorkerPool(spec.name or spec.faas_id, start, scale)
+            pool = WorkerPool(spec.name or spec.faas_id, start, scale, self._started_cold)
             try:
                 await pool.warm()
             except WorkerNotReady as exc:
@@ -141,6 +143,17 @@ class LocalRuntime:
             pool.discard(worker)
             return _failed("SystemError", f"unreadable answer from the function process: {str(message)[:200]}", worker)
         return invocation
+
+    def warm_workers(self) -> dict[str, int]:
+        """Ready workers by function name (functions of several organizations may share one)."""
+        counts: dict[str, int] = {}
+        for pool in self._pools.values():
+            counts[pool.name] = counts.get(pool.name, 0) + pool.ready
+        return counts
+
+    def _started_cold(self, function: str) -> None:
+        for listener in self.cold_starts:
+            listener(function)
 
     async def reconcile(self, keep: Iterable[str]) -> None:
         """Function folders a crashed run of this process's folder left: those of no function kept

@@ -1,0 +1,71 @@
+"""The gateway's part of telemetry: every request counted by route template, /readyz (open, like
+/healthz), and /metrics for callers a global policy lets `get` `metrics`: label values name every
+organization's functions. Prometheus scrapes the unauthenticated `health_port` instead."""
+import asyncio
+import time
+
+from aiohttp import web
+
+from dispatch.iam.policy import global_grant
+from dispatch.telemetry.health import metrics_response, readiness_response
+from dispatch.telemetry.metrics import Metrics
+
+from .auth import AUTHORITY
+from .context import ORGANIZATION, PRINCIPAL
+from .resources import PLATFORM
+
+ROUTE = web.RequestKey("route", str)
+"""What the request's route is called when its path template says nothing (the user-API port's
+catch-all): set by the view that knows."""
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED = "(unmatched)"
+
+
+def measured(metrics: Metrics):
+    """Counts and times each request by route template, method and status: never the raw path,
+    so that a scan of random URLs adds no series."""
+    requests, seconds = metrics.http_requests, metrics.http_seconds
+
+    @web.middleware
+    async def measure(request: web.Request, handler):
+        started, status = time.perf_counter(), 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as error:
+            status = error.status
+            raise
+        except asyncio.CancelledError:
+            status = 499  # the client went away first
+            raise
+        finally:
+            route = request.get(ROUTE) or _template(request)
+            method = request.method if request.method in METHODS else "other"
+            requests.labels(route, method, str(status)).inc()
+            seconds.labels(route, method).observe(time.perf_counter() - started)
+    return measure
+
+
+def _template(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return UNMATCHED if resource is None else resource.canonical
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    authority = request.app.get(AUTHORITY)
+    if authority is not None:  # None: --skip-auth
+        principal = request[PRINCIPAL]
+        if not global_grant(principal, "metrics", "get", authority.directory.grants):
+            reason = (f"{principal.subject} may not get metrics: they cover every organization, so only a global "
+                      "policy grants them")
+            return await authority.deny(request, principal, request[ORGANIZATION], "metrics", "get", reason)
+    return metrics_response(await request.app[PLATFORM].metrics.exposition())
+
+
+async def readyz(request: web.Request) -> web.Response:
+    return readiness_response(await request.app[PLATFORM].health.readiness())
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get("/metrics", get_metrics), web.get("/readyz", readyz)]
