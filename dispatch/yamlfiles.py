@@ -6,7 +6,9 @@ describe a document of billions of nodes (the "billion laughs") that becomes rea
 is walked or sent as JSON: the CLI ran out of memory on one. Here a file is at most MAX_BYTES, and
 a document whose aliases would add more than MAX_ALIAS_NODES nodes once expanded, or that holds
 itself through an alias, is refused before anything is built from it, naming the line of the
-alias that went past the bound. Nesting deeper than the parser's recursion is refused too."""
+alias that went past the bound. Nesting deeper than the parser's recursion is refused too, and
+so is a value its tag cannot read (`2001-13-01`, `!!int x`), on which PyYAML's constructors raise
+errors of no YAML type."""
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -77,6 +79,17 @@ class _Bounded(yaml.SafeLoader):
             if event.anchor in self.anchors:
                 self._aliases.append((self.anchors[event.anchor], event.start_mark))
         return super().compose_node(parent, index)
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, LookupError, AttributeError, TypeError):
+            if not isinstance(node, yaml.ScalarNode):
+                raise
+            # PyYAML's scalar constructors fail so on a value their tag cannot read (`2001-13-01`,
+            # `!!int ''`, `!!bool x`, `!!timestamp x`)
+            tag = node.tag.rsplit(":", 1)[-1]
+            raise Refused(f"{node.value[:60]!r} is not a valid {tag}", node.start_mark) from None
 
     def compose_document(self) -> yaml.Node:
         self._aliases = []

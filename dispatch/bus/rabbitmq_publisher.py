@@ -1,17 +1,22 @@
 """Confirmed publishing that rides out a broker outage: a publish returns only once the broker
-confirmed it, waits (bounded) while the connection is being restored, and then gives up with
-Unavailable. A publish retried after a lost confirm may reach the broker twice; consumers are
-idempotent by message id, so that costs a duplicate delivery, never a lost message."""
+confirmed it, waits (bounded) while the connection is being restored, trying again after short
+jittered pauses that grow, and then gives up with Unavailable. A publish retried after a lost
+confirm may reach the broker twice; consumers are idempotent by message id, so that costs a
+duplicate delivery, never a lost message."""
 import asyncio
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange
 from aio_pika.exceptions import AMQPError, PublishError
+from tenacity import AsyncRetrying, retry_if_exception_type, retry_if_not_exception_type, wait_exponential_jitter
 
 from dispatch.errors import Unavailable
 
-# Everything that means "the connection or channel is not usable right now".
+# Everything that means "the connection or channel is not usable right now"; a returned message
+# (PublishError, an AMQPError too) is an answer, not an outage.
 _TRANSIENT = (AMQPError, ConnectionError, OSError, RuntimeError, asyncio.TimeoutError)
+_RETRIED = retry_if_exception_type(_TRANSIENT) & retry_if_not_exception_type(PublishError)
+_BACKOFF = wait_exponential_jitter(multiplier=0.02, max=0.25, jitter=0.05)
 
 
 class Unroutable(Exception):
@@ -35,19 +40,26 @@ class Publisher:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.outage_wait
         target = await self.exchange(exchange)
-        while True:
-            remaining = deadline - loop.time()
+
+        def remaining() -> float:
+            return max(deadline - loop.time(), 0)
+
+        async def attempt() -> None:
+            async with asyncio.timeout(max(remaining(), 0.001)):
+                await target.publish(message, routing_key, mandatory=mandatory)
+
+        try:
             try:
-                async with asyncio.timeout(max(remaining, 0.001)):
-                    await target.publish(message, routing_key, mandatory=mandatory)
-                return
-            except PublishError:
-                raise Unroutable(f"no queue for {routing_key!r} on {exchange or 'the default exchange'!r}") from None
+                await attempt()  # the usual case, on the hot path: no outage, no retrying machinery
             except _TRANSIENT as error:
-                last: BaseException = error
-            if loop.time() >= deadline:
-                raise Unavailable(f"the message bus is unavailable: {_reason(last)}") from None
-            await asyncio.sleep(min(0.25, max(deadline - loop.time(), 0)))
+                if isinstance(error, PublishError):
+                    raise
+                await AsyncRetrying(retry=_RETRIED, stop=lambda state: remaining() == 0, reraise=True,
+                                    wait=lambda state: min(_BACKOFF(state), remaining()))(attempt)
+        except PublishError:
+            raise Unroutable(f"no queue for {routing_key!r} on {exchange or 'the default exchange'!r}") from None
+        except _TRANSIENT as error:
+            raise Unavailable(f"the message bus is unavailable: {_reason(error)}") from None
 
 
 def _reason(error: BaseException) -> str:

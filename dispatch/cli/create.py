@@ -1,18 +1,24 @@
 """`dispatch create`: base images, images, functions, secrets, APIs, subscriptions, event driver
 types and event drivers, one by one or from a YAML file."""
 import json
+import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import typer
 
-from dispatch.cli.client import DispatchClientError
+from dispatch.cli.client import DispatchClient, DispatchClientError
 from dispatch.cli.config import Application, CliState, File, Wait, WorkDir, application_tags, state_of
+from dispatch.cli.inputs import STDIN
 from dispatch.cli.manifest import KINDS, Kind, encode_source, load, process
 from dispatch.cli.names import random_name
 from dispatch.cli.output import render, spinner
 
 app = typer.Typer(no_args_is_help=False)
+
+# The languages of Dispatch's base images; which of them a server runs depends on its runtime
+# (a base image of one it cannot run goes to ERROR, saying so).
+Language = Literal["python3", "nodejs", "java", "powershell"]
 
 # A function's scale and limits, shared by `create function` and `update function`.
 MinReplicas = Annotated[Optional[int], typer.Option(min=0, help="Workers kept warm even when idle (0: scale to zero).")]
@@ -65,7 +71,7 @@ def base_image(
     ctx: typer.Context,
     name: str,
     docker_url: str,
-    language: Annotated[str, typer.Option(help="Runtime language: python3, nodejs, ...")],
+    language: Annotated[Language, typer.Option(help="Runtime language of the image.")],
     application: Application = None,
     wait: Wait = False,
 ) -> None:
@@ -165,7 +171,12 @@ def function_body(name: str, path: Path, image: str, handler: str, schema_in: Pa
 
 
 @app.command()
-def secret(ctx: typer.Context, name: str, json_file: Path, application: Application = None) -> None:
+def secret(
+    ctx: typer.Context,
+    name: str,
+    json_file: Annotated[Path, typer.Argument(help="JSON file of key -> value; - reads it from standard input.")],
+    application: Application = None,
+) -> None:
     """Create a secret from a JSON file holding a flat key -> value object."""
     values = _read_json(json_file, "secret file")
     if not isinstance(values, dict):
@@ -221,6 +232,7 @@ def api(
     tls: Annotated[Optional[str], typer.Option(
         "--tls", help="Secret holding tls.crt and tls.key (PEM) served for the --domain hosts.")] = None,
     application: Application = None,
+    wait: Wait = False,
 ) -> None:
     """Expose a function as an HTTP endpoint of the API gateway."""
     body = {
@@ -236,7 +248,7 @@ def api(
         "tags": application_tags(application),
     }
     body.update({key: value for key, value in (("authSecret", auth_secret), ("tls", tls)) if value})
-    _create(ctx, KINDS["API"], body, False)
+    _create(ctx, KINDS["API"], body, wait)
 
 
 @app.command()
@@ -247,17 +259,36 @@ def subscription(
     name: Annotated[Optional[str], typer.Option(help="Name of the subscription (default: a random one).")] = None,
     secret: Annotated[Optional[list[str]], typer.Option(help="Secret added to every run it starts (repeatable).")] = None,
     application: Application = None,
+    wait: Wait = False,
 ) -> None:
     """Run FUNCTION for every event of a type, with the event's data as input."""
+    kind = KINDS["Subscription"]
     name = name or random_name()
     body = {"name": name, "eventType": event_type, "function": function, "secrets": secret or [],
             "tags": application_tags(application)}
     state = state_of(ctx)
-    created = state.client().post(KINDS["Subscription"].path, body)
+    client = state.client()
+    _function_exists(client, function)
+    created = client.post(kind.path, body)
+    if state.output is None:
+        typer.echo(f"created subscription: {name}")
+    if wait:
+        created = wait_until_ready(state, kind, name, quiet=state.output is not None)
     if state.output is not None:
         render(created, state.output)
-    else:
-        typer.echo(f"created subscription: {name}")
+
+
+def _function_exists(client: DispatchClient, function: str) -> None:
+    """Refuse a subscription to a function that does not exist, with the server's own 404.
+
+    The API accepts one, as Dispatch's did, so that a file may create a subscription before its
+    function; a name typed here that names no function is a typo that would drop every event.
+    Only a 404 refuses: a caller who may not read functions still may subscribe."""
+    try:
+        client.get(KINDS["Function"].path_of(function))
+    except DispatchClientError as error:
+        if error.code == 404:
+            raise
 
 
 ConfigSet = Annotated[Optional[list[str]], typer.Option(
@@ -340,6 +371,8 @@ def _create(ctx: typer.Context, kind: Kind, body: dict, wait: bool) -> None:
 
 
 def _read(path: Path, what: str) -> str:
+    if str(path) == STDIN:
+        return sys.stdin.read()
     try:
         return path.expanduser().read_text()
     except OSError as error:
@@ -350,4 +383,5 @@ def _read_json(path: Path, what: str) -> Any:
     try:
         return json.loads(_read(path, what))
     except ValueError as error:
-        raise DispatchClientError(f"{what} {path} is not valid JSON: {error}") from None
+        where = "(standard input)" if str(path) == STDIN else str(path)
+        raise DispatchClientError(f"{what} {where} is not valid JSON: {error}") from None

@@ -12,6 +12,7 @@ import typer
 
 from dispatch.cli.client import DispatchClientError
 from dispatch.cli.config import state_of
+from dispatch.cli.inputs import text_of
 from dispatch.cli.output import render
 
 JSON = "application/json"
@@ -21,7 +22,8 @@ def emit(
     ctx: typer.Context,
     event_type: Annotated[str, typer.Argument(help="Type of the event, e.g. user.created.")],
     data: Annotated[Optional[str], typer.Option(
-        "--data", "--payload", help="Data of the event: any JSON value (content type application/json).")] = None,
+        "--data", "--payload", help="Data of the event: any JSON value (content type application/json); - reads "
+                                    "it from standard input, @FILE from a file.")] = None,
     data_from_file: Annotated[Optional[Path], typer.Option(
         "--data-from-file", help="Data read from a file: JSON and text as they are, anything else base64-encoded.")] = None,
     binary: Annotated[bool, typer.Option("--binary", help="Send the data base64-encoded whatever it is.")] = False,
@@ -54,13 +56,14 @@ def emit(
 
 
 def _inline(data: str, content_type: str | None, binary: bool) -> dict[str, Any]:
+    text, origin = text_of(data, "--data")
     if binary:
         return {"contentType": content_type or "application/octet-stream",
-                "data": base64.b64encode(data.encode()).decode()}
+                "data": base64.b64encode(text.encode()).decode()}
     try:
-        return {"contentType": content_type or JSON, "data": json.loads(data)}
+        return {"contentType": content_type or JSON, "data": json.loads(text)}
     except ValueError as error:
-        raise DispatchClientError(f"invalid --data, it must be JSON: {error}") from None
+        raise DispatchClientError(f"invalid {origin}, it must be JSON: {error}") from None
 
 
 def _from_file(path: Path, content_type: str | None, binary: bool) -> dict[str, Any]:

@@ -1,15 +1,17 @@
 """`dispatch exec`, and the run listings behind `dispatch get runs`."""
 import contextlib
 import json
+import math
 import time
 import urllib.parse
 from typing import Annotated, Any, Optional
 
 import typer
 
-from dispatch.cli.client import DispatchClient, DispatchClientError
+from dispatch.cli.client import FINAL_STATUSES, DispatchClient, DispatchClientError
 from dispatch.cli.config import Application, CliState, application_query, state_of
-from dispatch.cli.output import local_time, print_table, render, spinner, to_json
+from dispatch.cli.inputs import json_of
+from dispatch.cli.output import local_time, print_table, render, spinner
 
 RUN_COLUMNS = ("ID", "Function", "Status", "Started", "Finished", "Output")
 # While following, batches are printed as separate tables; fixed widths keep them aligned.
@@ -20,17 +22,17 @@ _OUTPUT_WIDTH = 40
 def execute(
     ctx: typer.Context,
     function: Annotated[str, typer.Argument(help="Name of the function to run.")],
-    input: Annotated[str, typer.Option("--input", help="Input of the run: any JSON value.")] = "{}",
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for the run to finish and print its result.")] = False,
+    input: Annotated[str, typer.Option(
+        "--input", help="Input of the run: any JSON value; - reads it from standard input, @FILE from a file.")] = "{}",
+    wait: Annotated[bool, typer.Option(
+        "--wait", help="Wait for the run to finish and print its result; exit 1 when the run failed.")] = False,
     secret: Annotated[Optional[list[str]], typer.Option("--secret", help="Extra secret for this run (repeatable).")] = None,
     all_: Annotated[bool, typer.Option("--all", hidden=True)] = False,
     application: Application = None,
 ) -> None:
-    """Run a function and print the run as JSON."""
-    try:
-        payload = json.loads(input)
-    except ValueError as error:
-        raise DispatchClientError(f"invalid --input, it must be JSON: {error}") from None
+    """Run a function and print the run (JSON, or YAML with -o yaml). With --wait, the exit status
+    tells whether the run succeeded."""
+    payload = json_of(input, "--input")
     state = state_of(ctx)
     body = {"blocking": wait, "input": payload, "secrets": secret or []}
     query = {"functionName": function, **application_query(application)}
@@ -39,7 +41,21 @@ def execute(
     waiting = spinner(f"Running {function}") if wait else contextlib.nullcontext()
     with waiting:
         run = client.post("/v1/runs", body, query)
-    typer.echo(to_json(run))
+        if wait and run.get("status") not in FINAL_STATUSES:
+            run = client.wait_for(_run_path(run, query), timeout=math.inf)
+    render(run, state.output or "json")
+    if wait and (run.get("status") == "ERROR" or run.get("error")):
+        raise DispatchClientError(f"run {run.get('name')} of function {function} failed: {_failure(run)}")
+
+
+def _run_path(run: dict, query: dict) -> str:
+    return f"/v1/runs/{urllib.parse.quote(str(run.get('name')), safe='')}?{urllib.parse.urlencode(query, doseq=True)}"
+
+
+def _failure(run: dict) -> str:
+    error = run.get("error") or {}
+    kind, message = error.get("type"), " ".join(str(error.get("message") or "").split())
+    return ": ".join(part for part in (kind, message) if part) or f"status {run.get('status')}"
 
 
 def show_runs(

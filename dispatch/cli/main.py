@@ -7,6 +7,7 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperGroup
 
+from dispatch import release
 from dispatch.cli import (
     admin, audit, context, create, delete, emit, exec as exec_, get, iam, install, login, logs, manage, server, update,
     version,
@@ -104,6 +105,19 @@ class DispatchGroup(TyperGroup):
         except (DispatchClientError, DispatchError) as error:
             typer.echo(str(error), err=True)
             raise typer.Exit(1) from None
+        except typer.BadParameter as error:
+            if type(error) is not typer.BadParameter:  # MissingParameter: there the usage helps more
+                raise
+            # A value outside an option's choices (`--runtime nope`) is an error like any other:
+            # one line, exit 1, as Dispatch's CLI did.
+            typer.echo(f"Error: {error.format_message().replace('Value error, ', '')}", err=True)
+            raise typer.Exit(1) from None
+
+
+def show_version(shown: bool) -> None:
+    if shown:
+        typer.echo(f"dispatch {release()}")
+        raise typer.Exit()
 
 
 app = typer.Typer(
@@ -149,6 +163,8 @@ def main(
         help="Service account (<org>/<name>, or a name of --organization) whose key signs each request's token.")] = None,
     jwt_private_key: Annotated[Optional[Path], typer.Option(
         envvar="DISPATCH_JWT_PRIVATE_KEY", help="PEM private key of --service-account.")] = None,
+    version_: Annotated[bool, typer.Option(
+        "--version", callback=show_version, is_eager=True, help="Print this client's version and exit.")] = False,
 ) -> None:
     """Manage functions, images, secrets and APIs on a Dispatch server.
 

@@ -8,6 +8,7 @@ error naming the document and the line, not the end of the CLI's memory.
 """
 import base64
 import contextlib
+import difflib
 import tempfile
 import urllib.parse
 import urllib.request
@@ -94,7 +95,7 @@ def encode_source(path: Path) -> str:
 
 def load(file: str, work_dir: Path, verb: str, tags: list[dict] | None = None) -> list[Document]:
     """Every document of `file` that `verb` applies to, with sources and manifests inlined."""
-    location = file if _is_url(file) else str(work_dir / Path(file).expanduser())
+    location = file if _is_url(file) else str(work_dir / _expanded(file))
     base = location.rsplit("/", 1)[0] + "/" if _is_url(location) else work_dir
     documents = []
     try:
@@ -152,20 +153,33 @@ def _document(number: int, raw: Any, verb: str) -> Document | None:
     if not kind_name:
         warn(f"skipping document {number}: it has no kind")
         return None
+    if not isinstance(kind_name, str):
+        raise ManifestError(f"document {number}: kind is a name such as Function, not {type(kind_name).__name__}")
     kind = KINDS.get(kind_name)
+    if kind is None and kind_name not in NOT_SUPPORTED:
+        raise ManifestError(f"document {number}: unknown kind {kind_name!r}{_suggestion(kind_name)}; "
+                            f"the kinds are {', '.join(sorted(KINDS))}")
     if kind is None or verb not in kind.verbs:
-        reason = "not supported yet" if kind or kind_name in NOT_SUPPORTED else "unknown kind"
-        warn(f"skipping {kind_name} document {number}: {reason}")
+        warn(f"skipping {kind_name} document {number}: not supported yet")
         return None
     if not raw.get("name"):
         raise ManifestError(f"document {number} ({kind_name}): missing name")
     return Document(number, kind, dict(raw))
 
 
+def _suggestion(kind_name: str) -> str:
+    """A misspelt kind is refused, naming the kind it most looks like."""
+    spelled = {name.lower(): name for name in KINDS}
+    close = difflib.get_close_matches(kind_name.lower(), spelled, n=1, cutoff=0.6)
+    return f" (did you mean {spelled[close[0]]}?)" if close else ""
+
+
 def _inline_files(document: Document, base: str | Path) -> None:
     body = document.body
     if document.kind.name == "Function":
         source_path = body.pop("sourcePath", None)
+        if source_path is not None and not isinstance(source_path, str):
+            raise ManifestError(f"{document}: sourcePath is a file or folder name, not {type(source_path).__name__}")
         if source_path and not body.get("source"):
             with _local(base, source_path, document) as path:
                 if path.is_dir() and not body.get("handler"):
@@ -173,6 +187,8 @@ def _inline_files(document: Document, base: str | Path) -> None:
                 body["source"] = encode_source(path)
     if document.kind.name == "Image":
         dependencies = body.get("runtimeDependencies") or {}
+        if not isinstance(dependencies, dict):
+            raise ManifestError(f"{document}: runtimeDependencies is a mapping, e.g. {{manifest: '@requirements.txt'}}")
         manifest = dependencies.get("manifest")
         if isinstance(manifest, str) and manifest.startswith("@"):
             with _local(base, manifest[1:], document) as path:
@@ -188,10 +204,18 @@ def _local(base: str | Path, name: str, document: Document) -> Iterator[Path]:
             path.write_bytes(_read(urllib.parse.urljoin(base, name), document))
             yield path
         return
-    path = base / Path(name).expanduser()
+    path = base / _expanded(name)
     if not path.exists():
         raise ManifestError(f"{document}: file {name} not found (looked for {path})")
     yield path
+
+
+def _expanded(name: str) -> Path:
+    """`~/x` and `~user/x` as a shell reads them; `~nobody/x`, of no known user, as it is written."""
+    try:
+        return Path(name).expanduser()
+    except RuntimeError:
+        return Path(name)
 
 
 def _is_url(location: str) -> bool:

@@ -1,7 +1,7 @@
 """`dispatch server`: run the embedded server in this process, optionally seeding it from a YAML file."""
 import asyncio
 from pathlib import Path
-from typing import Annotated, Coroutine, Optional
+from typing import Annotated, Coroutine, Literal, Optional, get_args
 
 import pydantic
 import typer
@@ -14,6 +14,14 @@ from dispatch.settings import Settings, load_settings
 
 _ANY_ADDRESS = {"", "0.0.0.0", "::"}
 
+# The choices of the settings that take one, listed by --help; a value from DISPATCH_* or the
+# config file is checked against the same lists before anything starts.
+Runtime = Literal["local", "docker", "kubernetes"]
+Role = Literal["all", "gateway", "handlers"]
+ApiGateway = Literal["builtin", "kong"]
+Sandbox = Literal["auto", "on", "off"]
+CHOICES = {"runtime": Runtime, "role": Role, "api_gateway": ApiGateway, "sandbox": Sandbox}
+
 
 def server(
     host: Annotated[Optional[str], typer.Option(help="Address to listen on.", show_default="127.0.0.1")] = None,
@@ -21,6 +29,9 @@ def server(
     api_port: Annotated[
         Optional[int], typer.Option(help="Port of the gateway serving user-defined APIs.", show_default="8081")
     ] = None,
+    health_port: Annotated[Optional[int], typer.Option(
+        help="Port serving /metrics, /healthz and /readyz without authentication, for Prometheus and Kubernetes "
+             "probes (any role; a --role handlers process serves no other HTTP).", show_default="none")] = None,
     data_dir: Annotated[
         Optional[Path], typer.Option(help="Where the event log and function data live.", show_default="~/.dispatch")
     ] = None,
@@ -30,7 +41,7 @@ def server(
     organization: Annotated[
         Optional[str], typer.Option(help="Organization of requests that name none.", show_default="dispatch")
     ] = None,
-    role: Annotated[Optional[str], typer.Option(
+    role: Annotated[Optional[Role], typer.Option(
         help="all: HTTP and handlers in one process. gateway: only the HTTP ports (any number of "
              "these). handlers: only the consumers (any number; pick groups with --handlers).",
         show_default="all")] = None,
@@ -45,25 +56,29 @@ def server(
         show_default="sqlite")] = None,
     namespace: Annotated[Optional[str], typer.Option(
         help="Prefix of exchanges and queues, and the PostgreSQL schema.", show_default="dispatch")] = None,
-    runtime: Annotated[Optional[str], typer.Option(
-        help="Where functions run: local, docker or kubernetes.", show_default="local")] = None,
+    runtime: Annotated[Optional[Runtime], typer.Option(
+        help="Where functions run: local processes, Docker containers or Kubernetes pods.",
+        show_default="local")] = None,
     tls_cert: Annotated[Optional[Path], typer.Option(
         help="PEM certificate: with --tls-key, user APIs are also served over HTTPS on --api-https-port.")] = None,
     tls_key: Annotated[Optional[Path], typer.Option(help="PEM private key of --tls-cert.")] = None,
     api_https_port: Annotated[Optional[int], typer.Option(help="HTTPS port of user APIs.", show_default="8443")] = None,
-    api_gateway: Annotated[Optional[str], typer.Option(
+    api_gateway: Annotated[Optional[ApiGateway], typer.Option(
         help="builtin, or kong: APIs are also registered in Kong, which proxies to the user-API port.",
         show_default="builtin")] = None,
     kong_admin_url: Annotated[Optional[str], typer.Option(help="Kong's Admin API, e.g. http://127.0.0.1:8001.")] = None,
     kong_upstream_url: Annotated[Optional[str], typer.Option(
         help="The user-API port as Kong reaches it.", show_default="http://<host>:<api-port>")] = None,
-    sandbox: Annotated[Optional[str], typer.Option(
+    sandbox: Annotated[Optional[Sandbox], typer.Option(
         help="The local runtime's sandbox per function (bubblewrap): auto (when bwrap works here, else without "
              "it, with a warning), on (a function that cannot have one goes to ERROR) or off.",
         show_default="auto")] = None,
     maven_settings: Annotated[Optional[Path], typer.Option(
         help="Maven settings.xml (mvn -s) for the pom.xml of Java images: the repositories or mirror their "
              "dependencies come from.", show_default="Maven's own")] = None,
+    run_retention: Annotated[Optional[str], typer.Option(
+        help="Drop finished runs from the read models this long after they were last modified: 30d, 12h, 90m "
+             "or seconds. The event log keeps them.", show_default="keep every run")] = None,
     skip_auth: Annotated[bool, typer.Option(
         "--skip-auth", help="Serve the management API without authentication: anyone who reaches it may do "
                             "anything. Loopback addresses only.")] = False,
@@ -91,17 +106,19 @@ def server(
     # Imported here: the server pulls in its whole stack, which other commands do not need.
     from dispatch import server as embedded
 
-    given = {"host": host, "port": port, "api_port": api_port, "data_dir": data_dir,
+    given = {"host": host, "port": port, "api_port": api_port, "health_port": health_port, "data_dir": data_dir,
              "default_organization": organization, "role": role, "handlers": handlers, "bus": bus,
              "store": store, "namespace": namespace, "runtime": runtime,
              "tls_cert": tls_cert, "tls_key": tls_key, "api_https_port": api_https_port, "api_gateway": api_gateway,
              "kong_admin_url": kong_admin_url, "kong_upstream_url": kong_upstream_url,
              "skip_auth": skip_auth or None, "public_names": public_name, "oidc_issuer": oidc_issuer,
              "oidc_client_id": oidc_client_id, "bootstrap_public_key": bootstrap_public_key,
-             "maven_settings": maven_settings, "sandbox": sandbox}
+             "maven_settings": maven_settings, "sandbox": sandbox, "run_retention": run_retention}
     try:
-        settings = load_settings(config_file, **given)
-    except (pydantic.ValidationError, OSError, ValueError) as error:
+        settings = checked(load_settings(config_file, **given))
+    except pydantic.ValidationError as error:
+        raise DispatchClientError(f"invalid server settings: {_one_line(error)}") from None
+    except (OSError, ValueError) as error:
         raise DispatchClientError(f"invalid server settings: {error}") from None
     # The seed file is read (sources packed) before the server starts, so a broken one fails fast.
     documents = load(seed.name, seed.resolve().parent, "create") if seed is not None else []
@@ -125,6 +142,21 @@ def server(
         _run(embedded.serve(settings, on_ready=on_ready))
     except KeyboardInterrupt:
         pass
+
+
+def checked(settings: Settings) -> Settings:
+    """The settings, once each setting that takes a choice holds one of them."""
+    for field, choices in CHOICES.items():
+        value = getattr(settings, field)
+        if value not in get_args(choices):
+            option = field.replace("_", "-")
+            raise ValueError(f"unknown {option} {value!r} (from --{option}, DISPATCH_{field.upper()} or the config "
+                             f"file): choose one of {', '.join(get_args(choices))}")
+    return settings
+
+
+def _one_line(error: pydantic.ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(part) for part in found['loc'])}: {found['msg']}" for found in error.errors())
 
 
 def _run(main: Coroutine) -> None:

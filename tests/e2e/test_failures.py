@@ -64,10 +64,14 @@ def server(tmp_path_factory):
     running.stop()
 
 
-def exec_json(server, function: str, payload: str = "{}") -> dict:
+def exec_json(server, function: str, payload: str = "{}", failed: bool = False) -> dict:
+    """The run `exec --wait` prints; it exits 1 when the run failed, 0 when it succeeded."""
     done = server.cli("exec", function, "--input", payload, "--wait", timeout=120)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    assert done.returncode == (1 if failed else 0), done.stderr
+    run = json.loads(done.stdout)
+    if failed:
+        assert done.stderr.startswith(f"run {run['name']} of function {function} failed: ")
+    return run
 
 
 def test_malformed_yaml_names_the_document_and_line(server):
@@ -79,13 +83,13 @@ def test_malformed_yaml_names_the_document_and_line(server):
     assert server.http("GET", "/v1/secret/ok").status == 404  # nothing half-applied
 
 
-def test_an_unknown_kind_is_skipped_with_a_warning(server):
+def test_an_unknown_kind_is_refused_and_nothing_is_created(server):
     odd = server.work / "odd.yaml"
-    odd.write_text("kind: Spaceship\nname: x\n---\nkind: Secret\nname: after-spaceship\nsecrets: {a: b}\n")
+    odd.write_text("kind: Secret\nname: before-spaceship\nsecrets: {a: b}\n---\nkind: Spaceship\nname: x\n")
     done = server.cli("create", "-f", str(odd))
-    assert done.returncode == 0
-    assert "Spaceship" in done.stderr + done.stdout
-    assert server.http("GET", "/v1/secret/after-spaceship").status == 200
+    assert done.returncode == 1
+    assert done.stderr.startswith("document 2: unknown kind 'Spaceship'; the kinds are API, Application, BaseImage")
+    assert server.http("GET", "/v1/secret/before-spaceship").status == 404
 
 
 def test_a_missing_source_path_is_a_clear_error(server):
@@ -121,13 +125,13 @@ def test_exec_of_unknown_and_not_ready_functions(server):
 ])
 def test_a_failing_function_is_a_recorded_run_and_the_server_keeps_serving(server, function, kind, words):
     server.wait_status(f"/v1/function/{function}")
-    run = exec_json(server, function)
+    run = exec_json(server, function, failed=True)
     assert run["status"] == "ERROR" and run["error"]["type"] == kind and words in run["error"]["message"]
     assert run["finishedTime"] > 0
     recorded = server.http("GET", f"/v1/runs/{run['name']}?functionName={function}").json()
     assert recorded["status"] == "ERROR"
     assert exec_json(server, "hello", '{"name": "after"}')["output"] == {"hello": "after"}
-    assert exec_json(server, function)["error"]["type"] == kind  # a fresh worker took over
+    assert exec_json(server, function, failed=True)["error"]["type"] == kind  # a fresh worker took over
 
 
 def test_megabytes_of_output_are_capped_not_fatal(server):

@@ -25,9 +25,14 @@ LABELS = {
     "/v1/secret": "secret",
     "/v1/api": "api",
     "/v1/event/subscriptions": "subscription",
+    "/v1/event/drivers": "event driver",
+    "/v1/event/drivertypes": "event driver type",
+    "/v1/iam/organization": "organization",
+    "/v1/iam/policy": "policy",
+    "/v1/iam/serviceaccount": "service account",
 }
 CREATED = {"/v1/baseimage": "INITIALIZED", "/v1/image": "INITIALIZED", "/v1/function": "INITIALIZED",
-           "/v1/api": "CREATING"}
+           "/v1/api": "CREATING", "/v1/event/subscriptions": "CREATING", "/v1/event/drivers": "CREATING"}
 
 
 @dataclass
@@ -179,11 +184,12 @@ class Cli:
     fake: FakeDispatch
     config: Path
 
-    def __call__(self, *args: str, env: dict | None = None, target: bool = True) -> Result:
+    def __call__(self, *args: str, env: dict | None = None, target: bool = True, input: str | None = None) -> Result:
+        """`input` is what the command reads on its standard input."""
         prefix = ["--config", str(self.config)]
         if target:
             prefix += ["--port", str(self.fake.port)]
-        return CliRunner().invoke(app, [*prefix, *args], env=env)
+        return CliRunner().invoke(app, [*prefix, *args], env=env, input=input)
 
 
 @pytest.fixture

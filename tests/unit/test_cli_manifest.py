@@ -5,6 +5,8 @@ import json
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from tests.unit.cli_double import Cli, FakeDispatch, cli, fake  # noqa: F401  (fixtures)
 
 
@@ -98,15 +100,59 @@ def test_malformed_yaml_names_document_and_line_and_sends_nothing(cli: Cli, fake
     assert fake.requests == []
 
 
-def test_unknown_and_unsupported_kinds_are_skipped_with_a_warning(cli: Cli, fake: FakeDispatch, tmp_path: Path) -> None:
-    (tmp_path / "f.yaml").write_text("kind: Gizmo\nname: g\n---\nkind: ServicePlan\nname: plan\n---\nkind: Secret\nname: s\n")
+@pytest.mark.parametrize("document, message", [
+    ("kind: [Secret]\nname: s\n", "document 2: kind is a name such as Function, not list"),
+    ("kind: Function\nname: f\nimage: i\nsourcePath: 5\n",
+     "document 2 (Function f): sourcePath is a file or folder name, not int"),
+    ("kind: Image\nname: i\nbaseImageName: b\nruntimeDependencies: [flask]\n",
+     "document 2 (Image i): runtimeDependencies is a mapping, e.g. {manifest: '@requirements.txt'}"),
+    ("kind: Secret\nname: s\nsecrets: {since: 2001-13-01}\n",
+     "f.yaml: invalid YAML in document 2, line 6: '2001-13-01' is not a valid timestamp"),
+])
+def test_a_document_of_the_wrong_shape_is_an_error_naming_it_and_sends_nothing(
+        cli: Cli, fake: FakeDispatch, tmp_path: Path, document: str, message: str) -> None:
+    (tmp_path / "f.yaml").write_text("kind: Secret\nname: first\n---\n" + document)
+
+    result = cli("create", "-f", "f.yaml", "-w", str(tmp_path))
+
+    assert result.exit_code == 1
+    assert result.stderr.strip().endswith(message)
+    assert fake.requests == []
+
+
+def test_a_source_path_of_an_unknown_users_home_is_a_missing_file(cli: Cli, fake: FakeDispatch, tmp_path: Path) -> None:
+    (tmp_path / "f.yaml").write_text("kind: Function\nname: f\nimage: i\nsourcePath: ~nobody-here/f.py\n")
+
+    result = cli("create", "-f", "f.yaml", "-w", str(tmp_path))
+
+    assert result.exit_code == 1
+    assert "document 1 (Function f): file ~nobody-here/f.py not found" in result.stderr
+    assert fake.requests == []
+
+
+def test_unsupported_kinds_are_skipped_with_a_warning(cli: Cli, fake: FakeDispatch, tmp_path: Path) -> None:
+    (tmp_path / "f.yaml").write_text("kind: ServicePlan\nname: plan\n---\nkind: Secret\nname: s\n")
 
     result = cli("create", "-f", str(tmp_path / "f.yaml"))
 
     assert result.exit_code == 0, result.output
-    assert "skipping Gizmo document 1: unknown kind" in result.stderr
-    assert "skipping ServicePlan document 2: not supported yet" in result.stderr
+    assert "skipping ServicePlan document 1: not supported yet" in result.stderr
     assert [r.body["name"] for r in fake.requests] == ["s"]
+
+
+@pytest.mark.parametrize("verb", ["create", "apply", "update", "delete"])
+def test_a_misspelt_kind_is_refused_naming_the_kinds_and_nothing_is_sent(
+        cli: Cli, fake: FakeDispatch, tmp_path: Path, verb: str) -> None:
+    (tmp_path / "f.yaml").write_text("kind: Secret\nname: s\nsecrets: {a: b}\n---\nkind: Functon\nname: f\n")
+
+    result = cli(verb, "-f", str(tmp_path / "f.yaml"))
+
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "document 2: unknown kind 'Functon' (did you mean Function?); the kinds are API, Application, BaseImage, "
+        "Driver, DriverType, Function, Image, Organization, Policy, Secret, ServiceAccount, ServiceInstance, "
+        "Subscription"]
+    assert fake.requests == []
 
 
 def test_missing_source_path_is_an_error_naming_the_document(cli: Cli, fake: FakeDispatch, tmp_path: Path) -> None:

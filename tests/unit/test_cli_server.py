@@ -77,6 +77,42 @@ def test_server_refuses_a_broken_seed_file_before_starting(
     assert embedded.serves == 0
 
 
+def test_server_refuses_an_unknown_runtime_in_one_line_before_starting(
+    cli: Cli, embedded: types.SimpleNamespace, tmp_path: Path
+) -> None:
+    result = cli("server", "--runtime", "dokcer", "--data-dir", str(tmp_path), target=False)
+
+    assert result.exit_code == 1
+    assert result.stderr == ("Error: Invalid value for '--runtime': 'dokcer' is not one of 'local', 'docker', "
+                             "'kubernetes'.\n")
+    assert embedded.serves == 0
+
+
+@pytest.mark.parametrize("variable, value, choices", [
+    ("DISPATCH_RUNTIME", "dokcer", "local, docker, kubernetes"),
+    ("DISPATCH_ROLE", "gateways", "all, gateway, handlers"),
+    ("DISPATCH_API_GATEWAY", "nginx", "builtin, kong"),
+    ("DISPATCH_SANDBOX", "yes", "auto, on, off"),
+])
+def test_server_refuses_an_unknown_choice_from_the_environment_before_starting(
+    cli: Cli, embedded: types.SimpleNamespace, tmp_path: Path, variable: str, value: str, choices: str
+) -> None:
+    result = cli("server", "--data-dir", str(tmp_path), target=False, env={variable: value})
+
+    assert result.exit_code == 1
+    option = variable.removeprefix("DISPATCH_").lower().replace("_", "-")
+    assert result.stderr == (f"invalid server settings: unknown {option} '{value}' (from --{option}, {variable} or "
+                             f"the config file): choose one of {choices}\n")
+    assert embedded.serves == 0
+
+
+def test_server_help_lists_the_choices(cli: Cli) -> None:
+    shown = cli("server", "--help", target=False).stdout
+
+    for choices in ("<local|docker|kubernetes>", "<all|gateway|handlers>", "<builtin|kong>", "<auto|on|off>"):
+        assert choices in shown
+
+
 def test_admin_rebuild_views_prints_counts(cli: Cli, embedded: types.SimpleNamespace, tmp_path: Path) -> None:
     result = cli("admin", "rebuild-views", "--data-dir", str(tmp_path))
 
