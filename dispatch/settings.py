@@ -1,8 +1,9 @@
 """One settings object, built in entry points from flags, environment (DISPATCH_*) and defaults."""
+import re
 from pathlib import Path
 
 import yaml
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dispatch import yamlfiles
@@ -17,6 +18,12 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     api_port: int = 8081
+    health_port: int = Field(default=0, ge=0, le=65535)
+    """Where this process serves /metrics, /healthz and /readyz without authentication, for
+    Prometheus and Kubernetes probes (0: nowhere). A `--role handlers` process serves nothing
+    else over HTTP: give it one wherever it is probed or scraped."""
+    max_projection_lag: int = Field(default=1000, ge=0)
+    """Events a read model may be behind the log's head before /readyz answers 503."""
     data_dir: Path = Field(default_factory=lambda: Path.home() / ".dispatch")
     default_organization: str = "dispatch"
     blocking_wait_seconds: float = 300.0
@@ -44,6 +51,10 @@ class Settings(BaseSettings):
     """Default idle time after which a function's workers above minReplicas stop."""
     max_queued_runs: int = 1000
     """Runs of one function waiting for a worker before new ones are refused (503)."""
+    run_retention: float | None = Field(default=None, ge=0)
+    """Seconds (or a duration: 30d, 12h, 90m) a finished run stays in the read models after it was
+    last modified; older ones are dropped periodically, and by a rebuild. The event log keeps
+    every run. Unset or 0: runs stay."""
     runtime: str = "local"
     """Where functions run: `local` (processes on this host), `docker` or `kubernetes`."""
     sandbox: str = "auto"
@@ -140,10 +151,46 @@ class Settings(BaseSettings):
     the private, shared and link-local IPv4 and IPv6 ranges."""
     kubernetes_dns_labels: dict[str, str] | None = None
     """Labels of the cluster's DNS pods, which functions may query. Default: k8s-app=kube-dns."""
+    kubernetes_registry: str | None = None
+    """Where the Kubernetes runtime pushes the images it builds (those with packages), as a
+    registry and path prefix, e.g. registry.example.com/dispatch; the cluster's nodes pull from it.
+    Unset: an image with packages goes to ERROR."""
+    kubernetes_registry_secret: str | None = None
+    """A kubernetes.io/dockerconfigjson Secret in the build namespace: the builder pushes with it."""
+    kubernetes_registry_insecure: bool = False
+    """The registry speaks plain HTTP (a registry inside the cluster, a test registry)."""
+    kubernetes_build_namespace: str | None = None
+    """Where image build Jobs run; default kubernetes_namespace. The builder runs as root: the
+    namespace's Pod Security level must allow `baseline`."""
+    kubernetes_builder_image: str | None = None
+    """The builder (a Kaniko executor); default gcr.io/kaniko-project/executor:v1.23.2."""
+    kubernetes_build_timeout: float = Field(default=1200.0, gt=0)
+    """Seconds an image build may take in the cluster."""
+    kubernetes_build_memory_mb: int = Field(default=2048, gt=0)
+    """The memory limit of an image build's pod."""
+
+    @field_validator("run_retention", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return seconds_of(value) if isinstance(value, str) else value
 
     @property
     def database_path(self) -> Path:
         return self.data_dir / "dispatch.db"
+
+
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw]?)")
+
+
+def seconds_of(text: str) -> float | None:
+    """Seconds from `3600`, `90s`, `10m`, `12h`, `30d` or `2w`; None for an empty text."""
+    if not text.strip():
+        return None
+    found = DURATION.fullmatch(text.strip())
+    if found is None:
+        raise ValueError(f"{text!r} is not a duration: give seconds, or a number with s, m, h, d or w (30d)")
+    return float(found[1]) * UNITS[found[2] or "s"]
 
 
 def load_settings(config_file: Path | None = None, **flags: object) -> Settings:

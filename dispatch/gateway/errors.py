@@ -48,7 +48,10 @@ async def errors_middleware(request: web.Request, handler):
         return error_response(413, too_large_message(error))
     except web.HTTPException as error:
         if error.status >= 400 and error.content_type != "application/json":
-            return error_response(error.status, error.reason)
+            answer = error_response(error.status, error.reason)
+            if "Allow" in error.headers:  # a 405 says which methods the path takes (RFC 9110)
+                answer.headers["Allow"] = error.headers["Allow"]
+            return answer
         raise
     except TimeoutError:
         return error_response(503, "the platform did not answer in time; try again")

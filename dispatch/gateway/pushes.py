@@ -8,8 +8,9 @@ and the headers but hop-by-hop ones, with `X-Forwarded-For`, `-Host`, `-Proto` a
 (`/driver/<org>/<driver>`); the container's answer comes back as it is. Where the container
 listens is the driver's PUSH_ADDRESS in the read model, set with READY by the process leading it.
 Authenticating pushes is the container's business, as in Dispatch. Answers 404 for an unknown
-driver or one that is not exposed, 503 for one that is not READY (a request is not queued while
-a driver starts or is taken over), 502 when its container does not answer."""
+driver or one that is not exposed, 409 naming its status for one that is not READY (a request is
+not queued while a driver starts or is taken over; as a run of a function that is not READY),
+502 when its container does not answer."""
 import asyncio
 
 import aiohttp
@@ -58,7 +59,9 @@ async def push(request: web.Request) -> web.Response:
         if "tail" in request.match_info:
             return error_response(404, f"driver {key} takes pushes at /driver/{org}/{key} only")
         if request.method != "POST":
-            return error_response(405, f"driver {key} takes POST only")
+            refused = error_response(405, f"driver {key} takes POST only")
+            refused.headers["Allow"] = "POST"
+            return refused
         return await receive_webhook(request, org, driver)
     return await forward(request, driver)
 
@@ -74,8 +77,8 @@ async def forward(request: web.Request, driver: dict) -> web.Response:
     key = request.match_info["driver"]
     address = driver.get(PUSH_ADDRESS)
     if driver.get("status") != Status.READY.value or not address:
-        return error_response(503, f"driver {key} is not ready ({driver.get('status')}): its push URL answers "
-                                   "once it is READY")
+        return error_response(409, f"driver {key} is not READY (status {driver.get('status')}): its push URL "
+                                   "answers once it is")
     prefix = f"/driver/{request.match_info['organization']}/{key}"
     headers = _kept(request.headers, RECOMPUTED)
     headers["X-Forwarded-For"] = ", ".join(filter(None, (request.headers.get("X-Forwarded-For"), request.remote)))

@@ -220,6 +220,12 @@ def _write(tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, dest: Path)
         tar.extract(member, path=dest, set_attrs=not member.issym(), filter="data")
     except tarfile.FilterError as exc:
         _refuse(f"entry '{name}' is not allowed: {exc}")
+    except (IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
+        # an entry that an earlier one of the same archive stands in the way of: a file named as a
+        # folder written before it, or a file inside what an earlier entry wrote as a file
+        _refuse(f"entry '{name}' cannot be unpacked over an earlier entry: {exc.strerror}")
+    except KeyError:  # tarfile's lookup of a hard link's target among the entries before it
+        _refuse(f"link '{name}' -> '{member.linkname}' names no earlier entry of the archive")
 
 
 def _refuse(reason: str) -> None:

@@ -78,6 +78,7 @@ class Server:
             if "Stop the server with Ctrl-C" in started or "handlers are running" in started:
                 return self
             time.sleep(0.1)
+        self.kill()  # a server that did not start must not hold its connections for the rest of the run
         raise RuntimeError(f"server did not start: {self.log.read_text()[-2000:]}")
 
     def stop(self) -> None:

@@ -1,12 +1,11 @@
 """A run executes once unless its executor dies: a broker dropping every connection (no process
 crashes) delivers the unacknowledged commands again, and no function runs twice for them."""
 import subprocess
-import threading
 import time
-from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+from tests.tally import Tally
 
 from .cluster import seeded_cluster
 from .conftest import PYTHON_IMAGE
@@ -23,27 +22,11 @@ def handle(ctx, payload):
 SEED = PYTHON_IMAGE + "---\nkind: Function\nname: counted\nimage: py\nsourcePath: counted.py\n"
 
 
-class Counting(BaseHTTPRequestHandler):
-    """Counts the calls each run makes: a side effect outside the platform, as a payment is."""
-
-    seen: Counter = Counter()
-
-    def do_GET(self) -> None:
-        Counting.seen[self.path.strip("/")] += 1
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
 def counter():
-    Counting.seen = Counter()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Counting)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    """Counts the calls each run makes: a side effect outside the platform, as a payment is."""
+    with Tally() as tally:
+        yield tally
 
 
 def runs_of(gateway) -> dict:
@@ -57,10 +40,10 @@ def test_async_runs_delivered_again_after_a_connection_drop_run_once(tmp_path, c
         names = set()
         for n in range(200):
             answer = cluster.gateway.http("POST", "/v1/runs?functionName=counted",
-                                          {"input": {"n": n, "counter": counter}})
+                                          {"input": {"n": n, "counter": counter.url}})
             assert answer.status == 202
             names.add(answer.json()["name"])
-        while sum(Counting.seen.values()) < 20:  # runs in flight, their commands not yet acknowledged
+        while sum(counter.counts().values()) < 20:  # runs in flight, their commands not yet acknowledged
             time.sleep(0.05)
         # every process's connection drops at once; none of them dies
         subprocess.run(["rabbitmqctl", "close_all_connections", "test: connection drop"],
@@ -69,6 +52,6 @@ def test_async_runs_delivered_again_after_a_connection_drop_run_once(tmp_path, c
         while not all(runs_of(cluster.gateway).get(n, {}).get("status") in ("READY", "ERROR") for n in names):
             assert time.monotonic() < deadline, "not every accepted run finished"
             time.sleep(0.5)
-        executed = Counting.seen
+        executed = counter.counts()
         assert sorted(executed.values()) == [1] * 200, [n for n, count in executed.items() if count > 1]
         assert all(run["status"] == "READY" and run.get("attempt", 1) == 1 for run in runs_of(cluster.gateway).values())

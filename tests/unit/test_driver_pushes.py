@@ -1,5 +1,5 @@
 """Push URLs of exposed custom driver types: shown in `url`, forwarded to the driver's container
-wherever its leader reports it listens, with 404, 503 and 502 saying why a push went nowhere.
+wherever its leader reports it listens, with 404, 409 and 502 saying why a push went nowhere.
 The Docker engine is stood for by an event source whose "containers" are small HTTP servers."""
 import asyncio
 import socket
@@ -141,8 +141,8 @@ async def test_a_push_to_a_driver_unknown_unexposed_not_ready_or_silent_says_why
     for key in ("nope", "hidden"):
         assert await answer(await client.post(f"/driver/o/{key}", data=b"x"), 404) == {
             "code": 404, "message": f"driver {key} not found"}
-    not_ready = await answer(await client.post("/driver/o/broken/events", data=b"x"), 503)
-    assert not_ready["message"] == "driver broken is not ready (ERROR): its push URL answers once it is READY"
+    not_ready = await answer(await client.post("/driver/o/broken/events", data=b"x"), 409)
+    assert not_ready["message"] == "driver broken is not READY (status ERROR): its push URL answers once it is"
     silent = await answer(await client.post("/driver/o/silent", data=b"x"), 502)
     assert silent["message"] == ("the container of driver silent did not answer: "
                                  "it refused the connection or cannot be reached")

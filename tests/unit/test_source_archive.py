@@ -129,6 +129,28 @@ def test_entries_escaping_the_folder_are_refused_and_nothing_lands_outside(tmp_p
     assert not (tmp_path / "deep" / "x").exists() and not (tmp_path / "x").exists()
 
 
+def _folder(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    return info
+
+
+@pytest.mark.parametrize(
+    "entries, reason",
+    [
+        ((_folder("lib"), ("lib", b"x")), "entry 'lib' cannot be unpacked over an earlier entry: Is a directory"),
+        ((("lib", b"x"), ("lib/a.py", b"x")),
+         "entry 'lib/a.py' cannot be unpacked over an earlier entry: Not a directory"),
+        ((_link("hello.py", "nowhere.py", tarfile.LNKTYPE),), "link 'hello.py' -> 'nowhere.py' names no earlier entry"),
+    ],
+)
+def test_entries_that_clash_with_earlier_ones_are_refused_when_unpacked(tmp_path, entries, reason):
+    with pytest.raises(Rejected, match="invalid source archive: " + reason) as refused:
+        source.extract(_archive(*entries), tmp_path / "src")
+
+    assert refused.value.status == 400
+
+
 def test_a_file_written_through_a_link_that_leaves_the_folder_is_refused(tmp_path):
     data = _archive(_link("here", "."), ("here/../escaped.txt", b"x"))
 
