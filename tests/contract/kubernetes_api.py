@@ -8,13 +8,16 @@ carrying a stale metadata.resourceVersion answers 409 Conflict; list filters by 
 spec changes, generation; a Service gets a clusterIP a replace cannot change, a Deployment's selector
 cannot change and must match its pod labels; patches are JSON merge patches (RFC 7386), other patch
 types answer 415; a request without the kubeconfig's token answers 401, and, given a Role's rules,
-one they do not allow answers 403 (RBAC's verbs get, list, create, update, patch, delete). Each object
-written is validated with kubernetes-validate (strict: unknown fields are errors) plus the documented
-syntax of names, labels, Secret keys, volume references and quantities; a failure answers 422 Invalid
-and is kept in `invalid`.
+one they do not allow answers 403 (RBAC's verbs get, list, create, update, patch, delete; a pod's log
+is the subresource `pods/log`). Each object written is validated with kubernetes-validate (strict:
+unknown fields are errors) plus the documented syntax of names, labels, Secret keys, volume references
+and quantities, and a Job's name, which its pods carry as a label value, has at most 63 characters; a
+failure answers 422 Invalid and is kept in `invalid`. A pod's log (GET .../pods/NAME/log, with
+`container` and `tailLines`) is what a test put in `logs`.
 
 Not emulated: controllers, scheduling, garbage collection, watches, admission and defaulting (beyond
-replicas 1). Tests play the Deployment controller and the kubelet through `controller`.
+replicas 1). Tests play the Deployment controller and the kubelet through `controller`, and the Job
+controller through `job_controller`.
 """
 import copy
 import datetime as dt
@@ -34,7 +37,7 @@ TOKEN = "dispatch-test-token"
 KINDS = {("v1", "secrets"): "Secret", ("v1", "services"): "Service", ("v1", "pods"): "Pod",
          ("apps/v1", "deployments"): "Deployment",
          ("autoscaling/v2", "horizontalpodautoscalers"): "HorizontalPodAutoscaler",
-         ("networking.k8s.io/v1", "networkpolicies"): "NetworkPolicy"}
+         ("networking.k8s.io/v1", "networkpolicies"): "NetworkPolicy", ("batch/v1", "jobs"): "Job"}
 _DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
@@ -58,6 +61,12 @@ class KubernetesAPI:
         """Called with each Deployment written, to set its status (and pods) as a cluster would."""
         self.rules: list[dict] | None = None
         """A Role's rules the token is bound to (RBAC: a request they do not allow answers 403); None: all."""
+        self.namespace_rules: dict[str, list[dict]] | None = None
+        """Rules by namespace (a Role in each), instead of `rules` for every namespace."""
+        self.job_controller: Controller | None = None
+        """Called with each Job created, to run it as a cluster would (set its status, make its pod)."""
+        self.logs: dict[tuple[str, str, str], str] = {}
+        """(namespace, pod, container) -> what the container wrote."""
         self.forbidden: list[str] = []
         self.url = ""
         self._versions = itertools.count(1)
@@ -68,6 +77,7 @@ class KubernetesAPI:
         for prefix in ("/api/{version}", "/apis/{group}/{version}"):
             app.router.add_route("*", prefix + "/namespaces/{namespace}/{plural}", self._collection)
             app.router.add_route("*", prefix + "/namespaces/{namespace}/{plural}/{name}", self._item)
+        app.router.add_route("GET", "/api/{version}/namespaces/{namespace}/{plural}/{name}/{subresource}", self._log)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -94,8 +104,10 @@ class KubernetesAPI:
     async def _authenticated(self, request: web.Request, handler):
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return _status(401, "Unauthorized", "Unauthorized")
-        if self.rules is not None and not _permitted(self.rules, request):
-            group, plural = request.match_info.get("group", ""), request.match_info.get("plural")
+        rules = self.rules if self.namespace_rules is None else self.namespace_rules.get(
+            request.match_info.get("namespace", ""), [])
+        if rules is not None and not _permitted(rules, request):
+            group, plural = request.match_info.get("group", ""), _plural(request)
             verb = _verb(request)
             self.forbidden.append(f"{verb} {plural}.{group}".rstrip("."))
             return _status(403, "Forbidden", f'{plural} is forbidden: cannot {verb} resource "{plural}" '
@@ -192,7 +204,21 @@ class KubernetesAPI:
         self.writes.append((verb, stored["kind"], stored["metadata"]["name"]))
         if stored["kind"] == "Deployment":
             await self.controller(stored)
+        if stored["kind"] == "Job" and verb == "create" and self.job_controller is not None:
+            await self.job_controller(stored)
         return web.json_response(self.objects[key], status=status)
+
+    async def _log(self, request: web.Request) -> web.Response:
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        if (request.match_info["plural"], request.match_info["subresource"]) != ("pods", "log"):
+            return _status(404, "NotFound", "the server could not find the requested resource")
+        if ("Pod", namespace, name) not in self.objects:
+            return _status(404, "NotFound", f'pods "{name}" not found', {"name": name, "kind": "pods"})
+        text = self.logs.get((namespace, name, request.query.get("container", "")), "")
+        if "tailLines" in request.query:
+            lines = text.splitlines(keepends=True)
+            text = "".join(lines[len(lines) - min(len(lines), int(request.query["tailLines"])):])
+        return web.Response(text=text, content_type="text/plain")
 
     def _problems(self, obj: dict) -> web.Response | None:
         problems = check(obj)
@@ -230,6 +256,12 @@ def check(obj: dict) -> list[str]:
         problems += _label_problems(pod_labels, "spec.template.metadata.labels")
         if any(pod_labels.get(k) != v for k, v in spec["selector"].get("matchLabels", {}).items()):
             problems.append("spec.template.metadata.labels: `selector` does not match template `labels`")
+        problems += _pod_problems(spec["template"]["spec"])
+    if obj["kind"] == "Job":
+        if len(meta["name"]) > 63:
+            problems.append(f"metadata.name: {meta['name']!r} must be no more than 63 characters")
+        problems += _label_problems(spec["template"].get("metadata", {}).get("labels") or {},
+                                    "spec.template.metadata.labels")
         problems += _pod_problems(spec["template"]["spec"])
     return problems
 
@@ -291,6 +323,16 @@ def pod(deployment: dict, status: dict) -> dict:
     return made
 
 
+def job_pod(job: dict, status: dict) -> dict:
+    """The pod of a Job's template, with `status` as a kubelet reports it."""
+    made = {"apiVersion": "v1", "kind": "Pod", "status": status, "spec": job["spec"]["template"]["spec"],
+            "metadata": {"name": job["metadata"]["name"] + "-pod", "namespace": job["metadata"]["namespace"],
+                         "uid": str(uuid.uuid4()), "labels": job["spec"]["template"]["metadata"]["labels"],
+                         "creationTimestamp": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}}
+    assert check(made) == []
+    return made
+
+
 def container_status(deployment: dict, name: str, state: dict, **fields) -> dict:
     image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
     return {"name": name, "image": image, "imageID": "", "ready": False, "restartCount": 0, "state": state, **fields}
@@ -327,8 +369,14 @@ def _verb(request: web.Request) -> str:
     return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(request.method, "")
 
 
+def _plural(request: web.Request) -> str:
+    """The RBAC resource of a request: its plural, with its subresource (`pods/log`)."""
+    sub = request.match_info.get("subresource")
+    return f"{request.match_info.get('plural')}/{sub}" if sub else request.match_info.get("plural", "")
+
+
 def _permitted(rules: list[dict], request: web.Request) -> bool:
-    group, plural, verb = request.match_info.get("group", ""), request.match_info.get("plural"), _verb(request)
+    group, plural, verb = request.match_info.get("group", ""), _plural(request), _verb(request)
     return any(group in rule.get("apiGroups", []) and plural in rule.get("resources", [])
                and (verb in rule.get("verbs", []) or "*" in rule.get("verbs", [])) for rule in rules)
 

@@ -315,13 +315,14 @@ async def test_an_image_runs_on_its_base_image_as_it_is(runtimes):
     assert await runtimes().build_image(image) == "python:3.11-slim"
 
 
-async def test_an_image_with_packages_is_refused_naming_what_is_needed(runtimes):
+async def test_an_image_with_packages_and_no_registry_is_refused_naming_the_setting_before_any_write(kube, runtimes):
     image = ImageSpec(id="i1", name="py", language="python3", base_url="python:3.11-slim",
-                      manifest="requests==2.32.0\n", system_packages=(("curl", ""),))
+                      manifest="requests==2.32.0\n", system_packages=(("curl", "7.88"),))
 
-    with pytest.raises(BuildFailed, match=r"cannot install runtime dependencies \(1 lines\) and system packages "
-                                          r"\(curl\).*push it to a registry the cluster pulls from"):
+    with pytest.raises(BuildFailed, match=r"pushes them to kubernetes_registry, which is not set: set it "
+                                          r"\(DISPATCH_KUBERNETES_REGISTRY\)"):
         await runtimes().build_image(image)
+    assert kube.writes == []
 
 
 # ---- runs

@@ -9,7 +9,8 @@ import yaml
 CHART = Path(__file__).resolve().parents[2] / "charts" / "dispatch"
 VALUES_FILES = sorted((CHART / "ci").glob("*-values.yaml"))
 """One installation each: external bus and store (the default), in-chart RabbitMQ and
-PostgreSQL, ingress with autoscaling, a functions namespace of its own, no RBAC, local runtime."""
+PostgreSQL, ingress with autoscaling, a functions namespace of its own, image builds in a namespace
+of their own, no RBAC, local runtime."""
 RELEASE, NAMESPACE = "dispatch", "dispatch"
 
 

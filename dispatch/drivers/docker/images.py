@@ -1,10 +1,8 @@
 """Images on the engine: pull base images when missing, build images and function images from the
 language templates, keep every build's log, remove what a runtime built."""
 import inspect
-import io
 import json
 import re
-import tarfile
 import time
 from collections import deque
 from pathlib import Path
@@ -12,7 +10,10 @@ from typing import Any
 
 import aiodocker
 
+from dispatch.drivers.dockerfiles import context
 from dispatch.drivers.ports import BuildFailed, Progress
+
+__all__ = ["build", "context", "ensure_pulled", "exists", "remove", "with_labels"]
 
 _LOG_TAIL_LINES = 20
 _HANDLER_PROBLEM = "Invalid function file or handler"
@@ -58,37 +59,10 @@ async def remove(docker: aiodocker.Docker, reference: str) -> None:
             raise
 
 
-def context(files: dict[str, bytes | str], folders: dict[str, Path] | None = None) -> bytes:
-    """A build context: an uncompressed tar of `files` by their paths in it, and of `folders` (links kept)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, content in files.items():
-            data = content.encode() if isinstance(content, str) else content
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o644, 0
-            tar.addfile(info, io.BytesIO(data))
-        for name, folder in (folders or {}).items():
-            tar.add(folder, arcname=name, filter=_anonymous)
-    return buffer.getvalue()
-
-
 def with_labels(dockerfile: str, labels: dict[str, str]) -> str:
     """The Dockerfile with one last LABEL step: the engine's own `labels` parameter costs a step each."""
     pairs = " ".join(f"{key}={json.dumps(value).replace('$', chr(92) + '$')}" for key, value in labels.items())
     return f"{dockerfile.rstrip()}\nLABEL {pairs}\n"
-
-
-def _anonymous(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    """Owned by root and dated 0, so the same source hits the engine's build cache; readable (and
-    folders searchable) by everyone, since functions run as a user of their own, and writable by
-    nobody else."""
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    info.mtime = 0
-    if not info.issym():
-        searchable = 0o111 if info.isdir() else 0
-        info.mode = (info.mode | 0o444 | searchable) & ~0o022
-    return info
 
 
 async def build(docker: aiodocker.Docker, build_context: bytes, tag: str, buildargs: dict[str, str],

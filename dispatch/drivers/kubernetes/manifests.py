@@ -2,10 +2,12 @@
 Deployment running the function server in HTTP mode, a Service in front of it, and an autoscaler
 when it may grow past its minimum.
 
-Kubernetes cannot build images, so a pod runs the function's image (the base image's dockerUrl) as
-it is: an init container unpacks the source from the Secret with `tar`, a second one checks the
-handler (its error becomes the pod's termination message), and the function server, mounted from
-the same Secret, serves §3.2 on port 8080. The image needs the language's interpreter and `tar`.
+A pod runs the function's image: its base image as it is, or the image a build Job made of it
+(build_jobs.py), with the packages where the image template puts them (/image/site-packages,
+/image/node_modules). An init container unpacks the source from the Secret with `tar`, a second one
+checks the handler (its error becomes the pod's termination message), and the function server,
+mounted from the same Secret, serves §3.2 on port 8080. The image needs the language's interpreter
+and `tar`.
 
 Every container runs as USER (runAsNonRoot), with a read-only root filesystem, no privilege
 escalation, every capability dropped and the runtime's default seccomp profile: the pod meets the
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dispatch
+from dispatch.drivers.kubernetes.registry import BuildOptions, build_options_from
 from dispatch.drivers.ports import BuildFailed, DeploymentSpec
 
 PORT = 8080
@@ -46,6 +49,9 @@ _RUNTIMES = Path(dispatch.__file__).resolve().parent / "runtimes"
 _MOUNT = "/dispatch"
 _SOURCE_DIR = "/function"
 _TMP = "/tmp"
+_PYTHON_PACKAGES = "/image/site-packages"
+_NODE_PACKAGES = "/image/node_modules"
+"""Where an image built from the image template holds its runtime dependencies."""
 USER = 65532
 """The uid and gid of every container: of no account, and the Docker runtime's too."""
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
@@ -86,6 +92,8 @@ class Options:
     """Labels of the pods functions may not reach."""
     dns_labels: dict[str, str] = field(default_factory=lambda: {"k8s-app": "kube-dns"})
     private_cidrs: tuple[str, ...] = PRIVATE_CIDRS
+    builds: BuildOptions = field(default_factory=BuildOptions)
+    """Where and how images with packages are built (build_jobs.py)."""
 
 
 def options_from(settings) -> Options:
@@ -97,7 +105,8 @@ def options_from(settings) -> Options:
               "dispatch_namespace": settings.kubernetes_dispatch_namespace,
               "callers": _tuple(settings.kubernetes_caller_labels),
               "protected": _tuple(settings.kubernetes_protected_labels),
-              "private_cidrs": _tuple(settings.kubernetes_private_cidrs), "dns_labels": settings.kubernetes_dns_labels}
+              "private_cidrs": _tuple(settings.kubernetes_private_cidrs), "dns_labels": settings.kubernetes_dns_labels,
+              "builds": build_options_from(settings)}
     return Options(**{name: value for name, value in chosen.items() if value is not None})
 
 
@@ -154,6 +163,11 @@ def pods_selector(options: Options, faas_id: str) -> str:
 
 def installation_selector(options: Options) -> str:
     return f"{INSTALLATION}={label_value(options.installation)}"
+
+
+def functions_selector(options: Options) -> str:
+    """The installation's function objects, not its image builds (build_jobs.py)."""
+    return f"{installation_selector(options)},{FAAS_ID}"
 
 
 def scale_of(spec: DeploymentSpec, options: Options) -> Scale:
@@ -239,7 +253,8 @@ def _deployment_spec(spec: DeploymentSpec, options: Options, name: str, labels: 
 def _container(spec: DeploymentSpec, name: str, command: list[str]) -> dict:
     return {"name": name, "image": spec.image_location, "command": command, "workingDir": f"{_MOUNT}/runtime",
             "env": [{"name": "PORT", "value": str(PORT)}, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
-                    {"name": "PYTHONUNBUFFERED", "value": "1"}, {"name": "HOME", "value": _TMP}],
+                    {"name": "PYTHONUNBUFFERED", "value": "1"}, {"name": "HOME", "value": _TMP},
+                    *([{"name": "NODE_PATH", "value": _NODE_PACKAGES}] if spec.language == "nodejs" else [])],
             # A failing check or crash leaves its last lines in the pod's status, where the deploy reads them.
             "terminationMessagePolicy": "FallbackToLogsOnError",
             "securityContext": {"allowPrivilegeEscalation": False, "privileged": False, "runAsNonRoot": True,
@@ -260,7 +275,8 @@ def _server_command(spec: DeploymentSpec, options: Options) -> list[str]:
         # The function server enforces a run's CPU time itself; Kubernetes has no such limit.
         flags += ["--cpu-seconds", str(spec.cpu_seconds)]
     if spec.language == "python3":
-        return ["python3", "-m", "dispatch.runtimes.python3", "--source", _SOURCE_DIR, *flags]
+        return ["python3", "-m", "dispatch.runtimes.python3", "--source", _SOURCE_DIR, "--library", _PYTHON_PACKAGES,
+                *flags]
     return ["node", f"{_MOUNT}/runtime/server.js", "--source", _SOURCE_DIR, *flags]
 
 

@@ -1,6 +1,6 @@
 """The few Kubernetes API calls the runtime makes, on plain dicts in wire form, through kubernetes-asyncio."""
 import json
-from typing import Callable
+from typing import Any, Callable
 
 import aiohttp
 from kubernetes_asyncio import client, config
@@ -16,6 +16,7 @@ _KINDS = {
     "Deployment": (client.AppsV1Api, "deployment"),
     "HorizontalPodAutoscaler": (client.AutoscalingV2Api, "horizontal_pod_autoscaler"),
     "NetworkPolicy": (client.NetworkingV1Api, "network_policy"),
+    "Job": (client.BatchV1Api, "job"),
 }
 API_SECONDS = 30.0
 """No single API request may hold a deploy or a run longer."""
@@ -63,6 +64,36 @@ class Objects:
     async def list(self, kind: str, label_selector: str) -> list[dict]:
         found = await self._call(kind, "list", label_selector=label_selector)
         return [{"kind": kind, **item} for item in found.get("items") or []]
+
+    async def create(self, body: dict) -> dict:
+        """Create the object; one of that name already there is returned as it is."""
+        try:
+            return await self._call(body["kind"], "create", body)
+        except KubernetesFailed as error:
+            found = await self.get(body["kind"], body["metadata"]["name"]) if _status(error) == 409 else None
+            if found is None:
+                raise
+            return found
+
+    async def log(self, pod: str, container: str, tail_lines: int) -> str:
+        """The last `tail_lines` lines a container of a pod wrote."""
+        api = client.CoreV1Api(self.api)
+        try:
+            # Unparsed: the client would read a log that happens to be JSON as an object.
+            response: Any = await api.read_namespaced_pod_log(pod, self.namespace, container=container,
+                                                         tail_lines=tail_lines, _preload_content=False,
+                                                         _request_timeout=API_SECONDS)
+            try:
+                data = await response.read()
+            finally:
+                response.release()
+        except (TimeoutError, aiohttp.ClientError, OSError) as error:
+            raise KubernetesFailed(f"cannot read the log of pod {pod}: {error or type(error).__name__}") from None
+        if not 200 <= response.status <= 299:
+            refusal = ApiException(status=response.status, reason=response.reason)
+            refusal.body = data
+            raise KubernetesFailed(_explain("Pod", "read the log of", refusal)) from refusal
+        return data.decode("utf-8", "replace")
 
     async def patch(self, kind: str, name: str, patch: dict) -> dict:
         return await self._call(kind, "patch", name, patch, _content_type="application/merge-patch+json")

@@ -9,7 +9,7 @@ from dispatch.drivers.kubernetes.manifests import TEMPLATE
 from dispatch.drivers.kubernetes.objects import Objects
 from dispatch.drivers.ports import BuildFailed
 
-_HOPELESS = {"ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "CrashLoopBackOff",
+HOPELESS = {"ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "CrashLoopBackOff",
              "CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 
 
@@ -56,7 +56,7 @@ def _failure(pods: list[dict]) -> str | None:
             waiting, ended = state.get("waiting") or {}, state.get("terminated") or {}
             if ended and ended.get("exitCode", 0) != 0:
                 return _reason(container["name"], ended.get("reason") or "Error", ended)
-            if waiting.get("reason") in _HOPELESS:
+            if waiting.get("reason") in HOPELESS:
                 return _reason(container["name"], waiting["reason"], last or waiting)
     return None
 

@@ -1,5 +1,6 @@
 """`FunctionRuntime` on Kubernetes: each function is a Secret, a Deployment, a Service (and an
-autoscaler), kept in step with its deploys, and run over HTTP through its Service."""
+autoscaler), kept in step with its deploys, and run over HTTP through its Service; an image with
+packages is built by a Job in the cluster (builder.py)."""
 import asyncio
 import datetime as dt
 import gzip
@@ -11,12 +12,13 @@ import tarfile
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import structlog
 
 from dispatch.drivers.kubernetes import manifests as m
 from dispatch.drivers.kubernetes import policy, rollout
+from dispatch.drivers.kubernetes.builder import POD_SECONDS, ImageBuilds
 from dispatch.drivers.kubernetes.calls import DEFAULT_MAX_OUTPUT_BYTES, Calls, Unreachable, failed
 from dispatch.drivers.kubernetes.idle import IdleScaler
 from dispatch.drivers.kubernetes.objects import KubernetesFailed, Objects, connect
@@ -52,7 +54,10 @@ class KubernetesRuntime:
         self._output_caps: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._calls = Calls(self.options.max_log_bytes)
-        self._idle = IdleScaler(self._connected, poll_seconds, deploy_timeout)
+        self._builds = ImageBuilds(self._connected, self.options, poll_seconds, min(deploy_timeout, POD_SECONDS))
+        self._idle = IdleScaler(self._connected, poll_seconds, deploy_timeout, self._started_cold)
+        self.cold_starts: list[Callable[[str], None]] = []
+        """Called with a function's name each time one of its runs scales it up from zero."""
 
     async def check_base_image(self, language: str, docker_url: str) -> None:
         """Only what can be told without a pod: pull failures show when a function is deployed."""
@@ -62,17 +67,14 @@ class KubernetesRuntime:
                               f"or node:20-slim, not {docker_url!r}")
 
     async def build_image(self, spec: ImageSpec, progress: Progress | None = None) -> str:
-        """Kubernetes builds nothing: the image is its base image, which must already hold every package."""
+        """An image without packages is its base image as it is; one with packages is built by a Job
+        in the cluster and pushed to the installation's registry (builder.py)."""
         await self.check_base_image(spec.language, spec.base_url)
-        packages = []
-        if spec.manifest.strip():
-            packages.append(f"runtime dependencies ({len(spec.manifest.strip().splitlines())} lines)")
-        if spec.system_packages:
-            packages.append(f"system packages ({', '.join(name for name, _ in spec.system_packages)})")
-        if packages:
-            raise BuildFailed(f"the kubernetes runtime cannot install {' and '.join(packages)}: build an image that "
-                              "holds them (e.g. with the docker runtime), push it to a registry the cluster pulls "
-                              "from, and create a base image with its dockerUrl")
+        if spec.manifest.strip() or spec.system_packages:
+            try:
+                return await self._builds.build(spec, progress)
+            except KubernetesFailed as error:
+                raise BuildFailed(str(error)) from None
         if progress is not None:
             said = progress(f"functions of image {spec.name} run on {spec.base_url} as it is")
             if inspect.isawaitable(said):
@@ -80,7 +82,8 @@ class KubernetesRuntime:
         return spec.base_url
 
     async def remove_image(self, location: str) -> None:
-        """Nothing was built, so nothing is removed: the base image belongs to its registry."""
+        """Nothing is removed: a base image belongs to its registry, and an image built here stays in
+        the installation's registry, whose retention policy decides when it goes."""
 
     async def deploy(self, spec: DeploymentSpec) -> str:
         _check_language(spec.language)
@@ -101,10 +104,14 @@ class KubernetesRuntime:
                 service=objects.name, namespace=self.options.namespace, port=m.PORT)
             if objects.scale.min == 0:
                 self._idle.watch(spec.faas_id, objects.name, pods, objects.scale.idle_seconds,
-                                 down=not deployment["spec"].get("replicas"))
+                                 down=not deployment["spec"].get("replicas"), function=spec.name)
             else:
                 self._idle.forget(spec.faas_id)
         return f"kubernetes://{self.options.namespace}/deployments/{objects.name}"
+
+    def _started_cold(self, function: str) -> None:
+        for listener in self.cold_starts:
+            listener(function)
 
     async def undeploy(self, faas_id: str) -> None:
         async with self._locks.setdefault(faas_id, asyncio.Lock()):
@@ -219,7 +226,7 @@ class KubernetesRuntime:
         oldest = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=self._grace)
         removed = set()
         for kind in kinds:
-            for found in await objects.list(kind, m.installation_selector(self.options)):
+            for found in await objects.list(kind, m.functions_selector(self.options)):
                 faas_id = found["metadata"]["labels"].get(m.FAAS_ID)
                 created = dt.datetime.fromisoformat(found["metadata"].get("creationTimestamp") or oldest.isoformat())
                 if faas_id not in keep and created <= oldest:
