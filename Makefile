@@ -15,6 +15,7 @@ run: $(STAMP)
 	$(BIN)/dispatch server --seed examples/seed.yaml
 
 test: $(STAMP)
+	$(BIN)/ruff check dispatch tests bench
 	eval "$$($(BIN)/python -m tests.services)" && $(BIN)/python -m pytest -q -ra
 
 FF := $(HOME)/.cache/dispatch-bench/ff

@@ -51,7 +51,7 @@ async def main(runs: int, rounds: int) -> None:
         print(f"{name:<26}{statistics.median(m['p50_ms'] for m in measured):>10.2f}"
               f"{statistics.median(m['p99_ms'] for m in measured):>10.2f}"
               f"{statistics.median(m['per_s'] for m in measured):>10.0f}")
-    ratios = [a["per_s"] / b["per_s"] for a, b in zip(on, off)]
+    ratios = [a["per_s"] / b["per_s"] for a, b in zip(on, off, strict=True)]
     print(f"runs/s with authentication / without, per round: {', '.join(f'{r:.3f}' for r in ratios)}; "
           f"median {statistics.median(ratios):.3f} (goal: at least 0.95)")
 

@@ -94,8 +94,8 @@ async def fan_out_latency(exchange, fan_out: int, samples: int, log: Path) -> li
         await exchange.publish(structured(f"fan{fan_out}", event_id, {"log": str(log)}), f"{ORGANIZATION}.fan{fan_out}")
         deadline = time.monotonic() + 120
         while True:
-            stamps = [float(line.split()[1]) for line in log.read_text().splitlines() if line.startswith(event_id + " ")] \
-                if log.exists() else []
+            stamps = [float(line.split()[1]) for line in log.read_text().splitlines()
+                      if line.startswith(event_id + " ")] if log.exists() else []
             if len(stamps) >= fan_out:
                 latencies.append(max(stamps) - sent)
                 break
@@ -142,7 +142,8 @@ async def main(events: int, samples: int) -> None:
         await drop_installation(Settings(bus=AMQP, store=DATABASE, namespace=namespace))
     print(f"Ingest of {events} CloudEvents published to RabbitMQ (structured, confirmed, 256 in flight): "
           f"{published:.0f}/s published, {consumed:.0f}/s consumed by Dispatch (unsubscribed type)")
-    print(f"{'fan-out':<10}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}   publish → last run finished, {samples} events each")
+    print(f"{'fan-out':<10}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}"
+          f"   publish → last run finished, {samples} events each")
     for fan_out, values in latencies.items():
         print(f"{fan_out:<10}{percentile(values, 0.5) * 1000:>10.1f}{percentile(values, 0.99) * 1000:>10.1f}"
               f"{statistics.mean(values) * 1000:>10.1f}")

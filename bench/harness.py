@@ -54,7 +54,8 @@ class DispatchServer:
     def __enter__(self) -> "DispatchServer":
         extra = list(self.extra)
         if "gateway" in extra and "--skip-auth" not in extra:
-            subprocess.run(["openssl", "genrsa", "-out", str(self.bootstrap_key), "2048"], check=True, capture_output=True)
+            subprocess.run(["openssl", "genrsa", "-out", str(self.bootstrap_key), "2048"],
+                           check=True, capture_output=True)
             subprocess.run(["openssl", "rsa", "-in", str(self.bootstrap_key), "-pubout", "-out",
                             str(self.data_dir / "bootstrap.pub")], check=True, capture_output=True)
             extra += ["--bootstrap-public-key", str(self.data_dir / "bootstrap.pub")]
@@ -143,7 +144,8 @@ def report(title: str, rows: list[tuple[str, dict, dict]]) -> str:
     lines = [title, f"{'case':<28}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}   vs baseline (p50, p99, req/s)"]
     for name, measured, baseline in rows:
         lines.append(f"{name:<28}{measured['p50_ms']:>10.2f}{measured['p99_ms']:>10.2f}{measured['per_s']:>10.0f}"
-                     f"   {measured['p50_ms'] / baseline['p50_ms']:.2f}x, {measured['p99_ms'] / baseline['p99_ms']:.2f}x,"
+                     f"   {measured['p50_ms'] / baseline['p50_ms']:.2f}x,"
+                     f" {measured['p99_ms'] / baseline['p99_ms']:.2f}x,"
                      f" {measured['per_s'] / baseline['per_s']:.2f}x")
     return "\n".join(lines)
 

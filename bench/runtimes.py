@@ -56,7 +56,8 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print
 def percentiles(samples: list[float]) -> str:
     ordered = sorted(samples)
     p90 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
-    return f"p50 {statistics.median(ordered) * 1000:7.1f} ms   p90 {p90 * 1000:7.1f} ms   max {ordered[-1] * 1000:7.1f} ms"
+    return (f"p50 {statistics.median(ordered) * 1000:7.1f} ms   p90 {p90 * 1000:7.1f} ms"
+            f"   max {ordered[-1] * 1000:7.1f} ms")
 
 
 async def run_once(server: DispatchServer, session: aiohttp.ClientSession, name: str) -> object:
@@ -268,11 +269,13 @@ def print_overhead(overhead: dict, runs: int, rounds: int, recorded: int) -> Non
                     f"{statistics.median(r['p99_ms'] for r in rows):>8.2f}"
                     f"{statistics.median(r['per_s'] for r in rows):>8.0f}")
             if label != "functions-framework":
-                ratios = [ours["per_s"] / theirs["per_s"] for ours, theirs in zip(rows, measured["functions-framework"])]
+                ratios = [ours["per_s"] / theirs["per_s"]
+                          for ours, theirs in zip(rows, measured["functions-framework"], strict=True)]
                 line += f"   {' '.join(f'{x:.2f}' for x in ratios)} -> {statistics.median(ratios):.2f}x"
             print(line)
         p50 = {label: statistics.median(r["p50_ms"] for r in rows) for label, rows in measured.items()}
-        print(f"{'':<4}p50 above the floor: functions-framework +{p50['functions-framework'] - p50['aiohttp floor']:.2f} ms,"
+        print(f"{'':<4}p50 above the floor:"
+              f" functions-framework +{p50['functions-framework'] - p50['aiohttp floor']:.2f} ms,"
               f" dispatch +{p50['dispatch'] - p50['aiohttp floor']:.2f} ms")
     sent = len(CONCURRENCY) * (200 + rounds * (runs // rounds))
     print(f"runs recorded by dispatch: {recorded} of {sent} sent")

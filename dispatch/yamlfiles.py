@@ -108,7 +108,7 @@ def _check_expansion(root: yaml.Node, aliases: list[tuple[yaml.Node, yaml.Mark]]
     if added <= MAX_ALIAS_NODES:
         return
     total = 0
-    for target, mark in aliases:  # the alias whose expansion went past the bound
+    for target, mark in aliases:  # noqa: B007 (read after the loop: the alias whose expansion went past the bound)
         total += sizes[id(target)]
         if total > MAX_ALIAS_NODES:
             break

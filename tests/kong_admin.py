@@ -262,7 +262,8 @@ class KongAdmin:
         if unknown:
             raise SchemaViolation({field: "unknown field" for field in sorted(unknown)})
         entity = {**DEFAULTS[kind], **body}
-        if "name" in entity and entity["name"] is not None and not NAME.match(str(entity["name"])) and kind != "plugins":
+        if ("name" in entity and entity["name"] is not None and not NAME.match(str(entity["name"]))
+                and kind != "plugins"):
             raise SchemaViolation({"name": "invalid value '%s': the only accepted ascii characters are alphanumerics "
                                            "or ., -, _, and ~" % entity["name"]})
         for tag in entity.get("tags") or []:
@@ -280,7 +281,8 @@ class KongAdmin:
         if not entity.get("host"):
             raise SchemaViolation({"host": "required field missing"})
         if entity["protocol"] not in ("http", "https", "grpc", "grpcs", "tcp", "tls", "udp", "ws", "wss"):
-            raise SchemaViolation({"protocol": "expected one of: grpc, grpcs, http, https, tcp, tls, tls_passthrough, udp, ws, wss"})
+            raise SchemaViolation(
+                {"protocol": "expected one of: grpc, grpcs, http, https, tcp, tls, tls_passthrough, udp, ws, wss"})
         if entity.get("path") is not None and not str(entity["path"]).startswith("/"):
             raise SchemaViolation({"path": "should start with: /"})
 

@@ -73,7 +73,8 @@ class KongProxy:
             return web.json_response({"message": "no Route matched with those values"}, status=404)
         scheme = "https" if request.headers.get("X-Test-Client-TLS") else "http"
         if scheme not in route["protocols"]:
-            return web.json_response({"message": "Please use HTTPS protocol"}, status=route["https_redirect_status_code"])
+            return web.json_response({"message": "Please use HTTPS protocol"},
+                                     status=route["https_redirect_status_code"])
         cors = self._plugin("cors", route)
         allow_origin = {"Access-Control-Allow-Origin": "*"} if cors else {}
         if cors and request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:

@@ -171,7 +171,7 @@ class InMemoryBus:
                             attempt=attempt, error=repr(error), correlation_id=message.correlation_id)
                 if attempt == self.max_attempts or self._closed:
                     self._dead_letter(message, consumer.name, _describe(error), attempt)
-                    raise Unavailable(f"{message.type_name()} failed after {attempt} attempts: {error}")
+                    raise Unavailable(f"{message.type_name()} failed after {attempt} attempts: {error}") from error
                 await asyncio.sleep(self.retry_delay * 2 ** (attempt - 1))
                 message.mark_repeated()
 

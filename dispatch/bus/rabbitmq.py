@@ -18,8 +18,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 from dispatch.errors import Unavailable
 from dispatch.schemas.envelope import Command, Event
 
-from . import rabbitmq_codec as codec
-from . import rabbitmq_dead_letters as letters
+from . import rabbitmq_codec as codec, rabbitmq_dead_letters as letters
 from .ports import DeadLetter, Handler
 from .rabbitmq_batches import Coalescer, Encoded, batch_message
 from .rabbitmq_cloudevents import IngressConsumer
@@ -245,7 +244,8 @@ class RabbitMQBus:
         except Unroutable:
             for command in commands:
                 await self._refuse(delivery, command)
-            raise Unavailable(f"no handler for {name}: is a `dispatch server --role handlers` process running?") from None
+            raise Unavailable(f"no handler for {name}:"
+                              " is a `dispatch server --role handlers` process running?") from None
 
     async def _refuse(self, delivery: Delivery, command: Command) -> None:
         letter = codec.outgoing(command)

@@ -2,7 +2,7 @@
 import asyncio
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -37,7 +37,8 @@ def rebuild_views(
     # Imported here: the server pulls in its whole stack, which other commands do not need.
     from dispatch import server as embedded
 
-    given = {"data_dir": data_dir, "store": store, "namespace": namespace, "run_retention": run_retention}
+    given: dict[str, Any] = {"data_dir": data_dir, "store": store, "namespace": namespace,
+                             "run_retention": run_retention}
     try:
         settings = Settings(**{name: value for name, value in given.items() if value is not None})
     except ValueError as error:  # pydantic's ValidationError is one
@@ -83,7 +84,7 @@ def dead_letters(
     ] = None,
 ) -> None:
     """List the messages that kept failing, or replay one once its fault is fixed."""
-    given = {"bus": bus, "namespace": namespace}
+    given: dict[str, Any] = {"bus": bus, "namespace": namespace}
     settings = Settings(**{name: value for name, value in given.items() if value is not None})
     if settings.bus == "memory":
         raise Rejected("dead letters live on the message bus; pass --bus amqp://…")

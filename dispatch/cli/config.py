@@ -25,7 +25,8 @@ Application = Annotated[
     Optional[str],
     typer.Option("-a", "--application", help="Application name: sets or filters by the tag Application=NAME."),
 ]
-File = Annotated[Optional[str], typer.Option("-f", "--file", help="A YAML file of resources (documents separated by ---).")]
+File = Annotated[Optional[str], typer.Option(
+    "-f", "--file", help="A YAML file of resources (documents separated by ---).")]
 WorkDir = Annotated[
     Path, typer.Option("-w", "--work-dir", help="Base directory for relative paths, including the -f file.")
 ]

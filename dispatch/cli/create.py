@@ -25,7 +25,8 @@ MinReplicas = Annotated[Optional[int], typer.Option(min=0, help="Workers kept wa
 MaxReplicas = Annotated[Optional[int], typer.Option(min=1, help="Most workers at once; runs queue beyond.")]
 Concurrency = Annotated[Optional[int], typer.Option(
     min=1, help="Runs in flight at once per worker, container or pod (default 1).")]
-IdleSeconds = Annotated[Optional[int], typer.Option(min=0, help="Idle time after which workers above --min-replicas stop.")]
+IdleSeconds = Annotated[Optional[int], typer.Option(
+    min=0, help="Idle time after which workers above --min-replicas stop.")]
 MemoryMB = Annotated[Optional[int], typer.Option("--memory-mb", min=16, help="Memory limit of a worker, in MB.")]
 CpuSeconds = Annotated[Optional[int], typer.Option(min=1, help="CPU time a run may use, in seconds.")]
 Cpus = Annotated[Optional[float], typer.Option(min=0, help="Share of CPU cores a worker may use (containers).")]
@@ -85,7 +86,8 @@ def image(
     ctx: typer.Context,
     name: str,
     base_image: str,
-    runtime_deps: Annotated[Optional[Path], typer.Option(help="Manifest of runtime packages (e.g. requirements.txt).")] = None,
+    runtime_deps: Annotated[Optional[Path], typer.Option(
+        help="Manifest of runtime packages (e.g. requirements.txt).")] = None,
     system_deps: Annotated[Optional[Path], typer.Option(help='JSON file: {"packages": [{"name", "version"}]}.')] = None,
     application: Application = None,
     wait: Wait = False,
@@ -105,7 +107,8 @@ Handler = Annotated[str, typer.Option(help="Entry point, e.g. hello.handle (pyth
 SchemaIn = Annotated[Optional[Path], typer.Option(help="JSON Schema file for the input.")]
 SchemaOut = Annotated[Optional[Path], typer.Option(help="JSON Schema file for the output.")]
 Secrets = Annotated[Optional[list[str]], typer.Option("--secret", help="Secret injected on every run (repeatable).")]
-Services = Annotated[Optional[list[str]], typer.Option("--service", help="Service instance bound on every run (repeatable).")]
+Services = Annotated[Optional[list[str]], typer.Option(
+    "--service", help="Service instance bound on every run (repeatable).")]
 Timeout = Annotated[Optional[int], typer.Option(help="Timeout of a run in milliseconds; 0 means none.")]
 
 
@@ -220,15 +223,19 @@ def api(
     ctx: typer.Context,
     name: str,
     function: str,
-    domain: Annotated[Optional[list[str]], typer.Option("-d", "--domain", help="Host name matched (repeatable).")] = None,
-    path: Annotated[Optional[list[str]], typer.Option("-p", "--path", help="Path matched (repeatable; default /).")] = None,
-    method: Annotated[Optional[list[str]], typer.Option("-m", "--method", help="HTTP method (repeatable; default GET).")] = None,
+    domain: Annotated[Optional[list[str]], typer.Option(
+        "-d", "--domain", help="Host name matched (repeatable).")] = None,
+    path: Annotated[Optional[list[str]], typer.Option(
+        "-p", "--path", help="Path matched (repeatable; default /).")] = None,
+    method: Annotated[Optional[list[str]], typer.Option(
+        "-m", "--method", help="HTTP method (repeatable; default GET).")] = None,
     https_only: Annotated[bool, typer.Option("--https-only", help="Only accept HTTPS requests.")] = False,
     disable: Annotated[bool, typer.Option("--disable", help="Store the API without routing it.")] = False,
     cors: Annotated[bool, typer.Option("--cors", help="Answer CORS pre-flight requests.")] = False,
     auth: Annotated[str, typer.Option("--auth", help="Authentication: public, basic or bearer.")] = "public",
     auth_secret: Annotated[Optional[str], typer.Option(
-        "--auth-secret", help="Secret of the accepted credentials: user -> password (basic), name -> token (bearer).")] = None,
+        "--auth-secret",
+        help="Secret of the accepted credentials: user -> password (basic), name -> token (bearer).")] = None,
     tls: Annotated[Optional[str], typer.Option(
         "--tls", help="Secret holding tls.crt and tls.key (PEM) served for the --domain hosts.")] = None,
     application: Application = None,
@@ -257,7 +264,8 @@ def subscription(
     function: Annotated[str, typer.Argument(help="Function to run for every event of the type.")],
     event_type: Annotated[str, typer.Option("--event-type", help="Type of the events, e.g. user.created.")],
     name: Annotated[Optional[str], typer.Option(help="Name of the subscription (default: a random one).")] = None,
-    secret: Annotated[Optional[list[str]], typer.Option(help="Secret added to every run it starts (repeatable).")] = None,
+    secret: Annotated[Optional[list[str]], typer.Option(
+        help="Secret added to every run it starts (repeatable).")] = None,
     application: Application = None,
     wait: Wait = False,
 ) -> None:

@@ -25,7 +25,8 @@ def emit(
         "--data", "--payload", help="Data of the event: any JSON value (content type application/json); - reads "
                                     "it from standard input, @FILE from a file.")] = None,
     data_from_file: Annotated[Optional[Path], typer.Option(
-        "--data-from-file", help="Data read from a file: JSON and text as they are, anything else base64-encoded.")] = None,
+        "--data-from-file",
+        help="Data read from a file: JSON and text as they are, anything else base64-encoded.")] = None,
     binary: Annotated[bool, typer.Option("--binary", help="Send the data base64-encoded whatever it is.")] = False,
     content_type: Annotated[Optional[str], typer.Option(help="Content type of the data (default: sniffed).")] = None,
     source_id: Annotated[str, typer.Option(help="Source of the event.")] = "dispatch",

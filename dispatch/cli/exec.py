@@ -26,7 +26,8 @@ def execute(
         "--input", help="Input of the run: any JSON value; - reads it from standard input, @FILE from a file.")] = "{}",
     wait: Annotated[bool, typer.Option(
         "--wait", help="Wait for the run to finish and print its result; exit 1 when the run failed.")] = False,
-    secret: Annotated[Optional[list[str]], typer.Option("--secret", help="Extra secret for this run (repeatable).")] = None,
+    secret: Annotated[Optional[list[str]], typer.Option(
+        "--secret", help="Extra secret for this run (repeatable).")] = None,
     all_: Annotated[bool, typer.Option("--all", hidden=True)] = False,
     application: Application = None,
 ) -> None:

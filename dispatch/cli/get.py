@@ -4,8 +4,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from dispatch.cli import exec as runs
-from dispatch.cli import run_pages
+from dispatch.cli import exec as runs, run_pages
 from dispatch.cli.client import DispatchClientError
 from dispatch.cli.config import Application, application_query, state_of
 from dispatch.cli.manifest import KINDS, Kind
@@ -96,7 +95,8 @@ def apis(
 
 def subscriptions(ctx: typer.Context, name: Name = None, application: Application = None) -> None:
     """Show event subscriptions: all, or the one named NAME."""
-    _show(ctx, KINDS["Subscription"], name, application, ("Name", "Event type", "Function name", "Status", "Created date"),
+    _show(ctx, KINDS["Subscription"], name, application,
+          ("Name", "Event type", "Function name", "Status", "Created date"),
           lambda s: (s.get("name"), s.get("eventType"), s.get("function"), s.get("status"),
                      local_time(s.get("createdTime"))))
 

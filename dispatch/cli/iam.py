@@ -44,10 +44,13 @@ def create_organization(ctx: typer.Context, name: str) -> None:
 def create_policy(
     ctx: typer.Context,
     name: str,
-    subject: Annotated[str, typer.Option("-s", "--subject", help="Service accounts or user e-mails, comma-separated, or *.")],
+    subject: Annotated[str, typer.Option(
+        "-s", "--subject", help="Service accounts or user e-mails, comma-separated, or *.")],
     action: Annotated[str, typer.Option("-a", "--action", help="get, create, update, delete, comma-separated, or *.")],
-    resource: Annotated[str, typer.Option("-r", "--resource", help="function, runs, secret, iam…, comma-separated, or *.")],
-    global_: Annotated[bool, typer.Option("--global", help="Apply in every organization (takes a global policy).")] = False,
+    resource: Annotated[str, typer.Option(
+        "-r", "--resource", help="function, runs, secret, iam…, comma-separated, or *.")],
+    global_: Annotated[bool, typer.Option(
+        "--global", help="Apply in every organization (takes a global policy).")] = False,
 ) -> None:
     """Create a policy of one rule: SUBJECTS may ACTIONS on RESOURCES in this organization."""
     rule = {"subjects": _list(subject), "actions": _list(action), "resources": _list(resource)}

@@ -67,7 +67,8 @@ def update_context(state: CliState, updates: dict) -> str:
     config = load_config(state.config_path)
     name = config["current"] or context_name(state.target.host, state.target.port)
     context = config["contexts"].get(name) or {}
-    context = {key: value for key, value in {**context, **updates}.items() if value not in ("", None) or key == "cookie"}
+    context = {key: value for key, value in {**context, **updates}.items()
+               if value not in ("", None) or key == "cookie"}
     context.pop("writtenBy", None)  # the user's now: a server's first start will not replace it
     config["contexts"][name] = context
     config["current"] = name

@@ -9,12 +9,32 @@ from typer.core import TyperGroup
 
 from dispatch import release
 from dispatch.cli import (
-    admin, audit, context, create, delete, emit, exec as exec_, get, iam, install, login, logs, manage, server, update,
+    admin,
+    audit,
+    context,
+    create,
+    delete,
+    emit,
+    exec as exec_,
+    get,
+    iam,
+    install,
+    login,
+    logs,
+    manage,
+    server,
+    update,
     version,
 )
 from dispatch.cli.client import DispatchClientError
 from dispatch.cli.config import (
-    DEFAULT_CONFIG, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_SCHEME, CliState, load_config, resolve_target,
+    DEFAULT_CONFIG,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    DEFAULT_SCHEME,
+    CliState,
+    load_config,
+    resolve_target,
 )
 from dispatch.cli.output import check_format
 from dispatch.errors import DispatchError
@@ -137,30 +157,36 @@ def main(
     ] = None,
     host: Annotated[
         Optional[str],
-        typer.Option(envvar="DISPATCH_HOST", show_default=DEFAULT_HOST, help="Server host (default: the local server)."),
+        typer.Option(envvar="DISPATCH_HOST", show_default=DEFAULT_HOST,
+                     help="Server host (default: the local server)."),
     ] = None,
     port: Annotated[
         Optional[int],
-        typer.Option(envvar="DISPATCH_PORT", show_default=str(DEFAULT_PORT), help="Server port (default: the local server)."),
+        typer.Option(envvar="DISPATCH_PORT", show_default=str(DEFAULT_PORT),
+                     help="Server port (default: the local server)."),
     ] = None,
     scheme: Annotated[
         Optional[str], typer.Option(envvar="DISPATCH_SCHEME", show_default=DEFAULT_SCHEME, help="http or https.")
     ] = None,
     organization: Annotated[
         Optional[str],
-        typer.Option(envvar="DISPATCH_ORGANIZATION", help="Organization, sent as X-Dispatch-Org; empty means the server's default."),
+        typer.Option(envvar="DISPATCH_ORGANIZATION",
+                     help="Organization, sent as X-Dispatch-Org; empty means the server's default."),
     ] = None,
     insecure: Annotated[
         bool, typer.Option("--insecure", envvar="DISPATCH_INSECURE", help="Skip TLS certificate verification.")
     ] = False,
     output: Annotated[
-        Optional[str], typer.Option("-o", "--output", envvar="DISPATCH_OUTPUT", help="Output format: json or yaml (default: a table).")
+        Optional[str],
+        typer.Option("-o", "--output", envvar="DISPATCH_OUTPUT",
+                     help="Output format: json or yaml (default: a table)."),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", envvar="DISPATCH_JSON", hidden=True)] = False,
     token: Annotated[Optional[str], typer.Option(envvar="DISPATCH_TOKEN", help="JWT sent as a bearer token.")] = None,
     service_account: Annotated[Optional[str], typer.Option(
         envvar="DISPATCH_SERVICE_ACCOUNT",
-        help="Service account (<org>/<name>, or a name of --organization) whose key signs each request's token.")] = None,
+        help="Service account (<org>/<name>, or a name of --organization)"
+             " whose key signs each request's token.")] = None,
     jwt_private_key: Annotated[Optional[Path], typer.Option(
         envvar="DISPATCH_JWT_PRIVATE_KEY", help="PEM private key of --service-account.")] = None,
     version_: Annotated[bool, typer.Option(

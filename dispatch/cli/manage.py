@@ -21,7 +21,8 @@ def bootstrap(
     bootstrap_key: Annotated[Path, typer.Option(
         "--bootstrap-key", help="PEM private key whose public key the gateways were given (--bootstrap-public-key).")],
     organization: Annotated[str, typer.Option("--bootstrap-org", help="The first organization.")] = "dispatch",
-    account: Annotated[str, typer.Option("--bootstrap-svc-account", help="The administrator's service account.")] = "admin",
+    account: Annotated[str, typer.Option(
+        "--bootstrap-svc-account", help="The administrator's service account.")] = "admin",
     key_file: Annotated[Optional[Path], typer.Option(
         help="Where to keep the administrator's new private key.", show_default="next to the config file")] = None,
 ) -> None:

@@ -44,12 +44,14 @@ class Kind:
 KINDS = {
     kind.name: kind
     for kind in (
-        Kind("BaseImage", "/v1/baseimage", "base image", "baseImages", ("base-image", "base-images", "baseimage", "baseimages")),
+        Kind("BaseImage", "/v1/baseimage", "base image", "baseImages",
+             ("base-image", "base-images", "baseimage", "baseimages")),
         Kind("Image", "/v1/image", "image", "images", ("image", "images")),
         Kind("Function", "/v1/function", "function", "functions", ("function", "functions")),
         Kind("Secret", "/v1/secret", "secret", "secrets", ("secret", "secrets"), has_status=False),
         Kind("API", "/v1/api", "api", "api", ("api", "apis")),
-        Kind("Subscription", "/v1/event/subscriptions", "subscription", "subscriptions", ("subscription", "subscriptions")),
+        Kind("Subscription", "/v1/event/subscriptions", "subscription", "subscriptions",
+             ("subscription", "subscriptions")),
         Kind(
             "DriverType", "/v1/event/drivertypes", "event driver type", "driverTypes",
             ("eventdrivertype", "eventdrivertypes", "event-driver-type", "event-driver-types",

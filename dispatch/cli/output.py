@@ -59,7 +59,7 @@ def print_table(
 ) -> None:
     """`min_widths` keeps the columns of tables printed one after another aligned."""
     table = Table(box=_BORDERLESS, show_edge=False, show_header=show_header, header_style="bold", pad_edge=True)
-    for column, width in zip(columns, [*min_widths, *[None] * len(columns)]):
+    for column, width in zip(columns, [*min_widths, *[None] * len(columns)], strict=False):
         table.add_column(column.upper(), overflow="fold", min_width=width)
     for row in rows:
         # Text(...) so that brackets in names are shown as typed, not read as markup.

@@ -46,7 +46,8 @@ def server(
              "these). handlers: only the consumers (any number; pick groups with --handlers).",
         show_default="all")] = None,
     handlers: Annotated[Optional[str], typer.Option(
-        help="Handler groups this process runs, comma-separated: images,functions,runs,apis,secrets,events,drivers,iam.",
+        help="Handler groups this process runs, comma-separated:"
+             " images,functions,runs,apis,secrets,events,drivers,iam.",
         show_default="all")] = None,
     bus: Annotated[Optional[str], typer.Option(
         help="memory (one process) or an AMQP URL, e.g. amqp://guest:guest@127.0.0.1:5672/.",
@@ -86,7 +87,8 @@ def server(
         "--public-name", help="A host name clients reach this server by (repeatable); other names are refused, "
                               "against DNS rebinding. Addresses and localhost always work.")] = None,
     oidc_issuer: Annotated[Optional[str], typer.Option(
-        help="OpenID Connect issuer whose ID tokens log users in (its discovery document and keys are fetched).")] = None,
+        help="OpenID Connect issuer whose ID tokens log users in"
+             " (its discovery document and keys are fetched).")] = None,
     oidc_client_id: Annotated[Optional[str], typer.Option(
         help="This installation's client id at --oidc-issuer (the audience of its ID tokens).")] = None,
     bootstrap_public_key: Annotated[Optional[Path], typer.Option(

@@ -10,7 +10,8 @@ from dispatch.cli.config import Application, Wait, WorkDir, state_of
 from dispatch.cli.manifest import KINDS, Document, load, process
 from dispatch.cli.output import render
 
-RequiredFile = Annotated[str, typer.Option("-f", "--file", help="A YAML file of resources (documents separated by ---).")]
+RequiredFile = Annotated[str, typer.Option(
+    "-f", "--file", help="A YAML file of resources (documents separated by ---).")]
 FileOption = Annotated[Optional[str], typer.Option("-f", "--file",
                                                    help="A YAML file of resources (documents separated by ---).")]
 

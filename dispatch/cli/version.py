@@ -2,7 +2,6 @@
 import typer
 
 from dispatch import release
-
 from dispatch.cli.config import state_of
 from dispatch.cli.output import render
 

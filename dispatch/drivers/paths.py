@@ -71,7 +71,7 @@ class PathTemplate:
         if len(parts) != len(self.segments):
             return None
         params, names = {}, iter(self.names)
-        for wanted, part in zip(self.segments, parts):
+        for wanted, part in zip(self.segments, parts, strict=True):
             if wanted == _ANY:
                 if not part:
                     return None

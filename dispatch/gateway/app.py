@@ -5,16 +5,15 @@ from dispatch.handlers.platform import Platform
 from dispatch.settings import Settings
 
 from . import audit, build_logs, drivers, events, iam, pushes, run_logs, runs, system, user_api
+from .accepted import ACCEPTED, AcceptedRuns
 from .auth import AUTHORITY, Authority, authenticate, trusted_hosts
 from .context import SETTINGS
 from .credentials import CREDENTIALS, Credentials
 from .errors import errors_middleware
 from .logs import request_log
-from .accepted import ACCEPTED, AcceptedRuns
 from .resources import KINDS, PLATFORM, ResourceEndpoints
 from .shapes import function_source, present_secret, sealed_secret
-from .telemetry import measured
-from .telemetry import routes as telemetry_routes
+from .telemetry import measured, routes as telemetry_routes
 
 SHAPES = {"Function": {"prepare": iam.identity_checked(function_source)},
           "Secret": {"prepare": sealed_secret, "present": present_secret},

@@ -35,8 +35,17 @@ from dispatch.errors import Rejected, TooLarge
 from dispatch.handlers.driver_types import builtin_type, builtin_types
 from dispatch.handlers.drivers import PUSH_ADDRESS, TOKEN_DIGEST, entries
 from dispatch.handlers.events import publish_event
-from dispatch.schemas.cloudevents import (BATCH, STRUCTURED, Event, EventTooLarge, InvalidEvent, from_binary, from_body,
-                                          is_json, parse_event)
+from dispatch.schemas.cloudevents import (
+    BATCH,
+    STRUCTURED,
+    Event,
+    EventTooLarge,
+    InvalidEvent,
+    from_binary,
+    from_body,
+    is_json,
+    parse_event,
+)
 from dispatch.schemas.resources import PATH_NAME_PATTERN, Status
 
 from .bodies import json_bounds, loads, off_loop

@@ -16,8 +16,8 @@ from dispatch.errors import DispatchError, Rejected, TooLarge
 from dispatch.handlers.events import publish_event
 from dispatch.schemas.cloudevents import BATCH, EventTooLarge, InvalidEvent, from_binary, parse_event
 
-from .context import correlation_id, organization, subject
 from .bodies import json_bounds, loads, off_loop
+from .context import correlation_id, organization, subject
 from .resources import PLATFORM
 
 log = structlog.get_logger("dispatch.gateway")

@@ -4,8 +4,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from dispatch.schemas import cloudevents as ce
-from dispatch.schemas import resources as r
+from dispatch.schemas import cloudevents as ce, resources as r
 
 from .openapi_runs import add_run_paths
 from .resources import KINDS, Kind

@@ -6,15 +6,13 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from dispatch.errors import NotFound, Rejected
-from dispatch.handlers.platform import Platform
 from dispatch.handlers.builds import IMAGE_BUILD
 from dispatch.handlers.lifecycle import LABELS
-from dispatch.schemas import commands as c
-from dispatch.schemas import identity
-from dispatch.schemas import resources as r
+from dispatch.handlers.platform import Platform
+from dispatch.schemas import commands as c, identity, resources as r
 
-from .context import application_filter, correlation_id, matches_application, organization, subject
 from .bodies import read_json
+from .context import application_filter, correlation_id, matches_application, organization, subject
 
 PLATFORM = web.AppKey("platform", Platform)
 HIDDEN = ("source", "sourceURL", IMAGE_BUILD)

@@ -15,10 +15,9 @@ from dispatch.schemas.wirejson import dumps_text
 
 from . import run_pages
 from .accepted import ACCEPTED, AcceptedRuns
-from .context import SETTINGS, application_filter, correlation_id, matches_application, organization, subject
 from .bodies import read_json
+from .context import SETTINGS, application_filter, correlation_id, matches_application, organization, subject
 from .resources import PLATFORM
-
 
 _UNTIMED = {"startedAt": None, "finishedAt": None, "durationMs": None}
 

@@ -165,8 +165,8 @@ async def serve(request: web.Request) -> web.StreamResponse:
     context = http_context(request, matched, caller)
     run = http_run(route.function, blocking, payload, context)
     try:
-        status, result = await execute(platform, request.app[ACCEPTED], route.organization, run, correlation_id(request),
-                                       request.app[SETTINGS].blocking_wait_seconds)
+        status, result = await execute(platform, request.app[ACCEPTED], route.organization, run,
+                                       correlation_id(request), request.app[SETTINGS].blocking_wait_seconds)
     except DispatchError as error:
         return _answer(request, route, run, error_response(error.status, error.message))
     except TimeoutError:

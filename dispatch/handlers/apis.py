@@ -9,8 +9,7 @@ from dispatch.drivers.paths import BadPath, PathTemplate
 from dispatch.drivers.ports import APIGateway, Route, RoutingFailed
 from dispatch.drivers.router import BuiltinRouter
 from dispatch.errors import Rejected
-from dispatch.schemas import commands as c
-from dispatch.schemas import events as e
+from dispatch.schemas import commands as c, events as e
 from dispatch.schemas.resources import Status
 from dispatch.store.ports import EventLog, Views
 

@@ -3,8 +3,7 @@ from functools import partial
 
 from dispatch.bus.ports import MessageBus
 from dispatch.drivers.ports import BuildFailed, FunctionRuntime
-from dispatch.schemas import commands as c
-from dispatch.schemas import events as e
+from dispatch.schemas import commands as c, events as e
 from dispatch.schemas.resources import Status
 from dispatch.store.ports import EventLog
 

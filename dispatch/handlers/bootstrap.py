@@ -16,10 +16,18 @@ from dispatch.telemetry.metered import MeteredBus, MeteredExecutor, MeteredLog, 
 from dispatch.telemetry.metrics import Metrics
 
 from . import apis, base_images, driver_types, drivers, events, functions, iam, images, runs, secrets, subscriptions
-from .adapters import bus_from, event_sources_from, gateway_from, handler_groups, runtime_from, secret_box_from, store_from
+from .adapters import (
+    bus_from,
+    event_sources_from,
+    gateway_from,
+    handler_groups,
+    runtime_from,
+    secret_box_from,
+    store_from,
+)
 from .claims import Executors
-from .driver_supervisor import DriverSupervisor
 from .deployments import Deployments
+from .driver_supervisor import DriverSupervisor
 from .execution import Executor, Secrets
 from .platform import Platform
 from .ready import ReadyFunctions, follow_functions

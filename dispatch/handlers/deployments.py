@@ -11,8 +11,8 @@ from dispatch.settings import Settings
 from dispatch.store.ports import BlobStore, EventLog, Views
 
 from .builds import IMAGE_BUILD
-from .limits import limits_of
 from .lifecycle import Loaded, load
+from .limits import limits_of
 
 log = structlog.get_logger("dispatch.deployments")
 

@@ -7,8 +7,7 @@ from typing import Any
 from dispatch.bus.ports import MessageBus
 from dispatch.drivers.events.builtin import BUILTIN
 from dispatch.errors import Conflict, Rejected
-from dispatch.schemas import commands as c
-from dispatch.schemas import events as e
+from dispatch.schemas import commands as c, events as e
 from dispatch.schemas.resources import Status
 from dispatch.store.ports import EventLog, Views
 

@@ -13,8 +13,7 @@ from dispatch.bus.ports import MessageBus
 from dispatch.drivers.events.builtin import BUILTIN
 from dispatch.drivers.events.ports import DriverRejected
 from dispatch.errors import Rejected
-from dispatch.schemas import commands as c
-from dispatch.schemas import events as e
+from dispatch.schemas import commands as c, events as e
 from dispatch.schemas.resources import Status
 from dispatch.store.ports import EventLog, Views
 

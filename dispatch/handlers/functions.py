@@ -9,12 +9,10 @@ import structlog
 from dispatch.bus.ports import MessageBus
 from dispatch.drivers.ports import BuildFailed, FunctionRuntime
 from dispatch.errors import Rejected, Unavailable
-from dispatch.schemas import commands as c
-from dispatch.schemas import events as e
+from dispatch.schemas import commands as c, events as e
 from dispatch.schemas.envelope import new_id
 from dispatch.schemas.resources import Status
-from dispatch.schemas.source import Caps
-from dispatch.schemas.source import validate as validate_source
+from dispatch.schemas.source import Caps, validate as validate_source
 from dispatch.store.ports import BlobStore, ConcurrencyConflict, EventLog, Views
 
 from .builds import IMAGE_BUILD, build_of, deployed_build, release_build

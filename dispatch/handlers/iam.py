@@ -5,8 +5,7 @@ from functools import partial
 
 from dispatch.bus.ports import MessageBus
 from dispatch.errors import Conflict
-from dispatch.schemas import commands as c
-from dispatch.schemas import events as e
+from dispatch.schemas import commands as c, events as e
 from dispatch.schemas.resources import KINDS, Status
 from dispatch.store.ports import ConcurrencyConflict, EventLog, Views
 

@@ -7,8 +7,7 @@ import structlog
 from dispatch.bus.ports import MessageBus
 from dispatch.drivers.ports import BuildFailed, FunctionRuntime, ImageSpec
 from dispatch.errors import Rejected
-from dispatch.schemas import commands as c
-from dispatch.schemas import events as e
+from dispatch.schemas import commands as c, events as e
 from dispatch.schemas.resources import Status
 from dispatch.store.ports import BlobStore, ConcurrencyConflict, EventLog, Views
 

@@ -8,8 +8,7 @@ import structlog
 
 from dispatch.bus.ports import AnswerFirst, MessageBus
 from dispatch.errors import DispatchError
-from dispatch.schemas import commands as c
-from dispatch.schemas import events as e
+from dispatch.schemas import commands as c, events as e
 from dispatch.schemas.resources import Status, instant
 from dispatch.store.ports import ConcurrencyConflict, EventLog
 

@@ -4,7 +4,7 @@ Wire type names are the class names: a message is never typed twice by hand.
 """
 import random
 import time
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -76,7 +76,7 @@ class Message(BaseModel):
     def type_name(cls) -> str:
         return cls.__name__
 
-    def caused_by(self, cause: "Message") -> "Message":
+    def caused_by(self, cause: "Message") -> Self:
         """Chain this message to the one that caused it: same correlation and subject, cause as causation."""
         self.correlation_id = cause.correlation_id or cause.message_id
         self.causation_id = cause.message_id

@@ -190,7 +190,7 @@ class PostgresStore:
                 results = await self._commit(batch)
             except Exception as error:  # the whole transaction failed: every waiter learns it
                 results = [error] * len(batch)
-            for (_, _, _, future), result in zip(batch, results):
+            for (_, _, _, future), result in zip(batch, results, strict=True):
                 if future.done():
                     continue
                 if isinstance(result, Exception):
@@ -235,7 +235,7 @@ class PostgresStore:
                 await conn.execute("ROLLBACK")
             raise
         self.commits += 1
-        for (stream, _, events, _), after in zip(batch, planned):
+        for (stream, _, events, _), after in zip(batch, planned, strict=True):
             if type(after) is int:
                 self._seen.saw(stream, after + len(events))
         self._head.advance(last)

@@ -68,7 +68,7 @@ def plan(batch: Batch, versions: dict[str, int]) -> Plan:
 
 
 def _written(batch: Batch, planned: Plan) -> list[tuple[str, int, Event]]:
-    return [(stream, after + i, event) for (stream, _, events, _), after in zip(batch, planned)
+    return [(stream, after + i, event) for (stream, _, events, _), after in zip(batch, planned, strict=True)
             if type(after) is int for i, event in enumerate(events, start=1)]
 
 
@@ -86,7 +86,7 @@ def recorded(batch: Batch, planned: Plan, head: int) -> list[Recorded]:
 def outcomes(batch: Batch, planned: Plan, head: int) -> list[int | Exception]:
     """What each append's caller gets: the position of its last event, or its conflict."""
     results: list[int | Exception] = []
-    for (_, _, events, _), after in zip(batch, planned):
+    for (_, _, events, _), after in zip(batch, planned, strict=True):
         if type(after) is int:
             head += len(events)
             results.append(head)

@@ -36,7 +36,7 @@ async def put_audit(conn: asyncpg.Connection, entries: list[dict[str, Any]]) -> 
     for entry in entries:
         row = (entry["position"], entry["organization"], entry["subject"], entry["resource"], entry["name"],
                float(entry["time"]), dumps_text(entry))
-        for column, value in zip(columns, row):
+        for column, value in zip(columns, row, strict=True):
             column.append(value)
     await conn.execute(PUT_AUDIT, *columns)
 

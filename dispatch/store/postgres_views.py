@@ -63,7 +63,7 @@ def _page_query(org: str, function: str | None, since: int | None, before: int |
 
 
 def _transposed(rows: list[tuple]) -> list[list]:
-    return [list(column) for column in zip(*rows)]
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 class _UnitOfWork:
@@ -193,8 +193,8 @@ class PostgresViews:
                 return dropped
 
     async def unfinished_runs(self) -> list[tuple[str, dict[str, Any]]]:
-        rows = await self._fetch("SELECT org, body FROM runs WHERE body::json->>'status' IN ('INITIALIZED', 'CREATING') "
-                                 "ORDER BY modified, seq")
+        rows = await self._fetch("SELECT org, body FROM runs"
+                                 " WHERE body::json->>'status' IN ('INITIALIZED', 'CREATING') ORDER BY modified, seq")
         return [(org, json.loads(body)) for org, body in rows]
 
     async def list_audit(self, organization: str | None, subject: str | None = None, resource: str | None = None,

@@ -140,7 +140,7 @@ class SQLiteStore:
             self._head.advance(recorded[-1].position)
             for listener in self.committed:
                 listener(recorded)
-        for (_, _, _, future), outcome in zip(batch, outcomes):
+        for (_, _, _, future), outcome in zip(batch, outcomes, strict=True):
             if future.done():
                 continue
             if isinstance(outcome, Exception):

@@ -7,9 +7,9 @@ from typing import Any
 
 from dispatch.schemas.wirejson import dumps_text
 
+from . import sqlite_runs
 from .ports import Recorded
 from .sqlite import SQLiteStore
-from . import sqlite_runs
 from .sqlite_audit import audit_query, put_audit
 
 PRUNE_SLICE = 1000

@@ -6,8 +6,16 @@ import asyncio
 from typing import Awaitable, Callable
 
 import structlog
-from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector,
-                               ProcessCollector, generate_latest)
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 
 log = structlog.get_logger("dispatch.telemetry")
 CONTENT_TYPE = CONTENT_TYPE_LATEST

@@ -110,7 +110,8 @@ def record(cli: str, name: str) -> Path:
             recorder.close()
     fixture = {"scenario": name,
                "cli": ("dispatch --config <the server's first-start context> " if name in AUTHENTICATED else
-                       "dispatch --config <{}> ") + "--scheme http --host 127.0.0.1 --port <proxy> --organization dispatch",
+                       "dispatch --config <{}> ")
+               + "--scheme http --host 127.0.0.1 --port <proxy> --organization dispatch",
                "commands": recorder.commands, "requests": recorder.requests}
     path = FIXTURES / f"{name}.json"
     path.write_text(json.dumps(fixture, indent=1) + "\n")

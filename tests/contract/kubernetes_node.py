@@ -22,7 +22,6 @@ import aiohttp
 
 from tests.contract.kubernetes_api import KubernetesAPI, container_status, pod
 
-
 IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 

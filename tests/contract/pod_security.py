@@ -37,7 +37,8 @@ def baseline(pod: dict, annotations: dict) -> list[str]:
         found.append("Host Namespaces")
     if any((c.get("securityContext") or {}).get("privileged") not in (None, False) for c in every):
         found.append("Privileged Containers")
-    added = {cap for c in every for cap in ((c.get("securityContext") or {}).get("capabilities") or {}).get("add") or []}
+    added = {cap for c in every
+             for cap in ((c.get("securityContext") or {}).get("capabilities") or {}).get("add") or []}
     if not added <= BASELINE_CAPABILITIES:
         found.append("Capabilities")
     if any("hostPath" in volume for volume in pod.get("volumes") or []):
@@ -47,7 +48,8 @@ def baseline(pod: dict, annotations: dict) -> list[str]:
     if any(_host_in_probes(c) for c in every):
         found.append("Host Probes / Lifecycle Hooks")
     apparmor = [(c.get("appArmorProfile") or {}).get("type") for c in contexts]
-    apparmor_notes = [v for k, v in annotations.items() if k.startswith("container.apparmor.security.beta.kubernetes.io/")]
+    apparmor_notes = [v for k, v in annotations.items()
+                      if k.startswith("container.apparmor.security.beta.kubernetes.io/")]
     if any(t not in (None, "RuntimeDefault", "Localhost") for t in apparmor) or any(
             v != "runtime/default" and not v.startswith("localhost/") for v in apparmor_notes):
         found.append("AppArmor")

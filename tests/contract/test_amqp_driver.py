@@ -31,7 +31,8 @@ class Broker:
     dead: str
 
     async def publish(self, body: bytes, queue: str | None = None, **properties) -> None:
-        await self.channel.default_exchange.publish(aio_pika.Message(body, **properties), routing_key=queue or self.queue)
+        await self.channel.default_exchange.publish(aio_pika.Message(body, **properties),
+                                                    routing_key=queue or self.queue)
 
     async def count(self, queue: str) -> int:
         return (await self.channel.declare_queue(queue, passive=True)).declaration_result.message_count
@@ -43,7 +44,8 @@ async def broker(amqp_url):
     channel = await connection.channel()
     name = f"dispatch-test-driver-{uuid.uuid4().hex[:8]}"
     await channel.declare_queue(f"{name}.dead")
-    await channel.declare_queue(name, arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": f"{name}.dead"})
+    await channel.declare_queue(name, arguments={"x-dead-letter-exchange": "",
+                                                 "x-dead-letter-routing-key": f"{name}.dead"})
     yield Broker(amqp_url, channel, name, f"{name}.dead")
     for queue in (name, f"{name}.dead", f"{name}.late"):
         await channel.queue_delete(queue)
@@ -172,7 +174,8 @@ async def test_an_amqp_driver_runs_the_functions_subscribed_to_its_messages(brok
             await answer(await call(client, "POST", "/v1/secret", json={"name": "broker",
                                                                         "secrets": {"url": broker.url}}), 201)
             driver = {"name": "orders", "type": "amqp", "secrets": ["broker"],
-                      "config": [{"key": "queue", "value": broker.queue}, {"key": "eventType", "value": "order.placed"}]}
+                      "config": [{"key": "queue", "value": broker.queue},
+                                 {"key": "eventType", "value": "order.placed"}]}
             await answer(await call(client, "POST", "/v1/event/drivers", json=driver), 201)
             shown = await reaches(client, "/v1/event/drivers/orders")
             assert broker.url not in json.dumps(shown)

@@ -7,8 +7,7 @@ import uuid
 
 import aio_pika
 import pytest
-from cloudevents.core.bindings import amqp as ce_amqp
-from cloudevents.core.bindings import rabbitmq as ce_rabbitmq
+from cloudevents.core.bindings import amqp as ce_amqp, rabbitmq as ce_rabbitmq
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
@@ -98,8 +97,9 @@ async def test_a_binary_event_in_each_header_style_runs_the_subscribed_function(
 
 async def test_invalid_events_are_dead_lettered_with_the_reason_and_later_ones_still_run(platform, exchange):
     missing_id = {"specversion": "1.0", "source": "/crm", "type": "user.created"}
-    await exchange.publish(aio_pika.Message(json.dumps(missing_id).encode(), content_type="application/cloudevents+json",
-                                            message_id="no-id"), f"{ORG}.user.created")
+    await exchange.publish(aio_pika.Message(json.dumps(missing_id).encode(),
+                                            content_type="application/cloudevents+json", message_id="no-id"),
+                           f"{ORG}.user.created")
     wrong_key = ce_amqp.to_structured(user_created("misrouted"), JSONFormat())
     await exchange.publish(aio_pika.Message(wrong_key.application_data, content_type="application/cloudevents+json",
                                             message_id="misrouted"), f"{ORG}.user.deleted")

@@ -29,8 +29,7 @@ from dispatch.drivers.kubernetes.objects import KubernetesFailed, Objects, conne
 from dispatch.drivers.ports import BuildFailed, DeploymentSpec, ImageSpec, NotDeployed
 from dispatch.handlers.adapters import runtime_from
 from dispatch.handlers.bootstrap import bootstrap
-from dispatch.schemas import commands as c
-from dispatch.schemas import source
+from dispatch.schemas import commands as c, source
 from dispatch.settings import Settings
 from tests.contract import rendezvous
 from tests.contract.kubernetes_api import KubernetesAPI, container_status, pod

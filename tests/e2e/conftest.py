@@ -103,7 +103,8 @@ class Server:
             self._token = made.stdout.strip()
         return self._token
 
-    def http(self, method: str, path: str, body=None, headers=None, api: bool = False, raw: bytes | None = None) -> Answer:
+    def http(self, method: str, path: str, body=None, headers=None, api: bool = False,
+             raw: bytes | None = None) -> Answer:
         port = self.api_port if api else self.port
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
         identity = {} if api else {"X-Dispatch-Org": "", "Authorization": f"Bearer {self.token()}"}

@@ -7,13 +7,16 @@ The server is seeded with one resource of each common kind, all named `hello`; g
 queries and organization headers name them half of the time, so answers about existing resources
 are checked too, not only 404s. Generation is deterministic (fixed seed, no example database):
 CI sends the same requests on every run."""
-import hypothesis
 import pytest
 import schemathesis
 from schemathesis.checks import not_a_server_error
 from schemathesis.engine import Status, events, from_schema
-from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
-                                               status_code_conformance, unsupported_method)
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+    unsupported_method,
+)
 
 from dispatch.gateway.openapi import openapi_document
 from dispatch.gateway.system import version_info

@@ -1,7 +1,6 @@
 """No credential in any process's command line or in a function's environment: the bus and store
 URLs a server is given stay out of /proc/<pid>/cmdline, which every local user can read."""
 import json
-import os
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -39,7 +38,8 @@ def test_the_servers_processes_and_its_functions_show_no_password(tmp_path):
     store = with_password(DATABASE, secret)
     namespace = f"t{uuid.uuid4().hex[:10]}"
     (tmp_path / "peek.py").write_text(PEEK)
-    (tmp_path / "seed.yaml").write_text(PYTHON_IMAGE + "---\nkind: Function\nname: peek\nimage: py\nsourcePath: peek.py\n")
+    (tmp_path / "seed.yaml").write_text(PYTHON_IMAGE
+                                        + "---\nkind: Function\nname: peek\nimage: py\nsourcePath: peek.py\n")
     server = Server(tmp_path / "data", seed=tmp_path / "seed.yaml",
                     extra=("--bus", AMQP, "--store", store, "--namespace", namespace)).start()
     try:

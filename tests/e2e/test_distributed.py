@@ -27,7 +27,8 @@ sourcePath: hello.py
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    with seeded_cluster(tmp_path_factory.mktemp("cluster"), {"hello.py": HELLO}, SEED, ("/v1/function/hello",)) as running:
+    with seeded_cluster(tmp_path_factory.mktemp("cluster"), {"hello.py": HELLO}, SEED,
+                        ("/v1/function/hello",)) as running:
         yield running
 
 

@@ -13,8 +13,8 @@ import pytest
 
 from tests.tally import CALL, Tally
 
-from .conftest import PYTHON_IMAGE
 from .cluster import seeded_cluster
+from .conftest import PYTHON_IMAGE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.rabbitmq, pytest.mark.postgres]
 

@@ -65,7 +65,8 @@ def test_a_subscription_created_with_the_cli_runs_its_function_for_each_emitted_
     [run] = runs_of(server, 1)
     assert run["status"] == "READY" and run["input"] == {"name": "Jon"}
     event = run["output"]["event"]
-    assert (event["eventType"], event["eventID"], event["source"], event["data"]) == ("user.created", "e-1", "dispatch", None)
+    assert (event["eventType"], event["eventID"], event["source"], event["data"]) == (
+        "user.created", "e-1", "dispatch", None)
     assert run["output"]["secrets"] == {"token": "s3cret"}
 
     for mode in (ce_http.to_structured, ce_http.to_binary):

@@ -18,8 +18,8 @@ from cloudevents.core.v1.event import CloudEvent
 
 from tests.tally import CALL, Tally
 
-from .conftest import PYTHON_IMAGE
 from .cluster import AMQP, seeded_cluster
+from .conftest import PYTHON_IMAGE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.rabbitmq, pytest.mark.postgres]
 
@@ -128,7 +128,8 @@ def test_events_published_while_no_handler_runs_are_run_once_the_handlers_are_ba
 def test_the_readmes_aio_pika_example_reaches_every_subscription(cluster):
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     section = readme[readme.index("**Publishing straight to RabbitMQ.**"):]
-    example = section[section.index("```python") + len("```python"):section.index("```\n", section.index("```python") + 9)]
+    start = section.index("```python") + len("```python")
+    example = section[start:section.index("```\n", section.index("```python") + 9)]
     example = (example.replace('NAMESPACE = "dispatch"', f'NAMESPACE = "{cluster.namespace}"')
                .replace("amqp://guest:guest@127.0.0.1:5672/", AMQP))
     script = Path(tempfile.mkdtemp(prefix="dispatch-readme-")) / "publish.py"
@@ -138,7 +139,8 @@ def test_the_readmes_aio_pika_example_reaches_every_subscription(cluster):
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         runs = cluster.gateway.http("GET", "/v1/runs?functionName=count", headers={"X-Dispatch-Org": ORG}).json()
-        orders_seen = sorted(r["input"]["order"] for r in runs if isinstance(r["input"], dict) and "order" in r["input"])
+        orders_seen = sorted(r["input"]["order"] for r in runs
+                             if isinstance(r["input"], dict) and "order" in r["input"])
         if len(orders_seen) >= 4:
             break
         time.sleep(0.2)

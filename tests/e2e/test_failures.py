@@ -115,7 +115,8 @@ def test_exec_of_unknown_and_not_ready_functions(server):
     server.wait_status("/v1/function/bad-handler")
     broken = server.cli("exec", "bad-handler", "--wait")
     assert broken.returncode == 1
-    assert "[Code: 409] function bad-handler is not READY (status ERROR: Invalid function file or handler" in broken.stderr
+    assert ("[Code: 409] function bad-handler is not READY (status ERROR: Invalid function file or handler"
+            in broken.stderr)
 
 
 @pytest.mark.parametrize("function, kind, words", [

@@ -351,7 +351,8 @@ def settled_once(installation: Installation, counter: Tally, key: str) -> dict:
 def test_a_blocking_run_returning_a_lone_surrogate_is_recorded_once_as_a_function_error(installation, counter):
     key = f"blocking-{installation.data_dir.parent.name}"
 
-    done = installation.gateway.cli("exec", "lone", "--input", json.dumps({"counter": counter.url, "key": key}), "--wait")
+    done = installation.gateway.cli("exec", "lone", "--input", json.dumps({"counter": counter.url, "key": key}),
+                                    "--wait")
 
     assert done.returncode == 1  # a failed run fails the command
     run = json.loads(done.stdout)  # and prints the run as it was recorded
@@ -389,5 +390,5 @@ def test_a_nodejs_output_past_max_output_bytes_is_a_function_error_and_server_me
     assert run["status"] == "ERROR" and run["output"] is None
     assert run["error"] == {"type": "FunctionError", "stacktrace": [],
                             "message": f"Function output exceeded its limit of {MAX_OUTPUT_BYTES} bytes"}
-    grown = [peak_rss(process) - peak for process, peak in zip(installation.processes, before)]
+    grown = [peak_rss(process) - peak for process, peak in zip(installation.processes, before, strict=True)]
     assert max(grown) < 64 << 20, grown  # the 200 MB output never reached the platform's memory

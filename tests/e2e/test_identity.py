@@ -53,7 +53,8 @@ def test_the_first_start_leaves_a_working_cli_context_readable_by_its_owner_only
 
 
 def test_plain_http_needs_the_token_dispatch_token_prints(server):
-    request = urllib.request.Request(f"http://127.0.0.1:{server.port}/v1/secret", headers={"X-Dispatch-Org": "dispatch"})
+    request = urllib.request.Request(f"http://127.0.0.1:{server.port}/v1/secret",
+                                     headers={"X-Dispatch-Org": "dispatch"})
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=30)
     assert refused.value.code == 401 and json.loads(refused.value.read())["code"] == 401
@@ -82,7 +83,8 @@ def test_a_second_organization_is_a_tenant_of_its_own(server, tmp_path):
     assert "acme" in ok(server.cli("iam", "get", "organization"))
     pem, pub = key_files(tmp_path, "owner")
     ok(server.cli("--organization", "acme", "iam", "create", "serviceaccount", "owner", "--public-key", pub))
-    ok(server.cli("--organization", "acme", "iam", "create", "policy", "owner-all", "-s", "owner", "-a", "*", "-r", "*"))
+    ok(server.cli("--organization", "acme", "iam", "create", "policy", "owner-all",
+                  "-s", "owner", "-a", "*", "-r", "*"))
     as_owner = ("--service-account", "acme/owner", "--jwt-private-key", pem)
     assert json.loads(ok(server.cli(*as_owner, "get", "functions", "-o", "json"))) == []
     peek = server.cli(*as_owner, "--organization", "dispatch", "get", "functions")
@@ -158,7 +160,8 @@ def test_a_distributed_installation_is_bootstrapped_and_shared_the_same_way(tmp_
         try:
             token = ok(gateway.cli(*as_ci, "token")).strip()
             as_ci_http = {"Authorization": f"Bearer {token}"}
-            assert other.http("POST", "/v1/runs?functionName=hello", {"blocking": True}, headers=as_ci_http).status == 200
+            assert other.http("POST", "/v1/runs?functionName=hello", {"blocking": True},
+                              headers=as_ci_http).status == 200
             ok(gateway.cli("iam", "delete", "serviceaccount", "ci"))
             deadline = time.monotonic() + 5
             while other.http("GET", "/v1/runs", headers=as_ci_http).status != 401:

@@ -2,7 +2,6 @@
 (tests/oidc_provider.py), and `dispatch login` with a browser — a script that acts as one, or a
 real headless Chromium where Debian's chromium and Playwright are installed."""
 import json
-import os
 import stat
 import subprocess
 import sys

@@ -178,7 +178,8 @@ def test_a_server_with_an_unknown_runtime_exits_1_in_one_line(tmp_path):
                           env={"PATH": "/usr/bin:/bin", "DISPATCH_CONFIG": str(tmp_path / "config.json")})
 
     assert done.returncode == 1
-    assert done.stderr == "Error: Invalid value for '--runtime': 'dokcer' is not one of 'local', 'docker', 'kubernetes'.\n"
+    assert done.stderr == ("Error: Invalid value for '--runtime':"
+                           " 'dokcer' is not one of 'local', 'docker', 'kubernetes'.\n")
     assert not (tmp_path / "data").exists() and not (tmp_path / "config.json").exists()
 
 

@@ -102,7 +102,8 @@ def split(engine, tmp_path) -> Iterator[Split]:
               "DISPATCH_SECRET_KEY": Fernet.generate_key().decode()}
     # On the host's network: the gateway listens on loopback and on ports nothing else of this host has.
     gateway_env = {"DISPATCH_ROLE": "gateway", "DISPATCH_HOST": "127.0.0.1", "DISPATCH_PORT": str(port),
-                   "DISPATCH_API_PORT": str(free_port()), "DISPATCH_BOOTSTRAP_PUBLIC_KEY": "/run/dispatch/bootstrap.pub"}
+                   "DISPATCH_API_PORT": str(free_port()),
+                   "DISPATCH_BOOTSTRAP_PUBLIC_KEY": "/run/dispatch/bootstrap.pub"}
     started: list[Container] = []
     try:
         started.append(Container(engine, f"server-{namespace}-handlers", {**shared, "DISPATCH_ROLE": "handlers"}, {},

@@ -43,7 +43,8 @@ async def request(client, method: str, path: str, token: str | None, org: str | 
     return await client.request(method, path, headers={**headers, **kwargs.pop("headers", {})}, **kwargs)
 
 
-async def account(client, admin_token: str, org: str, name: str, rules: list[dict] | None, global_: bool = False) -> str:
+async def account(client, admin_token: str, org: str, name: str, rules: list[dict] | None,
+                  global_: bool = False) -> str:
     """A service account of `org` with a policy of `rules`; its token."""
     pem, public = new_key_pair()
     await answer(await request(client, "POST", "/v1/iam/serviceaccount", admin_token, org,
@@ -66,8 +67,8 @@ async def test_without_a_token_only_the_open_paths_answer(client):
 async def test_the_first_administrator_may_do_anything_in_its_organization(client, admin):
     token = admin.token()
     assert await answer(await request(client, "GET", "/v1/secret", token), 200) == []
-    created = await answer(await request(client, "POST", "/v1/secret", token, json={"name": "s", "secrets": {"k": "v"}}),
-                           201)
+    created = await answer(await request(client, "POST", "/v1/secret", token,
+                                         json={"name": "s", "secrets": {"k": "v"}}), 201)
     assert created["name"] == "s"
     assert (await answer(await request(client, "GET", "/home", token), 200))["message"]
 
@@ -93,7 +94,8 @@ def _claims(issuer: str, **changes) -> dict:
 async def test_every_kind_of_bad_token_is_refused_with_401(client, admin):
     pem = admin.key_file.read_bytes()
     private = serialization.load_pem_private_key(pem, password=None)
-    public_pem = private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    public_pem = private.public_key().public_bytes(serialization.Encoding.PEM,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo)
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     bad = {
         "alg none": _hand_made({"alg": "none", "typ": "JWT"}, _claims("dispatch/admin"), lambda signing: b""),
@@ -132,8 +134,8 @@ async def test_a_policy_grants_exactly_its_actions_and_a_refusal_is_403(client, 
 async def test_an_organization_is_taken_from_the_token_and_others_reveal_nothing(client, admin):
     token = admin.token()
     await answer(await request(client, "POST", "/v1/iam/organization", token, json={"name": "acme"}), 201)
-    await answer(await request(client, "POST", "/v1/secret", token, json={"name": "dispatch-only", "secrets": {"k": "v"}}),
-                 201)
+    await answer(await request(client, "POST", "/v1/secret", token,
+                               json={"name": "dispatch-only", "secrets": {"k": "v"}}), 201)
     tenant = await account(client, token, "acme", "owner", [{"subjects": ["*"], "resources": ["*"], "actions": ["*"]}])
     # the header names no organization: the account's own
     assert await answer(await request(client, "GET", "/v1/secret", tenant), 200) == []
@@ -170,15 +172,18 @@ async def test_deleting_an_account_or_its_policy_takes_effect_at_once(client, ad
 async def test_only_a_global_grant_makes_organizations_and_global_policies(client, admin):
     token = admin.token()
     await answer(await request(client, "POST", "/v1/iam/organization", token, json={"name": "acme"}), 201)
-    tenant_admin = await account(client, token, "acme", "boss", [{"subjects": ["boss"], "resources": ["*"], "actions": ["*"]}])
-    refused = await answer(await request(client, "POST", "/v1/iam/organization", tenant_admin, json={"name": "evil"}), 403)
+    tenant_admin = await account(client, token, "acme", "boss",
+                                 [{"subjects": ["boss"], "resources": ["*"], "actions": ["*"]}])
+    refused = await answer(await request(client, "POST", "/v1/iam/organization", tenant_admin,
+                                         json={"name": "evil"}), 403)
     assert "global policy" in refused["message"]
-    escalate = {"name": "everything", "global": True, "rules": [{"subjects": ["boss"], "resources": ["*"], "actions": ["*"]}]}
+    escalate = {"name": "everything", "global": True,
+                "rules": [{"subjects": ["boss"], "resources": ["*"], "actions": ["*"]}]}
     assert (await request(client, "POST", "/v1/iam/policy", tenant_admin, json=escalate)).status == 403
     local = {**escalate, "global": False}
     assert (await request(client, "POST", "/v1/iam/policy", tenant_admin, json=local)).status == 201
-    assert [o["name"] for o in await answer(await request(client, "GET", "/v1/iam/organization", tenant_admin), 200)] == [
-        "acme"]
+    organizations = await answer(await request(client, "GET", "/v1/iam/organization", tenant_admin), 200)
+    assert [o["name"] for o in organizations] == ["acme"]
     assert (await request(client, "GET", "/v1/iam/organization/dispatch", tenant_admin)).status == 404
     everyone = await answer(await request(client, "GET", "/v1/iam/organization", token), 200)
     assert sorted(o["name"] for o in everyone) == ["acme", "dispatch"]
@@ -229,15 +234,18 @@ async def test_a_function_holds_no_credential_unless_given_an_account_and_then_e
     token = admin.token()
     await answer(await request(client, "POST", "/v1/baseimage", token, json={
         "name": "py-base", "dockerUrl": "python:3", "language": "python3"}), 201)
-    await answer(await request(client, "POST", "/v1/image", token, json={"name": "py", "baseImageName": "py-base"}), 201)
+    await answer(await request(client, "POST", "/v1/image", token,
+                               json={"name": "py", "baseImageName": "py-base"}), 201)
     await account(client, token, "dispatch", "reader", [{"subjects": ["reader"], "resources": ["function"],
                                                          "actions": ["get"]}])
     await ready(client, token, "dispatch", "plain")
     await ready(client, token, "dispatch", "agent", serviceAccount="reader")
 
-    plain = await answer(await request(client, "POST", "/v1/runs?functionName=plain", token, json={"blocking": True}), 200)
+    plain = await answer(await request(client, "POST", "/v1/runs?functionName=plain", token,
+                                       json={"blocking": True}), 200)
     assert plain["output"]["token"] is None and "token" not in plain["output"]["keys"]
-    agent = await answer(await request(client, "POST", "/v1/runs?functionName=agent", token, json={"blocking": True}), 200)
+    agent = await answer(await request(client, "POST", "/v1/runs?functionName=agent", token,
+                                       json={"blocking": True}), 200)
     granted = agent["output"]["token"]
     assert (await request(client, "GET", "/v1/function", granted)).status == 200
     assert (await request(client, "GET", "/v1/secret", granted)).status == 403
@@ -250,7 +258,8 @@ async def test_naming_a_service_account_on_a_function_takes_create_on_iam(client
                                                                   "actions": ["*"]}])
     body = {"name": "borrow", "image": "py", "source": source_of({"f.py": TOKEN_FUNCTION}), "serviceAccount": "admin"}
     refused = await answer(await request(client, "POST", "/v1/function", writer, json=body), 403)
-    assert refused["message"] == "dispatch/writer may not give a function the service account admin: that takes create on iam"
+    assert refused["message"] == ("dispatch/writer may not give a function the service account admin:"
+                                  " that takes create on iam")
 
 
 async def test_the_openapi_document_describes_the_bearer_scheme_and_every_401_and_403(client, admin):

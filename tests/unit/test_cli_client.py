@@ -54,7 +54,8 @@ def test_connection_refused_names_the_url_and_suggests_dispatch_server(tmp_path)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         free_port = probe.getsockname()[1]
-    result = CliRunner().invoke(app, ["--config", str(tmp_path / "c.json"), "--port", str(free_port), "get", "functions"])
+    result = CliRunner().invoke(app, ["--config", str(tmp_path / "c.json"), "--port", str(free_port),
+                                      "get", "functions"])
 
     assert result.exit_code == 1
     assert f"http://127.0.0.1:{free_port}" in result.stderr

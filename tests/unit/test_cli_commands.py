@@ -12,7 +12,8 @@ from tests.unit.cli_double import Cli, FakeDispatch, cli, fake  # noqa: F401  (f
 
 
 def test_create_base_image_posts_body_and_prints_name(cli: Cli, fake: FakeDispatch) -> None:
-    result = cli("create", "base-image", "python3-base", "dispatchframework/python3-base:0.0.13", "--language", "python3")
+    result = cli("create", "base-image", "python3-base", "dispatchframework/python3-base:0.0.13",
+                 "--language", "python3")
 
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "Created base image: python3-base"

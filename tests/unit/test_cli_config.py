@@ -90,6 +90,8 @@ def test_invalid_config_file_is_reported_in_one_line(cli: Cli, tmp_path: Path) -
 
 
 def test_global_options_after_the_command_move_in_front_except_server_own() -> None:
-    assert hoist_global_options(["get", "functions", "-o", "json", "--json"]) == ["-o", "json", "--json", "get", "functions"]
-    assert hoist_global_options(["--host", "h", "exec", "f", "--organization=o"]) == ["--host", "h", "--organization=o", "exec", "f"]
+    assert hoist_global_options(["get", "functions", "-o", "json", "--json"]) == [
+        "-o", "json", "--json", "get", "functions"]
+    assert hoist_global_options(["--host", "h", "exec", "f", "--organization=o"]) == [
+        "--host", "h", "--organization=o", "exec", "f"]
     assert hoist_global_options(["server", "--port", "9", "-oyaml"]) == ["-oyaml", "server", "--port", "9"]

@@ -9,7 +9,6 @@ import pytest
 
 from tests.unit.cli_double import Cli, FakeDispatch, cli, fake  # noqa: F401  (fixtures)
 
-
 SEED = """\
 kind: BaseImage
 name: python3-base
@@ -156,7 +155,8 @@ def test_a_misspelt_kind_is_refused_naming_the_kinds_and_nothing_is_sent(
 
 
 def test_missing_source_path_is_an_error_naming_the_document(cli: Cli, fake: FakeDispatch, tmp_path: Path) -> None:
-    (tmp_path / "f.yaml").write_text("kind: Secret\nname: s\n---\nkind: Function\nname: hello\nimage: i\nsourcePath: gone.py\n")
+    (tmp_path / "f.yaml").write_text("kind: Secret\nname: s\n"
+                                     "---\nkind: Function\nname: hello\nimage: i\nsourcePath: gone.py\n")
 
     result = cli("create", "-f", "f.yaml", "-w", str(tmp_path))
 
@@ -179,7 +179,8 @@ def test_source_directory_without_handler_is_refused(cli: Cli, fake: FakeDispatc
 
 def test_apply_puts_then_posts_after_a_404(cli: Cli, fake: FakeDispatch, tmp_path: Path) -> None:
     fake.store["/v1/secret"] = {"old": {"name": "old", "secrets": {}}}
-    (tmp_path / "f.yaml").write_text("kind: Secret\nname: old\nsecrets: {a: b}\n---\nkind: Secret\nname: new\nsecrets: {}\n")
+    (tmp_path / "f.yaml").write_text("kind: Secret\nname: old\nsecrets: {a: b}\n"
+                                     "---\nkind: Secret\nname: new\nsecrets: {}\n")
 
     result = cli("apply", "-f", str(tmp_path / "f.yaml"))
 
@@ -246,7 +247,8 @@ def test_create_file_json_output_groups_results_by_kind(cli: Cli, fake: FakeDisp
 
 def test_create_file_with_wait_waits_for_each_resource(cli: Cli, fake: FakeDispatch, tmp_path: Path) -> None:
     fake.statuses["/v1/baseimage/b"] = ["INITIALIZED", "READY"]
-    (tmp_path / "f.yaml").write_text("kind: BaseImage\nname: b\ndockerUrl: x\nlanguage: python3\n---\nkind: Secret\nname: s\n")
+    (tmp_path / "f.yaml").write_text("kind: BaseImage\nname: b\ndockerUrl: x\nlanguage: python3\n"
+                                     "---\nkind: Secret\nname: s\n")
 
     result = cli("create", "-f", str(tmp_path / "f.yaml"), "--wait")
 

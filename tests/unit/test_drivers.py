@@ -124,7 +124,8 @@ async def test_a_cron_driver_runs_the_subscribed_function_once_per_slot_with_its
     assert {json.dumps(r["input"]) for r in runs} == {'{"n": 1}'}
     slots = Counter(r["event"]["time"] for r in runs)
     assert len(runs) >= 3 and max(slots.values()) == 1
-    assert {r["event"]["source"] for r in runs} == {"/drivers/tick"} and {r["event"]["type"] for r in runs} == {"tick.second"}
+    assert {r["event"]["source"] for r in runs} == {"/drivers/tick"}
+    assert {r["event"]["type"] for r in runs} == {"tick.second"}
 
 
 async def test_an_updated_driver_answers_updating_and_restarts_with_its_new_config(client, echo):
@@ -230,14 +231,16 @@ async def test_an_updated_webhook_keeps_its_token(client, echo):
     updated = await answer(await call(client, "PUT", "/v1/event/drivers/hook", json=body), 200)
     assert "token" not in updated
     await reaches(client, "/v1/event/drivers/hook")
-    await answer(await client.post("/driver/o/hook", json={"v": 2}, headers={"X-Dispatch-Token": created["token"]}), 202)
+    await answer(await client.post("/driver/o/hook", json={"v": 2},
+                                   headers={"X-Dispatch-Token": created["token"]}), 202)
     [run] = await runs_of(client, "echo", 1)
     assert run["event"]["type"] == "hook.v2"
 
 
 async def test_a_webhook_driver_naming_a_secret_takes_its_token_from_it(client, echo):
     await subscribe(client, event_type="webhook.received")
-    await answer(await call(client, "POST", "/v1/secret", json={"name": "hook-token", "secrets": {"token": "s3cr3t"}}), 201)
+    await answer(await call(client, "POST", "/v1/secret",
+                            json={"name": "hook-token", "secrets": {"token": "s3cr3t"}}), 201)
     await answer(await call(client, "POST", "/v1/secret", json={"name": "other", "secrets": {"key": "v"}}), 201)
     refused = await answer(await call(client, "POST", "/v1/event/drivers", json={
         "name": "hook", "type": "webhook", "secrets": ["other"]}), 400)

@@ -12,7 +12,7 @@ from dispatch.handlers.bootstrap import bootstrap
 from dispatch.schemas import commands as c
 from tests.fakes import InProcessRuntime
 
-from .test_gateway import answer, call, client, gone, ready_function, reaches, seed_image  # noqa: F401
+from .test_gateway import answer, call, client, gone, reaches, ready_function, seed_image  # noqa: F401
 
 ORG = "o"
 ECHO = b'''def handle(context, payload):
@@ -141,7 +141,8 @@ async def test_an_event_delivered_many_times_runs_each_subscribed_function_once(
     await subscribe(client, "counted", name="first")
     await subscribe(client, "counted", name="second")
     calls = tmp_path / "calls"
-    event = {"specversion": "1.0", "id": "same", "source": "/crm", "type": "user.created", "data": {"calls": str(calls)}}
+    event = {"specversion": "1.0", "id": "same", "source": "/crm", "type": "user.created",
+             "data": {"calls": str(calls)}}
     await asyncio.gather(*(platform.bus.send(c.EmitEvent(organization=ORG, event=event)) for _ in range(8)))
     await answer(await call(client, "POST", "/v1/event/", json=event), 200)
     runs = await runs_of(client, "counted", 2)

@@ -6,8 +6,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.unit.function_servers import command, env, envelope, request
-from tests.unit.function_servers import start_function_server  # noqa: F401 (a fixture)
+from tests.unit.function_servers import (
+    command,
+    env,
+    envelope,
+    request,
+    start_function_server,  # noqa: F401 (a fixture)
+)
 
 FUNCTIONS = {
     "python3": ("hello.py", """
@@ -231,8 +236,9 @@ def test_http_server_answers_the_calls_beside_a_busy_call_past_its_deadline_with
 
     assert busy["context"]["error"]["message"] == "Function execution exceeded the timeout"
     assert answers["sleeper"][1]["context"]["error"] == {
-        "type": "SystemError", "stacktrace": [], "message": "the function process ended during the call: "
-                                                            "another run on the same function process exceeded its timeout"}
+        "type": "SystemError", "stacktrace": [],
+        "message": "the function process ended during the call: "
+                   "another run on the same function process exceeded its timeout"}
     assert server.wait(timeout=5) != 0
 
 

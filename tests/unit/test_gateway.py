@@ -76,7 +76,8 @@ async def test_an_images_build_log_is_kept_and_shown(client):
     await answer(await call(client, "POST", "/v1/baseimage", json={"name": "py-base", "dockerUrl": "python:3",
                                                                    "language": "python3"}), 201)
     manifest = {"runtimeDependencies": {"manifest": "humanize\nno-such-package\n"}}
-    await answer(await call(client, "POST", "/v1/image", json={"name": "py", "baseImageName": "py-base", **manifest}), 201)
+    await answer(await call(client, "POST", "/v1/image",
+                            json={"name": "py", "baseImageName": "py-base", **manifest}), 201)
     failed = await reaches(client, "/v1/image/py", status="ERROR")
     log = await answer(await call(client, "GET", "/v1/image/py/logs"), 200)
     assert failed["status"] == "ERROR" and log["status"] == "ERROR"
@@ -192,7 +193,8 @@ async def test_a_missing_org_header_answers_422(client):
 
 @pytest.mark.parametrize("org", ["a/b", "../etc", "x y"])
 async def test_an_org_header_outside_the_name_pattern_answers_422_and_creates_nothing(client, platform, org):
-    response = await call(client, "POST", "/v1/api", org=org, json={"name": "n", "function": "f", "enabled": True, "uris": ["/hi"]})
+    response = await call(client, "POST", "/v1/api", org=org,
+                          json={"name": "n", "function": "f", "enabled": True, "uris": ["/hi"]})
     body = await answer(response, 422)
     assert body == {"code": 422, "message": "X-Dispatch-Org in header should match '^[\\w\\d\\-]+$'"}
     assert await platform.views.list_all("API") == []

@@ -9,8 +9,7 @@ from dispatch.errors import Conflict, NotFound, Rejected
 from dispatch.handlers.bootstrap import bootstrap
 from dispatch.handlers.claims import Executors
 from dispatch.handlers.runs import execute_function
-from dispatch.schemas import commands as c
-from dispatch.schemas import events as e
+from dispatch.schemas import commands as c, events as e
 from tests.fakes import InProcessRuntime
 
 from .conftest import HELLO, settled, source_of
@@ -180,7 +179,8 @@ async def test_an_updated_function_runs_its_new_code_at_once(platform):
     await settled(platform, "Function", "hello")
     assert (await execute(platform, payload={}))["output"] == "v1"  # the READY function is now kept
     await platform.write(c.UpdateFunction(organization=ORG, name="hello", source=source_of(
-        {"hello.py": b"def handle(c, p):\n    return 'v2'\n"}), resource={"name": "hello", "image": "py", "handler": ""}))
+        {"hello.py": b"def handle(c, p):\n    return 'v2'\n"}),
+        resource={"name": "hello", "image": "py", "handler": ""}))
     await settled(platform, "Function", "hello")
     assert (await execute(platform, payload={}))["output"] == "v2"
 

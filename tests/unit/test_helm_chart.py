@@ -17,7 +17,15 @@ from kubernetes_validate.utils import latest_version
 
 from tests.contract import pod_security
 from tests.unit.chart import (
-    CHART, VALUES_FILES, helm, objects, of_kind, pod_specs, render, rendered, values_of,
+    CHART,
+    VALUES_FILES,
+    helm,
+    objects,
+    of_kind,
+    pod_specs,
+    render,
+    rendered,
+    values_of,
 )
 
 NAMES = [path.name.removesuffix("-values.yaml") for path in VALUES_FILES]

@@ -18,7 +18,18 @@ from dispatch.drivers.kubernetes import manifests, options_from, policy
 from dispatch.handlers.adapters import HANDLER_GROUPS, handler_groups
 from dispatch.settings import Settings, load_settings
 from tests.unit.chart import (
-    CHART, NAMESPACE, VALUES_FILES, env_of, helm, matches, objects, of_kind, pod_specs, render, rendered, values_of,
+    CHART,
+    NAMESPACE,
+    VALUES_FILES,
+    env_of,
+    helm,
+    matches,
+    objects,
+    of_kind,
+    pod_specs,
+    render,
+    rendered,
+    values_of,
 )
 
 NAMES = [path.name.removesuffix("-values.yaml") for path in VALUES_FILES]

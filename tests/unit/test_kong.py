@@ -268,7 +268,8 @@ async def test_apis_created_and_deleted_on_the_platform_are_registered_and_remov
     platform = await started(settings)
     try:
         async with TestClient(TestServer(create_app(settings, platform))) as client:
-            body = {"name": "hello", "function": "f", "enabled": True, "uris": ["/hello/{who}"], "cors": True, "methods": ["POST"]}
+            body = {"name": "hello", "function": "f", "enabled": True, "uris": ["/hello/{who}"], "cors": True,
+                    "methods": ["POST"]}
             await answer(await call(client, "POST", "/v1/api", json=body), 200)
             await reaches(client, "/v1/api/hello")
             assert objects(kong, "routes")["dispatch.o.hello"]["paths"] == ["~/o/hello/(?<who>[^/]+)$"]
@@ -285,7 +286,9 @@ async def test_after_a_restart_kong_is_repaired_and_apis_deleted_meanwhile_are_r
     try:
         async with TestClient(TestServer(create_app(settings, platform))) as client:
             for name in ("keep", "drop"):
-                await answer(await call(client, "POST", "/v1/api", json={"name": name, "function": "f", "enabled": True, "uris": [f"/{name}"]}), 200)
+                await answer(await call(client, "POST", "/v1/api",
+                                        json={"name": name, "function": "f", "enabled": True, "uris": [f"/{name}"]}),
+                             200)
                 await reaches(client, f"/v1/api/{name}")
     finally:
         await platform.close()
@@ -309,7 +312,8 @@ async def test_an_api_kong_refuses_goes_error_with_kongs_reason(settings, kong):
     platform = await started(settings)
     try:
         async with TestClient(TestServer(create_app(settings, platform))) as client:
-            await answer(await call(client, "POST", "/v1/api", json={"name": "hello", "function": "f", "enabled": True}), 200)
+            await answer(await call(client, "POST", "/v1/api",
+                                    json={"name": "hello", "function": "f", "enabled": True}), 200)
             failed = await reaches(client, "/v1/api/hello", status="ERROR")
             assert "Kong's Admin API at http://127.0.0.1:9 cannot be reached" in failed["reason"][0]
     finally:
@@ -343,10 +347,10 @@ async def test_a_request_through_kong_reaches_the_function_with_auth_and_https_c
     user-API port behind it authenticates bearer tokens and runs the function."""
     async with through_kong(settings, kong) as (client, proxy, _):
         await answer(await call(client, "POST", "/v1/secret", json={"name": "keys", "secrets": {"ci": "t0k"}}), 201)
-        for body in ({"name": "hello", "function": "context", "enabled": True, "uris": ["/hello/{who}"], "methods": ["POST"],
-                      "cors": True},
-                     {"name": "secure", "function": "context", "enabled": True, "uris": ["/secure"], "protocols": ["https"],
-                      "authentication": "bearer", "authSecret": "keys"}):
+        for body in ({"name": "hello", "function": "context", "enabled": True, "uris": ["/hello/{who}"],
+                      "methods": ["POST"], "cors": True},
+                     {"name": "secure", "function": "context", "enabled": True, "uris": ["/secure"],
+                      "protocols": ["https"], "authentication": "bearer", "authSecret": "keys"}):
             await answer(await call(client, "POST", "/v1/api", json=body), 200)
             await reaches(client, f"/v1/api/{body['name']}")
         hello = await proxy.post("/o/hello/jon", json={"a": 1})
@@ -376,8 +380,8 @@ async def test_through_kong_a_wrong_basic_password_never_reaches_dispatch_and_a_
     async with through_kong(settings, kong, kong_sync_seconds=3600) as (client, proxy, front):
         team = {"name": "team", "secrets": {"alice": "s3cret"}}
         await answer(await call(client, "POST", "/v1/secret", json=team), 201)
-        private = {"name": "private", "function": "context", "enabled": True, "uris": ["/private"], "authentication": "basic",
-                   "authSecret": "team", "cors": True}
+        private = {"name": "private", "function": "context", "enabled": True, "uris": ["/private"],
+                   "authentication": "basic", "authSecret": "team", "cors": True}
         await answer(await call(client, "POST", "/v1/api", json=private), 200)
         await reaches(client, "/v1/api/private")
         for headers in ({}, basic("alice", "nope"), basic("mallory", "s3cret")):

@@ -9,8 +9,7 @@ from dispatch.drivers.docker.pool import Pool
 from dispatch.errors import Unavailable
 from dispatch.gateway.app import create_api_app, create_app
 from dispatch.handlers.bootstrap import bootstrap
-from dispatch.schemas import commands as c
-from dispatch.schemas import events as e
+from dispatch.schemas import commands as c, events as e
 from dispatch.telemetry.metrics import Metrics
 from tests.fakes import InProcessRuntime
 

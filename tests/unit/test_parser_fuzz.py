@@ -12,12 +12,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from dispatch import yamlfiles
-from dispatch.cli.manifest import ManifestError
-from dispatch.cli.manifest import load as load_manifest
+from dispatch.cli.manifest import ManifestError, load as load_manifest
 from dispatch.errors import Rejected
 from dispatch.schemas import cloudevents, jsontext, source
 
@@ -32,7 +30,8 @@ json_values = st.recursive(
 # Pieces JSON is made of, and the escapes and constants the decoder must refuse.
 json_pieces = st.lists(st.sampled_from(
     ['[', ']', '{', '}', '"', ',', ':', '\\', '\\"', '\\u', 'd800', '\\ud800', '\\udc00', '\\ud83d\\ude00', '0',
-     '-1.5e3', 'true', 'null', 'NaN', 'Infinity', ' ', '\n', '"k"', '"v"', '\x00', 'é', '\xff']), max_size=60).map("".join)
+     '-1.5e3', 'true', 'null', 'NaN', 'Infinity', ' ', '\n', '"k"', '"v"', '\x00', 'é', '\xff']),
+    max_size=60).map("".join)
 json_bytes = st.binary(max_size=400) | json_pieces.map(lambda text: text.encode("utf-8", "surrogatepass"))
 
 

@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from dispatch.gateway.app import create_api_app, create_app
 
-from .test_gateway import ORG, answer, call, ready_function, reaches, seed_image
+from .test_gateway import ORG, answer, call, reaches, ready_function, seed_image
 
 ECHO = b"def handle(context, payload):\n    return payload\n"
 CONTEXT = b"def handle(context, payload):\n    return context['httpContext']\n"
@@ -108,7 +108,8 @@ async def test_a_run_made_by_an_api_is_recorded_with_every_field_of_a_run_made_o
     assert by_api.keys() == by_exec.keys()
     varying = {"name", "httpContext", "executedTime", "finishedTime", "modifiedTime", "startedAt", "finishedAt",
                "durationMs"}
-    assert {k: v for k, v in by_api.items() if k not in varying} == {k: v for k, v in by_exec.items() if k not in varying}
+    assert ({k: v for k, v in by_api.items() if k not in varying}
+            == {k: v for k, v in by_exec.items() if k not in varying})
     assert by_api["httpContext"]["uri"] == f"/{ORG}/hello" and by_exec["httpContext"] is None
 
 

@@ -19,7 +19,8 @@ def basic(user: str, password: str) -> dict:
 
 
 async def expose(client, name: str, function: str, uris=None, methods=("GET", "POST"), **fields) -> dict:
-    body = {"name": name, "function": function, "enabled": True, "uris": uris or [f"/{name}"], "methods": list(methods), **fields}
+    body = {"name": name, "function": function, "enabled": True, "uris": uris or [f"/{name}"],
+            "methods": list(methods), **fields}
     await answer(await call(client, "POST", "/v1/api", json=body), 200)
     return await reaches(client, f"/v1/api/{name}")
 

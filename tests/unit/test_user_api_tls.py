@@ -18,7 +18,7 @@ from cryptography.x509.oid import NameOID
 from dispatch.gateway.app import create_api_app, create_app
 from dispatch.gateway.tls import serve_https
 
-from .test_gateway import ORG, answer, call, ready_function, reaches, seed_image
+from .test_gateway import ORG, answer, call, reaches, ready_function, seed_image
 from .test_user_api import CONTEXT
 
 
@@ -101,7 +101,8 @@ async def test_an_api_with_a_tls_secret_is_served_its_own_certificate_for_its_ho
     cert, key = self_signed("api.example.com")
     await answer(await call(client, "POST", "/v1/secret", json={
         "name": "api-cert", "secrets": {"tls.crt": cert.decode(), "tls.key": key.decode()}}), 201)
-    body = {"name": "own", "function": "context", "enabled": True, "uris": ["/own"], "hosts": ["api.example.com"], "tls": "api-cert"}
+    body = {"name": "own", "function": "context", "enabled": True, "uris": ["/own"], "hosts": ["api.example.com"],
+            "tls": "api-cert"}
     await answer(await call(client, "POST", "/v1/api", json=body), 200)
     await reaches(client, "/v1/api/own")
     url = f"https://127.0.0.1:{https.api_https_port}/own"

@@ -92,7 +92,7 @@ class Launcher:
         self.ready_timeout = ready_timeout
 
     async def start(self) -> Container:
-        for attempt in range(3):
+        for _attempt in range(3):
             try:
                 return await self._start_once()
             except _PortTaken:

@@ -6,8 +6,8 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from functools import partial
+from pathlib import Path
 from typing import Any, Callable, Iterable
 from urllib.parse import urlparse
 

@@ -94,7 +94,8 @@ class DockerDrivers:
             try:
                 docker = aiodocker.Docker(url=self.url)
             except Exception as error:  # noqa: BLE001 - no socket, a bad URL: the user must know
-                raise BuildFailed(f"no Docker engine to run the driver's image: {error or type(error).__name__}") from None
+                raise BuildFailed(
+                    f"no Docker engine to run the driver's image: {error or type(error).__name__}") from None
             self._docker = docker
         return self._docker
 

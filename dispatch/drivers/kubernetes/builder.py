@@ -14,8 +14,7 @@ from typing import Awaitable, Callable
 
 import structlog
 
-from dispatch.drivers.kubernetes import build_jobs, rollout
-from dispatch.drivers.kubernetes import manifests as m
+from dispatch.drivers.kubernetes import build_jobs, manifests as m, rollout
 from dispatch.drivers.kubernetes.objects import KubernetesFailed, Objects
 from dispatch.drivers.ports import BuildFailed, ImageSpec, Progress
 

@@ -16,8 +16,7 @@ from typing import Any, Callable, Iterable
 
 import structlog
 
-from dispatch.drivers.kubernetes import manifests as m
-from dispatch.drivers.kubernetes import policy, rollout
+from dispatch.drivers.kubernetes import manifests as m, policy, rollout
 from dispatch.drivers.kubernetes.builder import POD_SECONDS, ImageBuilds
 from dispatch.drivers.kubernetes.calls import DEFAULT_MAX_OUTPUT_BYTES, Calls, Unreachable, failed
 from dispatch.drivers.kubernetes.idle import IdleScaler

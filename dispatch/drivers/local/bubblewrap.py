@@ -100,7 +100,8 @@ def _mounts(readable: list[Path], tmp_mb: int | None) -> list[str]:
             mounts += ["--ro-bind", system, system]
             bound.append(Path(system))
     mounts += ["--ro-bind", "/etc", "/etc"]
-    mounts += [argument for path in _SECRET_FILES if os.path.isfile(path) for argument in ("--ro-bind", "/dev/null", path)]
+    mounts += [argument for path in _SECRET_FILES if os.path.isfile(path)
+               for argument in ("--ro-bind", "/dev/null", path)]
     mounts += [argument for path in _SECRET_FOLDERS if os.path.isdir(path)
                for argument in ("--perms", "0555", "--tmpfs", path)]
     size = ["--size", str(tmp_mb << 20)] if tmp_mb else []

@@ -166,6 +166,11 @@ class ForkServer:
             await asyncio.wait([self._tail], timeout=0.5)
 
 
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 async def _send(loop: asyncio.AbstractEventLoop, sock: socket.socket, data: bytes, fds: list[int]) -> None:
     ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
     while True:
@@ -174,7 +179,7 @@ async def _send(loop: asyncio.AbstractEventLoop, sock: socket.socket, data: byte
             return
         except BlockingIOError:
             writable = loop.create_future()
-            loop.add_writer(sock.fileno(), lambda: writable.done() or writable.set_result(None))
+            loop.add_writer(sock.fileno(), _wake, writable)
             try:
                 await writable
             finally:

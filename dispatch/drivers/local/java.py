@@ -14,8 +14,7 @@ from pathlib import Path
 
 from dispatch.drivers import maven
 from dispatch.drivers.local.commands import run
-from dispatch.drivers.local.languages import (IMAGE, PIPES, RUNTIMES, SOURCE, BaseLanguage, WorkerSpec, base_env,
-                                              find)
+from dispatch.drivers.local.languages import IMAGE, PIPES, RUNTIMES, SOURCE, BaseLanguage, WorkerSpec, base_env, find
 from dispatch.drivers.ports import BuildFailed
 
 MAIN = "dispatch.runtime.Server"

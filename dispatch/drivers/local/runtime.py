@@ -17,8 +17,15 @@ from dispatch.drivers.local.languages import LANGUAGES, Language, WorkerSpec, la
 from dispatch.drivers.local.pool import AtCapacity, Scale, WorkerPool
 from dispatch.drivers.local.sandbox import Limits
 from dispatch.drivers.local.workers import Worker, WorkerDied, WorkerNotReady, WorkerTimedOut
-from dispatch.drivers.ports import (BuildFailed, DeploymentSpec, ImageSpec, Invocation, NotDeployed, Progress,
-                                    capacity_message)
+from dispatch.drivers.ports import (
+    BuildFailed,
+    DeploymentSpec,
+    ImageSpec,
+    Invocation,
+    NotDeployed,
+    Progress,
+    capacity_message,
+)
 from dispatch.errors import Rejected
 from dispatch.schemas import source
 from dispatch.schemas.wirejson import dumps

@@ -29,8 +29,15 @@ so whatever a worker started and left behind (a `setsid` or double-forked child)
 zygote's child when that worker ends, and the zygote then kills it (see reaper.py). When the socket
 closes, every worker and everything they started is killed.
 """
+# Everything a Python worker needs, imported once here and shared by every fork (copy on write).
+import asyncio  # noqa: F401  (concurrent pipe mode)
+import concurrent.futures.thread  # noqa: F401
+import ctypes
+import fcntl
 import gc
+import inspect  # noqa: F401
 import json
+import math  # noqa: F401
 import os
 import resource
 import selectors
@@ -39,16 +46,7 @@ import socket
 import sys
 import traceback
 
-# Everything a Python worker needs, imported once here and shared by every fork (copy on write).
-import asyncio  # noqa: F401  (concurrent pipe mode)
-import concurrent.futures.thread  # noqa: F401
-import math  # noqa: F401
-import ctypes
-import fcntl
-import inspect  # noqa: F401
-
-from dispatch.runtimes.python3 import __main__ as function_server
-from dispatch.runtimes.python3 import reaper
+from dispatch.runtimes.python3 import __main__ as function_server, reaper
 
 _FIRST_OPENED_FD = 5
 _MAX_MESSAGE = 1 << 20

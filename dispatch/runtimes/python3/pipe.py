@@ -131,16 +131,20 @@ async def _serve_concurrently(function, routers, requests, responses, limit, con
             answer = await call(request, routers, limit, memory_mb)
             if processes.exceeded():
                 _send(responses, _line(request.ident, answer, "processes"))
-                outcome.done() or outcome.set_result(EXIT_PROCESSES)
+                if not outcome.done():
+                    outcome.set_result(EXIT_PROCESSES)
             else:
                 _send(responses, _line(request.ident, answer))
         except invoke.OutOfMemory as exhausted:
             _send(responses, _line(request.ident, exhausted.envelope, "memory"))
-            outcome.done() or outcome.set_result(EXIT_OUT_OF_MEMORY)
+            if not outcome.done():
+                outcome.set_result(EXIT_OUT_OF_MEMORY)
         except SystemExit as leaving:  # sys.exit() in the function ends the worker, as with one call at a time
-            outcome.done() or outcome.set_result(leaving.code if isinstance(leaving.code, int) else 1)
+            if not outcome.done():
+                outcome.set_result(leaving.code if isinstance(leaving.code, int) else 1)
         except MemoryError:
-            outcome.done() or outcome.set_result(EXIT_OUT_OF_MEMORY)
+            if not outcome.done():
+                outcome.set_result(EXIT_OUT_OF_MEMORY)
 
     async def read() -> None:
         while line := await reader.readline():
@@ -149,7 +153,8 @@ async def _serve_concurrently(function, routers, requests, responses, limit, con
                 task = asyncio.ensure_future(one(line))
                 running.add(task)
                 task.add_done_callback(running.discard)
-        outcome.done() or outcome.set_result(0)
+        if not outcome.done():
+            outcome.set_result(0)
 
     reading = asyncio.ensure_future(read())
     code = await outcome
