@@ -25,6 +25,7 @@ $(FF)/bin/functions-framework:
 	$(PYTHON) -m venv $(FF)
 	$(FF)/bin/pip install --quiet functions-framework
 
+# bench/sandbox.py and bench/hostile.py need bubblewrap (Debian: apt-get install bubblewrap).
 bench: $(STAMP) $(FF)/bin/functions-framework
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/runs.py
@@ -33,6 +34,9 @@ bench: $(STAMP) $(FF)/bin/functions-framework
 	$(BIN)/python bench/distributed.py
 	$(BIN)/python bench/events.py
 	$(BIN)/python bench/store.py
+	$(BIN)/python bench/sandbox.py
+	$(BIN)/python bench/hostile.py
+	$(BIN)/python bench/hostile.py --distributed
 
 clean:
 	rm -rf $(VENV)

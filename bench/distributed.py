@@ -28,12 +28,12 @@ AMQP = os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 DATABASE = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def handler_process(namespace: str, data_dir: Path) -> subprocess.Popen:
-    """A handlers process, returned once it consumes (it says so in its output)."""
+def handler_process(namespace: str, data_dir: Path, *extra: str) -> subprocess.Popen:
+    """A handlers process, returned once it consumes (it says so in its output); `extra`: more options."""
     log = data_dir.parent / f"handlers-{namespace}.log"
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "dispatch"), "server", "--role", "handlers", "--bus", AMQP,
-         "--store", DATABASE, "--namespace", namespace, "--data-dir", str(data_dir)],
+         "--store", DATABASE, "--namespace", namespace, "--data-dir", str(data_dir), *extra],
         stdout=log.open("w"), stderr=subprocess.STDOUT)
     for _ in range(600):
         if "handlers are running" in log.read_text():
@@ -41,6 +41,8 @@ def handler_process(namespace: str, data_dir: Path) -> subprocess.Popen:
         if process.poll() is not None:
             break
         time.sleep(0.1)
+    process.kill()  # not left behind, consuming, by a bench that gives up on it
+    process.wait()
     raise RuntimeError(f"the handlers process did not start: {log.read_text()[-1000:]}")
 
 
