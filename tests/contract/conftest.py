@@ -132,3 +132,15 @@ async def outage():
     yield relay_to
     for relay in relays:
         await relay.cut()
+
+
+@pytest.fixture
+async def kube():
+    """The Kubernetes API-server double; at the end, no object it would have refused was sent."""
+    from tests.contract.kubernetes_api import KubernetesAPI
+
+    api = KubernetesAPI()
+    await api.start()
+    yield api
+    await api.stop()
+    assert api.invalid == [], "objects the API server would refuse"

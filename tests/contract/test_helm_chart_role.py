@@ -7,7 +7,7 @@ RBAC does; no real API server is involved.
 import asyncio
 
 from tests.contract import kubernetes_api
-from tests.contract.test_kubernetes_runtime import function, kube, node, owned, runtimes  # noqa: F401 (fixtures)
+from tests.contract.test_kubernetes_runtime import function, node, owned, runtimes  # noqa: F401 (fixtures)
 from tests.unit.chart import of_kind, rendered
 
 PATHS_NOT_TAKEN_HERE = {

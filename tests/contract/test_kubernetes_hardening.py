@@ -23,7 +23,7 @@ from dispatch.drivers.ports import BuildFailed, output_message
 from dispatch.settings import Settings
 from tests.contract import pod_security
 from tests.contract.kubernetes_api import SCHEMA_VERSION
-from tests.contract.test_kubernetes_runtime import function, kube, node, owned, runtimes  # noqa: F401 (fixtures)
+from tests.contract.test_kubernetes_runtime import function, node, owned, runtimes  # noqa: F401 (fixtures)
 
 GATEWAY = {"app.kubernetes.io/name": "dispatch", "app.kubernetes.io/component": "gateway"}
 HANDLERS = {"app.kubernetes.io/name": "dispatch", "app.kubernetes.io/component": "handlers"}

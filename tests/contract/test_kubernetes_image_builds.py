@@ -25,7 +25,6 @@ from dispatch.handlers.bootstrap import bootstrap
 from dispatch.schemas import commands as c
 from dispatch.settings import Settings
 from tests.contract import kubernetes_api, pod_security
-from tests.contract.kubernetes_api import KubernetesAPI
 from tests.contract.kubernetes_jobs import Ended, Jobs, Waiting
 from tests.contract.test_kubernetes_hardening import documented_role
 from tests.contract.test_kubernetes_runtime import function, owned
@@ -46,15 +45,6 @@ Successfully installed winterfell-words-1.0
 INFO[0040] Pushing image to registry.example.com/dispatch/image-words:0123
 INFO[0042] Pushed registry.example.com/dispatch/image-words@sha256:5e5e
 """
-
-
-@pytest.fixture
-async def kube():
-    api = KubernetesAPI()
-    await api.start()
-    yield api
-    await api.stop()
-    assert api.invalid == [], "objects the API server would refuse"
 
 
 @pytest.fixture

@@ -28,7 +28,6 @@ from dispatch.drivers.kubernetes.registry import BuildOptions
 from dispatch.drivers.ports import BuildFailed, DeploymentSpec, ImageSpec
 from dispatch.schemas import source
 from tests import docker_engine
-from tests.contract.kubernetes_api import KubernetesAPI
 from tests.contract.kubernetes_docker_node import DockerNode
 from tests.contract.kubernetes_jobs import Ended, Jobs
 from tests.contract.test_docker_runtime import wheel_url  # noqa: F401 (fixture)
@@ -61,15 +60,6 @@ def registry(engine, tmp_path):
         pytest.skip(f"registry: {missing}")
     yield started
     started.stop()
-
-
-@pytest.fixture
-async def kube():
-    api = KubernetesAPI()
-    await api.start()
-    yield api
-    await api.stop()
-    assert api.invalid == [], "objects the API server would refuse"
 
 
 @pytest.fixture

@@ -48,15 +48,6 @@ BROKEN = "def handle(context):\n    return 1\n"
 
 
 @pytest.fixture
-async def kube():
-    api = KubernetesAPI()
-    await api.start()
-    yield api
-    await api.stop()
-    assert api.invalid == [], "objects the API server would refuse"
-
-
-@pytest.fixture
 async def runtimes(kube, tmp_path):
     """`runtimes(**options)` gives a runtime on the double; each is closed at the end."""
     made: list[KubernetesRuntime] = []

@@ -6,7 +6,7 @@ from dispatch.telemetry.metered import MeteredRuntime
 from dispatch.telemetry.metrics import Metrics
 from tests.unit.metrics_text import scrape, value
 
-from .test_kubernetes_runtime import function, kube, node, runtimes  # noqa: F401 - fixtures
+from .test_kubernetes_runtime import function, node, runtimes  # noqa: F401 - fixtures
 from .test_local_runtime import deploy, runtime  # noqa: F401 - fixture
 
 SLEEPY = """\
