@@ -1,6 +1,7 @@
 """A function's process as this host sees it. Inside its sandbox a worker's pid is that of the
 sandbox's pid namespace (2, 3…), which names another process here: a function tells its pid with
 its namespace's inode, and the tests look the pair up among the host's processes."""
+import asyncio
 from pathlib import Path
 
 # What a function returns as its process's identity, per language.
@@ -56,4 +57,16 @@ def with_marker(marker: str) -> list[int]:
                 found.append(int(cmdline.parent.name))
         except (OSError, ValueError):
             continue
+    return found
+
+
+async def counted_with_marker(marker: str, count: int, seconds: float = 10) -> list[int]:
+    """The processes holding `marker` once `count` of them run: a double-forked child execs after
+    the call that started it has returned, so an instant count can come before it."""
+    found = with_marker(marker)
+    for _ in range(int(seconds * 20)):
+        if len(found) >= count:
+            break
+        await asyncio.sleep(0.05)
+        found = with_marker(marker)
     return found

@@ -168,7 +168,7 @@ async def test_a_setsid_or_double_forked_child_does_not_outlive_scale_to_zero_re
     for ending in ("scale to zero", "redeploy", "deletion"):
         started = await platform.attack(attacker, "linger", seconds=lingering)
         assert started.error is None, started.error
-        assert len(processes.with_marker(lingering)) == 2, ending
+        assert len(await processes.counted_with_marker(lingering, 2)) == 2, ending
         if ending == "redeploy":
             await platform.runtime.deploy(platform.specs[attacker])
         elif ending == "deletion":

@@ -590,7 +590,7 @@ async def test_close_leaves_no_process_behind_not_even_ones_a_function_started(f
     quitter = await deploy(function_runtime, tmp_path, "python3",
                            {"quit.py": "import os\ndef handle(c, p):\n    os._exit(1)\n"})
     await asyncio.gather(*(function_runtime.invoke(spawner, {}, None, 0) for _ in range(3)))
-    grandchildren = processes.with_marker(seconds)
+    grandchildren = await processes.counted_with_marker(seconds, 3)
     assert len(grandchildren) == 3
     assert _children() - before
     await function_runtime.invoke(quitter, {}, None, 0)
