@@ -15,13 +15,16 @@ from dispatch.errors import Unavailable
 from dispatch.gateway.accepted import AcceptedRuns
 from dispatch.gateway.app import create_api_app, create_app
 from dispatch.gateway.auth import authority_for, users_for
-from dispatch.gateway.logs import app_runner, configure_logging
+from dispatch.gateway.logs import app_runner
 from dispatch.gateway.tls import serve_https
 from dispatch.handlers.bootstrap import bootstrap
 from dispatch.handlers.retention import prune_once
 from dispatch.iam.admin import Admin, first_start
 from dispatch.settings import Settings
+from dispatch.telemetry import tracing
 from dispatch.telemetry.health import health_app
+from dispatch.telemetry.logs import configure_logging
+from dispatch.telemetry.tracing import configure_tracing, shutdown_tracing
 
 log = structlog.get_logger("dispatch.server")
 
@@ -65,11 +68,16 @@ async def serve(settings: Settings, on_ready: Ready | None = None) -> None:
     configure_logging(settings.log_level)
     check_exposure(settings)
     users_for(settings)  # a half or malformed OIDC configuration fails before anything starts
-    if settings.store != "sqlite":
-        await _serve(settings, on_ready)  # processes of a distributed installation share nothing local
-        return
-    with exclusive(settings.data_dir, "start the server"):
-        await _serve(settings, on_ready)
+    traced = configure_tracing("dispatch" if settings.role == "all" else f"dispatch-{settings.role}")
+    try:
+        if settings.store != "sqlite":
+            await _serve(settings, on_ready)  # processes of a distributed installation share nothing local
+            return
+        with exclusive(settings.data_dir, "start the server"):
+            await _serve(settings, on_ready)
+    finally:
+        if traced:  # what is still buffered is exported before the process ends
+            await asyncio.get_running_loop().run_in_executor(None, shutdown_tracing)
 
 
 async def _serve(settings: Settings, on_ready: Ready | None) -> None:
@@ -95,7 +103,7 @@ async def _serve(settings: Settings, on_ready: Ready | None) -> None:
                  store=_safe(settings.store), api=f"http://{settings.host}:{settings.port}" if listening else None,
                  user_apis=f"http://{settings.host}:{settings.api_port}" if listening else None,
                  health=f"http://{settings.host}:{settings.health_port}" if settings.health_port else None,
-                 data_dir=str(settings.data_dir))
+                 data_dir=str(settings.data_dir), tracing=tracing.enabled())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

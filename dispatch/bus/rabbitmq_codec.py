@@ -23,21 +23,28 @@ ATTEMPTS = "x-dispatch-attempts"
 QUEUE = "x-dispatch-queue"
 REPLAYED = "x-dispatch-replayed"
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+TRACEPARENT = "traceparent"  # W3C trace context, as the AMQP binding of trace context names it
 
 
 def outgoing(message: Message, reply_to: str | None = None, body: bytes | None = None) -> aio_pika.Message:
     """`body`: the envelope as JSON, when it is encoded already."""
     body = dumps(message.envelope()) if body is None else body
+    headers: dict[str, Any] = {ATTEMPT: 1}
+    if message.traceparent:  # also in the envelope; here for tools that read AMQP headers only
+        headers[TRACEPARENT] = message.traceparent
     return aio_pika.Message(body, message_id=message.message_id, type=message.type_name(),
                             content_type="application/json", reply_to=reply_to,
-                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT, headers={ATTEMPT: 1})
+                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT, headers=headers)
 
 
 def decoded(incoming: AbstractIncomingMessage) -> Message:
     """The message a delivery carries (a batch member's envelope is read already); any failure
     here makes it a poison message."""
     envelope = getattr(incoming, "envelope", None)
-    return decode_envelope(envelope if envelope is not None else json.loads(incoming.body))
+    message = decode_envelope(envelope if envelope is not None else json.loads(incoming.body))
+    if message.traceparent is None and isinstance(traced := header(incoming, TRACEPARENT), str):
+        message.traceparent = traced  # a message a producer outside Dispatch put on the bus
+    return message
 
 
 def copy_of(incoming: AbstractIncomingMessage, headers: dict[str, Any], keep_reply_to: bool = True) -> aio_pika.Message:

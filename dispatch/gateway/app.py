@@ -13,7 +13,7 @@ from .errors import errors_middleware
 from .logs import request_log
 from .resources import KINDS, PLATFORM, ResourceEndpoints
 from .shapes import function_source, present_secret, sealed_secret
-from .telemetry import measured, routes as telemetry_routes
+from .telemetry import measured, routes as telemetry_routes, traced
 
 SHAPES = {"Function": {"prepare": iam.identity_checked(function_source)},
           "Secret": {"prepare": sealed_secret, "present": present_secret},
@@ -26,7 +26,8 @@ def create_app(settings: Settings, platform: Platform, accepted: AcceptedRuns | 
                authority: Authority | None = None) -> web.Application:
     """The `/v1` API. `accepted` is shared with the user-API app of the same process; without an
     `authority` (`--skip-auth`) nobody is asked who they are."""
-    middlewares = [measured(platform.metrics), request_log, trusted_hosts(settings), errors_middleware, authenticate]
+    middlewares = [*traced(), measured(platform.metrics), request_log, trusted_hosts(settings), errors_middleware,
+                   authenticate]
     app = web.Application(middlewares=middlewares, client_max_size=settings.max_payload_bytes)
     app[SETTINGS] = settings
     app[PLATFORM] = platform
@@ -48,7 +49,7 @@ def create_app(settings: Settings, platform: Platform, accepted: AcceptedRuns | 
 
 
 def create_api_app(settings: Settings, platform: Platform, accepted: AcceptedRuns | None = None) -> web.Application:
-    app = web.Application(middlewares=[measured(platform.metrics), request_log, errors_middleware],
+    app = web.Application(middlewares=[*traced(), measured(platform.metrics), request_log, errors_middleware],
                           client_max_size=settings.max_payload_bytes)
     app[SETTINGS] = settings
     app[PLATFORM] = platform

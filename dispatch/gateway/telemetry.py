@@ -1,12 +1,15 @@
-"""The gateway's part of telemetry: every request counted by route template, /readyz (open, like
-/healthz), and /metrics for callers a global policy lets `get` `metrics`: label values name every
-organization's functions. Prometheus scrapes the unauthenticated `health_port` instead."""
+"""The gateway's part of telemetry: every request counted by route template and, with tracing on,
+a server span continuing the caller's `traceparent`; /readyz (open, like /healthz), and /metrics
+for callers a global policy lets `get` `metrics`: label values name every organization's
+functions. Prometheus scrapes the unauthenticated `health_port` instead."""
 import asyncio
 import time
 
 from aiohttp import web
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from dispatch.iam.policy import global_grant
+from dispatch.telemetry import tracing
 from dispatch.telemetry.health import metrics_response, readiness_response
 from dispatch.telemetry.metrics import Metrics
 
@@ -19,6 +22,38 @@ ROUTE = web.RequestKey("route", str)
 catch-all): set by the view that knows."""
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED = "(unmatched)"
+TRACE_ID = web.RequestKey("trace_id", str)
+
+
+def traced() -> list:
+    """The middleware tracing each request, when tracing is on (outermost: the span covers the rest)."""
+    return [_trace] if tracing.enabled() else []
+
+
+@web.middleware
+async def _trace(request: web.Request, handler):
+    attributes = {"http.request.method": request.method, "url.path": request.path, "url.scheme": request.scheme,
+                  "http.route": _template(request)}
+    if agent := request.headers.get("User-Agent"):
+        attributes["user_agent.original"] = agent[:256]
+    with tracing.span(f"{request.method} {attributes['http.route']}", SpanKind.SERVER,
+                      tracing.context_of(request.headers), attributes) as span:
+        request[TRACE_ID] = format(span.get_span_context().trace_id, "032x")
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as error:
+            status = error.status
+            raise
+        finally:
+            if request.get(ROUTE):
+                span.update_name(f"{request.method} {request[ROUTE]}")
+                span.set_attribute("http.route", request[ROUTE])
+            span.set_attribute("http.response.status_code", status)
+            if status >= 500:
+                span.set_status(Status(StatusCode.ERROR))
 
 
 def measured(metrics: Metrics):

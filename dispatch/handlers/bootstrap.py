@@ -11,9 +11,11 @@ from dispatch.iam.tokens import platform_token
 from dispatch.settings import Settings
 from dispatch.store.projections import ReadModels
 from dispatch.store.projector import Projector
+from dispatch.telemetry import tracing
 from dispatch.telemetry.health import Health
 from dispatch.telemetry.metered import MeteredBus, MeteredExecutor, MeteredLog, MeteredRuntime
 from dispatch.telemetry.metrics import Metrics
+from dispatch.telemetry.traced import TracedBus, TracedExecutor, TracedLog, TracedRuntime
 
 from . import apis, base_images, driver_types, drivers, events, functions, iam, images, runs, secrets, subscriptions
 from .adapters import (
@@ -42,6 +44,10 @@ def bootstrap(settings: Settings, bus: MessageBus | None = None,
     store, views = store_from(settings)
     store = MeteredLog(store, metrics)  # the views keep the store itself: they never append
     runtime = MeteredRuntime(runtime or runtime_from(settings), metrics)
+    if tracing.enabled():
+        bus = TracedBus(bus, "rabbitmq" if settings.bus.startswith("amqp") else "memory")
+        store = TracedLog(store, "sqlite" if settings.store == "sqlite" else "postgresql")
+        runtime = TracedRuntime(runtime)
     router = BuiltinRouter(settings.default_organization)
     box = secret_box_from(settings)
     opened = Secrets(views, box)
@@ -50,6 +56,8 @@ def bootstrap(settings: Settings, bus: MessageBus | None = None,
     ready = ReadyFunctions(views)
     executor = MeteredExecutor(Executor(ready, runtime, opened, deployments,
                                         tokens=partial(platform_token, platform_key(box))), metrics)
+    if tracing.enabled():
+        executor = TracedExecutor(executor)
     health = Health(bus, store, views, (ReadModels.name, Relay.name), ReadModels.name,
                     settings.max_projection_lag, metrics)
 

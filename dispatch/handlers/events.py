@@ -22,6 +22,7 @@ from dispatch.schemas import commands as c
 from dispatch.schemas.cloudevents import Event, InvalidEvent, parse_event
 from dispatch.schemas.resources import Run, Status
 from dispatch.store.ports import Views
+from dispatch.telemetry import tracing
 
 ACCEPTANCE_SECONDS = 90.0
 """On the in-memory bus: how long an emit may wait for its runs to be accepted (a run whose
@@ -50,7 +51,10 @@ async def publish_event(bus: MessageBus, organization: str, event: dict[str, Any
 
 
 def emit_command(organization: str, event: dict[str, Any], correlation_id: str | None = None) -> c.EmitEvent:
-    return c.EmitEvent(organization=organization, event=event, correlation_id=correlation_id)
+    """With tracing on, the event's runs continue its producer's trace (its `traceparent`
+    extension), else the current span's, which the event then carries to the functions it runs."""
+    return c.EmitEvent(organization=organization, event=event, correlation_id=correlation_id,
+                       traceparent=tracing.event_traceparent(event))
 
 
 def run_name(subscription: dict[str, Any], event: Event) -> str:

@@ -13,6 +13,7 @@ from dispatch.schemas.jsonvalues import problem as output_problem
 from dispatch.schemas.resources import Status, instant
 from dispatch.store.ports import Views
 from dispatch.store.sealing import SecretBox
+from dispatch.telemetry import logs
 
 from .deployments import Deployments
 from .limits import limits_of
@@ -139,7 +140,8 @@ class Executor:
         """Execute and return the finished run record."""
         started = time.time_ns() // 1_000_000
         try:
-            result = await self.invoke(organization, function, run)
+            with logs.bound(run_id=run["name"]):
+                result = await self.invoke(organization, function, run)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # the platform failed, not the function: still a recorded run

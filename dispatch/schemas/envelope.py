@@ -49,6 +49,8 @@ class Message(BaseModel):
     correlation_id: str | None = None
     causation_id: str | None = None
     time: float = Field(default_factory=time.time)
+    traceparent: str | None = None
+    """The W3C trace context of the span this message was created in, when tracing is on."""
     subject: str | None = None
     """Who asked: `<org>/<account>`, a user's e-mail, or `system`; carried from a command to the
     events and commands it causes, so the log says who did what (the audit trail)."""

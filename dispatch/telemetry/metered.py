@@ -13,7 +13,7 @@ from dispatch.store.ports import EventLog
 from .metrics import Metrics
 
 
-class _Wrapper:
+class PortWrapper:
     def __init__(self, wrapped: Any):
         self.wrapped = wrapped
 
@@ -23,7 +23,7 @@ class _Wrapper:
         return getattr(self.wrapped, name)
 
 
-class MeteredBus(_Wrapper):
+class MeteredBus(PortWrapper):
     """Counts messages published (sent, requested, published) and consumed (handed to a handler
     of this process, each delivery); the adapter reports those it dead-letters."""
 
@@ -63,7 +63,7 @@ class MeteredBus(_Wrapper):
         return counted
 
 
-class MeteredExecutor(_Wrapper):
+class MeteredExecutor(PortWrapper):
     """Counts the runs executed, by the status they ended in, and times them."""
 
     def __init__(self, executor: Any, metrics: Metrics):
@@ -77,7 +77,7 @@ class MeteredExecutor(_Wrapper):
         return record
 
 
-class MeteredLog(_Wrapper):
+class MeteredLog(PortWrapper):
     """Counts and times appends to the event log (a refused append, a concurrency conflict, is
     not one); reads, blobs and the rest pass through."""
 
@@ -93,7 +93,7 @@ class MeteredLog(_Wrapper):
         return position
 
 
-class MeteredRuntime(_Wrapper):
+class MeteredRuntime(PortWrapper):
     """Times successful builds: images, and base images (their check, a pull included). Counts
     cold starts and samples warm workers where the runtime tells them (`cold_starts` listeners,
     `warm_workers()`)."""

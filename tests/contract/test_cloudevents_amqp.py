@@ -10,10 +10,12 @@ import pytest
 from cloudevents.core.bindings import amqp as ce_amqp, rabbitmq as ce_rabbitmq
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from dispatch.handlers.bootstrap import bootstrap
 from dispatch.schemas import commands as c
 from dispatch.settings import Settings
+from dispatch.telemetry import tracing
 from tests.fakes import InProcessRuntime
 from tests.unit.conftest import source_of
 
@@ -114,3 +116,38 @@ async def test_invalid_events_are_dead_lettered_with_the_reason_and_later_ones_s
     assert "routing key 'o.user.deleted' should be <organization>.user.created" in letters["misrouted"].error
     assert "not a CloudEvent" in letters["plain"].error
     assert {d.consumer for d in letters.values()} == {"cloudevents-ingress"}
+
+
+async def test_an_events_traceparent_header_is_continued_by_the_run_it_causes(tmp_path, amqp_url):
+    received = InMemorySpanExporter()
+    tracing.configure_tracing("dispatch-test", [received])
+    settings = Settings(data_dir=tmp_path, bus=amqp_url, namespace=f"t{uuid.uuid4().hex[:10]}", resync_seconds=3600)
+    traced = bootstrap(settings, runtime=InProcessRuntime())
+    try:
+        await traced.start()
+        await traced.write(c.CreateBaseImage(organization=ORG, name="b", resource={
+            "name": "b", "dockerUrl": "python:3", "language": "python3"}))
+        await traced.write(c.CreateImage(organization=ORG, name="py", resource={"name": "py", "baseImageName": "b"}))
+        await traced.write(c.CreateFunction(organization=ORG, name="echo", source=source_of({"echo.py": ECHO}),
+                                            resource={"name": "echo", "image": "py"}))
+        await traced.write(c.CreateSubscription(organization=ORG, name="s", resource={
+            "name": "s", "eventType": "user.created", "function": "echo"}))
+        connection = await aio_pika.connect(amqp_url)
+        exchange = await (await connection.channel()).declare_exchange(
+            f"{settings.namespace}.cloudevents", aio_pika.ExchangeType.TOPIC, durable=True)
+        event = user_created("traced")
+        traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        message = _binary("cloudEvents:", event)
+        message.headers["cloudEvents:traceparent"] = traceparent
+        await exchange.publish(message, f"{ORG}.user.created")
+        await connection.close()
+        [run] = await runs_of(traced, 1)
+    finally:
+        await traced.bus.destroy()
+        await traced.close()
+        tracing.shutdown_tracing()  # exports what is buffered
+    assert run["output"]["event"]["traceparent"] == traceparent  # the function sees its producer's context
+    spans = {span.name: span for span in received.get_finished_spans()
+             if span.context.trace_id == 0x0af7651916cd43dd8448eb211c80319c}
+    assert {"process EmitEvent", "process ExecuteFunction", "run echo"} <= set(spans), sorted(spans)
+    assert spans["process EmitEvent"].parent.span_id == 0xb7ad6b7169203331

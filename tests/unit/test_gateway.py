@@ -13,8 +13,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from dispatch.gateway.app import create_app
-from dispatch.gateway.logs import app_runner, configure_logging
+from dispatch.gateway.logs import app_runner
 from dispatch.handlers.bootstrap import bootstrap
+from dispatch.telemetry.logs import configure_logging
 from tests.fakes import InProcessRuntime
 
 from .conftest import HELLO, source_of

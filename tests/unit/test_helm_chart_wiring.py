@@ -17,6 +17,7 @@ from cryptography.fernet import Fernet
 from dispatch.drivers.kubernetes import manifests, options_from, policy
 from dispatch.handlers.adapters import HANDLER_GROUPS, handler_groups
 from dispatch.settings import Settings, load_settings
+from dispatch.telemetry import tracing
 from tests.unit.chart import (
     CHART,
     NAMESPACE,
@@ -59,7 +60,8 @@ def settings_of(container: dict, monkeypatch) -> Settings:
     for name in [name for name in os.environ if name.startswith("DISPATCH_")]:
         monkeypatch.delenv(name)
     for name, item in env_of(container).items():
-        monkeypatch.setenv(name, SECRETS[name] if "valueFrom" in item else item["value"])
+        if name.startswith("DISPATCH_"):
+            monkeypatch.setenv(name, SECRETS[name] if "valueFrom" in item else item["value"])
     return load_settings()
 
 
@@ -108,6 +110,9 @@ def test_no_url_password_or_key_is_on_a_command_line_and_each_comes_from_a_secre
     for own in ("bus", "store", "secretKey", "bootstrap"):
         if values[own]["existingSecret"]:
             secrets.setdefault(values[own]["existingSecret"], set()).add(values[own]["existingSecretKey"])
+    for extra in values["extraEnv"]:  # the user's own Secrets, named in their values
+        if reference := extra.get("valueFrom", {}).get("secretKeyRef"):
+            secrets.setdefault(reference["name"], set()).add(reference["key"])
     for workload, pod in pod_specs(found).items():
         for container in pod["spec"]["containers"]:
             line = " ".join(container.get("command", []) + container.get("args", []))
@@ -357,3 +362,20 @@ def test_split_handler_deployments_each_run_their_groups_with_their_replicas_and
     assert runs["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {"memory": "2Gi"}
     assert handler_groups(settings_of(runs["spec"]["template"]["spec"]["containers"][0], monkeypatch)) == {"runs"}
     assert settings_of(runs["spec"]["template"]["spec"]["containers"][0], monkeypatch).max_workers_per_function == 8
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tracing_reaches_every_gateway_and_handler_as_otel_variables_the_server_exports_with(name):
+    traced = name == "ingress-autoscaling"  # the values file that sets tracing.endpoint
+    for workload, container in dispatch_containers(rendered(name)).items():
+        env = env_of(container)
+        given = {key: item.get("value", "from a Secret") for key, item in env.items() if key.startswith("OTEL_")}
+        exporters = tracing.exporters_from(given)
+        if not traced:
+            assert (given, exporters) == ({}, []), workload
+            continue
+        assert [type(exporter).__module__ for exporter in exporters] == [
+            "opentelemetry.exporter.otlp.proto.grpc.trace_exporter"], workload
+        assert given["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability:4317"
+        assert (given["OTEL_TRACES_SAMPLER"], given["OTEL_TRACES_SAMPLER_ARG"]) == ("parentbased_traceidratio", "0.25")
+        assert env["OTEL_EXPORTER_OTLP_HEADERS"]["valueFrom"]["secretKeyRef"]["name"] == "dispatch-otlp"

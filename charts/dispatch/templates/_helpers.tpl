@@ -193,6 +193,23 @@ are read back with `lookup` by every later upgrade, so they never change under a
   value: {{ .Values.organization | quote }}
 - name: DISPATCH_LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
+{{- with .Values.tracing }}
+{{- if .endpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ .endpoint | quote }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: {{ .protocol | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ .sampler | quote }}
+{{- if .samplerArg }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ .samplerArg | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
 - name: DISPATCH_DATA_DIR
   value: /var/lib/dispatch
 # The pod's address, not loopback: the kubelet's probes and Prometheus come from outside the pod.
