@@ -110,9 +110,11 @@ def traceparent() -> str | None:
     """The current span's context as a W3C traceparent; None with no span (or tracing off)."""
     if _State.tracer is None:
         return None
-    carrier: dict[str, str] = {}
-    _W3C.inject(carrier)
-    return carrier.get("traceparent")
+    current = trace.get_current_span().get_span_context()
+    if not current.is_valid:
+        return None
+    # What TraceContextTextMapPropagator.inject writes, without its carrier and setter (per message)
+    return f"00-{current.trace_id:032x}-{current.span_id:016x}-{current.trace_flags:02x}"
 
 
 def event_traceparent(event: dict[str, Any]) -> str | None:
