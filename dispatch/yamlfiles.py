@@ -7,8 +7,9 @@ is walked or sent as JSON: the CLI ran out of memory on one. Here a file is at m
 a document whose aliases would add more than MAX_ALIAS_NODES nodes once expanded, or that holds
 itself through an alias, is refused before anything is built from it, naming the line of the
 alias that went past the bound. Nesting deeper than the parser's recursion is refused too, and
-so is a value its tag cannot read (`2001-13-01`, `!!int x`), on which PyYAML's constructors raise
-errors of no YAML type."""
+so is a value its tag cannot read (`!!int x`, `!!bool x`), on which PyYAML's constructors raise
+errors of no YAML type. Everything read has a JSON form: a date stays the text written, and a
+`!!binary` or `!!set` value is refused."""
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -73,7 +74,7 @@ class _Bounded(yaml.SafeLoader):
         super().__init__(stream)
         self._aliases: list[tuple[yaml.Node, yaml.Mark]] = []
 
-    def compose_node(self, parent: Any, index: Any) -> yaml.Node:
+    def compose_node(self, parent: Any, index: Any) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             if event.anchor in self.anchors:
@@ -86,20 +87,36 @@ class _Bounded(yaml.SafeLoader):
         except (ValueError, LookupError, AttributeError, TypeError):
             if not isinstance(node, yaml.ScalarNode):
                 raise
-            # PyYAML's scalar constructors fail so on a value their tag cannot read (`2001-13-01`,
-            # `!!int ''`, `!!bool x`, `!!timestamp x`)
+            # PyYAML's scalar constructors fail so on a value their tag cannot read (`!!int ''`,
+            # `!!bool x`, `!!float x`)
             tag = node.tag.rsplit(":", 1)[-1]
             raise Refused(f"{node.value[:60]!r} is not a valid {tag}", node.start_mark) from None
 
-    def compose_document(self) -> yaml.Node:
+    def compose_document(self) -> yaml.Node | None:
         self._aliases = []
         try:
             node = super().compose_document()
         except RecursionError:
             raise Refused("it is nested too deeply", self.get_mark()) from None
-        if self._aliases:
+        if self._aliases and node is not None:  # a document with aliases has nodes
             _check_expansion(node, self._aliases)
         return node
+
+
+def _timestamp_as_written(loader: _Bounded, node: yaml.ScalarNode) -> str:
+    # JSON has no dates: `since: 2001-01-01` goes to the server as the text written, as Dispatch's
+    # own CLI (Go's yaml.v2 into interface{}) sends it, even where it names no day (`2001-13-01`).
+    return node.value
+
+
+def _without_json_form(loader: _Bounded, node: yaml.Node) -> Any:
+    raise Refused(f"a {node.tag.rsplit(':', 1)[-1]} value has no JSON form: write it as a string or a list",
+                  node.start_mark)
+
+
+_Bounded.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_written)
+_Bounded.add_constructor("tag:yaml.org,2002:binary", _without_json_form)
+_Bounded.add_constructor("tag:yaml.org,2002:set", _without_json_form)
 
 
 def _check_expansion(root: yaml.Node, aliases: list[tuple[yaml.Node, yaml.Mark]]) -> None:

@@ -105,8 +105,8 @@ def test_malformed_yaml_names_document_and_line_and_sends_nothing(cli: Cli, fake
      "document 2 (Function f): sourcePath is a file or folder name, not int"),
     ("kind: Image\nname: i\nbaseImageName: b\nruntimeDependencies: [flask]\n",
      "document 2 (Image i): runtimeDependencies is a mapping, e.g. {manifest: '@requirements.txt'}"),
-    ("kind: Secret\nname: s\nsecrets: {since: 2001-13-01}\n",
-     "f.yaml: invalid YAML in document 2, line 6: '2001-13-01' is not a valid timestamp"),
+    ("kind: Secret\nname: s\nsecrets: {key: !!binary aGVsbG8=}\n",
+     "f.yaml: invalid YAML in document 2, line 6: a binary value has no JSON form: write it as a string or a list"),
 ])
 def test_a_document_of_the_wrong_shape_is_an_error_naming_it_and_sends_nothing(
         cli: Cli, fake: FakeDispatch, tmp_path: Path, document: str, message: str) -> None:
@@ -117,6 +117,18 @@ def test_a_document_of_the_wrong_shape_is_an_error_naming_it_and_sends_nothing(
     assert result.exit_code == 1
     assert result.stderr.strip().endswith(message)
     assert fake.requests == []
+
+
+def test_dates_are_sent_as_the_text_written_as_dispatchs_own_cli_sends_them(
+        cli: Cli, fake: FakeDispatch, tmp_path: Path) -> None:
+    (tmp_path / "f.yaml").write_text("kind: Secret\nname: s\nsecrets:\n  since: 2001-01-01\n"
+                                     "  at: 2001-12-14t21:59:43.10-05:00\n  odd: 2001-13-01\n")
+
+    result = cli("create", "-f", "f.yaml", "-w", str(tmp_path))
+
+    assert result.exit_code == 0, result.output
+    assert fake.requests[0].body["secrets"] == {
+        "since": "2001-01-01", "at": "2001-12-14t21:59:43.10-05:00", "odd": "2001-13-01"}
 
 
 def test_a_source_path_of_an_unknown_users_home_is_a_missing_file(cli: Cli, fake: FakeDispatch, tmp_path: Path) -> None:
