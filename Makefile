@@ -16,6 +16,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check dispatch tests bench
+	$(BIN)/mypy dispatch
 	eval "$$($(BIN)/python -m tests.services)" && $(BIN)/python -m pytest -q -ra
 
 FF := $(HOME)/.cache/dispatch-bench/ff

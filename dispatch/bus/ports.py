@@ -18,7 +18,7 @@ class AnswerFirst:
     the redelivery); a failure of `then` is retried like a failing handler."""
 
     reply: Any
-    then: Awaitable[None]
+    then: Awaitable[Any]
 
 
 @dataclass(frozen=True)

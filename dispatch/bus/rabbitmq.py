@@ -105,10 +105,11 @@ class RabbitMQBus:
             raise
 
     async def _open_channels(self) -> None:
-        self._channel = await self._connection.channel(publisher_confirms=False)
+        connection = self._current_connection()
+        self._channel = await connection.channel(publisher_confirms=False)
         await self._channel.set_qos(prefetch_count=self.prefetch)
         await self.topology.declare_base(self._channel)
-        publishing = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        publishing = await connection.channel(publisher_confirms=True, on_return_raises=True)
         replies = await publishing.declare_queue(codec.DIRECT_REPLY_TO, passive=True)
         await replies.consume(self._on_reply, no_ack=True)
         self._delivery = Delivery(self.topology, Publisher(publishing, self.outage_wait),
@@ -141,10 +142,10 @@ class RabbitMQBus:
 
     async def dead_letters(self) -> list[DeadLetter]:
         self._running()
-        return await letters.list_letters(self._connection, self.topology)
+        return await letters.list_letters(self._current_connection(), self.topology)
 
     async def replay(self, message_id: str) -> bool:
-        return await letters.replay(self._connection, self.topology, self._running().publisher, message_id)
+        return await letters.replay(self._current_connection(), self.topology, self._running().publisher, message_id)
 
     async def close(self) -> None:
         """Stop consuming, let handlers in flight finish (bounded), then disconnect; whatever did
@@ -200,22 +201,33 @@ class RabbitMQBus:
             raise Unavailable("the message bus is not started")
         return self._delivery
 
+    def _current_connection(self) -> AbstractRobustConnection:
+        if self._connection is None:
+            raise Unavailable("the message bus is not started")
+        return self._connection
+
+    def _current_channel(self) -> AbstractChannel:
+        if self._channel is None:
+            raise Unavailable("the message bus is not started")
+        return self._channel
+
     async def _consume_command(self, name: str) -> None:
         async with self._lock:
-            queue = await self.topology.declare_command(self._channel, name)
+            queue = await self.topology.declare_command(self._current_channel(), name)
             await self._start_consumer(queue, self._commands, None)
 
     async def _consume_group(self, group: str) -> None:
         known = self._groups[group]
         async with self._lock:
-            queue = await self.topology.declare_group(self._channel, group, list(known.handlers),
+            queue = await self.topology.declare_group(self._current_channel(), group, list(known.handlers),
                                                       self.instance if known.per_process else None)
             await self._start_consumer(queue, known.handlers, group)
 
     async def _consume_ingress(self) -> None:
         async with self._lock:
-            queue = await self.topology.declare_ingress(self._channel)
+            queue = await self.topology.declare_ingress(self._current_channel())
             if queue.name not in self._consumers:
+                assert self._ingress is not None  # consumed only once ingest() gave it
                 consumer = IngressConsumer(self._running(), queue, self._ingress, self.send)
                 self._consumers[queue.name] = consumer
                 await consumer.start()

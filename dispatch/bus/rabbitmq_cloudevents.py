@@ -36,8 +36,9 @@ _ORGANIZATION = re.compile(PATH_NAME_PATTERN)
 
 def received(routing_key: str, content_type: str | None, headers: dict[str, Any], body: bytes) -> tuple[str, Event]:
     """The organization and the valid event a message carries, or InvalidEvent saying why not."""
-    if (content_type or "").lower().startswith("application/cloudevents"):
-        if not content_type.lower().startswith(STRUCTURED):
+    media = (content_type or "").lower()
+    if media.startswith("application/cloudevents"):
+        if not media.startswith(STRUCTURED):
             raise InvalidEvent(f"event format {content_type} is not supported: use {STRUCTURED}")
         try:
             raw = jsontext.decode(body)

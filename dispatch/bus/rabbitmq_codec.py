@@ -109,8 +109,9 @@ def error_of(error: dict[str, Any]) -> DispatchError:
 
 
 def _subclasses(cls: type) -> list[type]:
-    found = []
-    for sub in cls.__subclasses__():
+    found: list[type] = []
+    direct: list[type] = cls.__subclasses__()
+    for sub in direct:
         found += [sub, *_subclasses(sub)]
     return found
 

@@ -8,7 +8,8 @@ from dispatch.cli.client import DispatchClientError
 def events(response: Any) -> Iterator[tuple[str, Any]]:
     """(event name, data decoded from JSON) of each event, as it arrives; comment lines (the
     server's keepalives) are skipped. Ends when the server closes the stream."""
-    kind, data = "message", []
+    kind = "message"
+    data: list[str] = []
     try:
         for raw in response:
             line = raw.decode("utf-8", errors="replace").rstrip("\r\n")

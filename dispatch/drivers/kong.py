@@ -154,9 +154,9 @@ class KongGateway:
                 in self.plugins_of(r, "").items() if plugin is not None}
         for plugin_id in plugins.keys() - keep:
             await self._call("DELETE", f"/plugins/{plugin_id}")
-        for kind, existing, names in (("consumers", consumers, users), ("routes", kong_routes, wanted.keys()),
-                                      ("services", services, wanted.keys())):
-            for name in existing.keys() - names:
+        for kind, existing, kept in (("consumers", consumers, users), ("routes", kong_routes, wanted.keys()),
+                                     ("services", services, wanted.keys())):
+            for name in existing.keys() - kept:
                 log.info("kong object removed", kind=kind, name=name)
                 await self._call("DELETE", f"/{kind}/{existing[name]['id']}")
 

@@ -136,9 +136,10 @@ class FunctionRuntime(Protocol):
 
     async def undeploy(self, faas_id: str) -> None: ...
 
-    async def reconcile(self, keep: Iterable[str]) -> None:
+    async def reconcile(self, keep: Iterable[str]) -> object:
         """After a start: remove what this installation left behind (a crash, an undeploy cut short)
-        for functions other than the `keep` faas ids."""
+        for functions other than the `keep` faas ids. The platform ignores what it returns (a
+        runtime may report what it removed)."""
 
     async def invoke(self, faas_id: str, context: dict, payload: Any, timeout_ms: int) -> Invocation:
         """Run once; function failures come back in Invocation.error, never as exceptions."""

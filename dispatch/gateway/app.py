@@ -1,4 +1,6 @@
 """The two aiohttp applications: the management API (`/v1`) and the user-API port."""
+from typing import Any
+
 from aiohttp import web
 
 from dispatch.handlers.platform import Platform
@@ -15,7 +17,7 @@ from .resources import KINDS, PLATFORM, ResourceEndpoints
 from .shapes import function_source, present_secret, sealed_secret
 from .telemetry import measured, routes as telemetry_routes, traced
 
-SHAPES = {"Function": {"prepare": iam.identity_checked(function_source)},
+SHAPES: dict[str, dict[str, Any]] = {"Function": {"prepare": iam.identity_checked(function_source)},
           "Secret": {"prepare": sealed_secret, "present": present_secret},
           "Driver": {"prepare": drivers.prepare_driver, "present": drivers.present_driver},
           "Policy": {"prepare": iam.prepare_policy}}

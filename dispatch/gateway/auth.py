@@ -78,7 +78,9 @@ def users_for(settings: Settings) -> OIDCUsers | None:
     """Users log in when both the issuer and this installation's client id there are set."""
     if bool(settings.oidc_issuer) != bool(settings.oidc_client_id):
         raise Rejected("--oidc-issuer and --oidc-client-id go together: give both to log users in, or neither")
-    return OIDCUsers(settings.oidc_issuer, settings.oidc_client_id) if settings.oidc_issuer else None
+    if settings.oidc_issuer and settings.oidc_client_id:  # both or neither, as checked above
+        return OIDCUsers(settings.oidc_issuer, settings.oidc_client_id)
+    return None
 
 
 def resource_of(path: str) -> str | None:

@@ -9,8 +9,6 @@ from aiohttp import web
 
 from dispatch.drivers.ports import Route
 
-CREDENTIALS = web.AppKey("credentials", object)
-
 
 class Unauthorized(Exception):
     def __init__(self, route: Route, message: str, error: str = ""):
@@ -60,6 +58,9 @@ class Credentials:
         if found is None:
             raise Unauthorized(route, "invalid credentials", error="invalid_token")
         return found
+
+
+CREDENTIALS = web.AppKey("credentials", Credentials)
 
 
 def _basic(accepted: dict[str, str], given: str) -> str | None:

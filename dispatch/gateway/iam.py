@@ -4,6 +4,8 @@ the authenticated probe of `dispatch login`, and `/v1/iam/oidc`, where it finds 
 An organization, and a global policy, reach beyond the caller's own organization: creating,
 changing or deleting one takes a global grant on `iam` (the bootstrap admin's), so no tenant can
 grant itself the others. Callers without one see only their own organization."""
+from typing import Awaitable
+
 from aiohttp import web
 
 from dispatch.errors import DispatchError, NotFound
@@ -41,7 +43,7 @@ def identity_checked(prepare: Prepare) -> Prepare:
     """A function given a service account runs with that account's rights: naming one takes
     `create` on `iam` in the organization (what making such an account would take), or anyone
     allowed to write functions could borrow the administrator's rights."""
-    def checked(request: web.Request, raw: dict, resource: dict) -> tuple[dict, dict]:
+    def checked(request: web.Request, raw: dict, resource: dict) -> tuple[dict, dict] | Awaitable[tuple[dict, dict]]:
         authority, principal = request.app.get(AUTHORITY), request.get(PRINCIPAL)
         if resource.get("serviceAccount") and authority is not None and principal is not None \
                 and not allowed(principal, organization(request), "iam", "create", authority.directory.grants):

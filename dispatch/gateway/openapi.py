@@ -2,6 +2,7 @@
 from functools import lru_cache
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from dispatch.schemas import cloudevents as ce, resources as r
@@ -108,7 +109,7 @@ def _collection(kind: Kind) -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def openapi_document(release: str) -> dict[str, Any]:
-    models = [kind.model for kind in KINDS] + [r.Run, ce.LegacyEvent, ce.CloudEvent]
+    models: list[type[BaseModel]] = [kind.model for kind in KINDS] + [r.Run, ce.LegacyEvent, ce.CloudEvent]
     _, schemas = models_json_schema([(m, "serialization") for m in models], by_alias=True,
                                     ref_template="#/components/schemas/{model}")
     paths: dict[str, Any] = {}
@@ -152,7 +153,7 @@ def openapi_document(release: str) -> dict[str, Any]:
                                  "responses": {"200": {"description": "OK", "content": {"text/plain": {
                                      "schema": {"type": "string"}}}}}}}
     _secured(paths)
-    open_ = {"security": []}
+    open_: dict[str, list] = {"security": []}
     paths["/driver/{organization}/{driver}"]["post"] |= open_  # its driver's own token, checked by the push
     paths["/v1/version"] = {"get": {**open_, "responses": {"200": _answer({"type": "object"})}}}
     paths["/healthz"] = {"get": {**open_, "responses": {"200": _answer({"type": "object"}), **_errors(500)}}}

@@ -88,8 +88,8 @@ class RunFeed:
                 continue
             for recorded in batch:
                 event = recorded.event
-                if isinstance(event, RunFinished):
-                    for follower in self._followers.get((event.organization, event.run.get("functionName")), ()):
+                if isinstance(event, RunFinished) and (function := event.run.get("functionName")) is not None:
+                    for follower in self._followers.get((event.organization, function), ()):
                         follower.put(event.run)
             position = batch[-1].position
 

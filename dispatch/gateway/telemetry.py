@@ -6,6 +6,7 @@ import asyncio
 import time
 
 from aiohttp import web
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from dispatch.iam.policy import global_grant
@@ -36,8 +37,9 @@ async def _trace(request: web.Request, handler):
                   "http.route": _template(request)}
     if agent := request.headers.get("User-Agent"):
         attributes["user_agent.original"] = agent[:256]
-    with tracing.span(f"{request.method} {attributes['http.route']}", SpanKind.SERVER,
-                      tracing.context_of(request.headers), attributes) as span:
+    span = tracing.start_span(f"{request.method} {attributes['http.route']}", SpanKind.SERVER,
+                              tracing.context_of(request.headers), attributes)
+    with trace.use_span(span, end_on_exit=True):
         request[TRACE_ID] = format(span.get_span_context().trace_id, "032x")
         status = 500
         try:

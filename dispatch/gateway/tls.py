@@ -34,6 +34,7 @@ class Certificates:
     def __init__(self, settings: Settings, platform) -> None:
         self.platform = platform
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        assert settings.tls_cert is not None  # HTTPS is served only when it is set
         try:
             self.context.load_cert_chain(settings.tls_cert, settings.tls_key)
         except (OSError, ssl.SSLError) as error:

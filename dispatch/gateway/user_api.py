@@ -99,7 +99,8 @@ def scheme(request: web.Request) -> str:
 
 
 def http_context(request: web.Request, matched: Matched, caller: str | None) -> dict[str, Any]:
-    context = {name.lower(): value for name, value in request.headers.items() if name.lower() not in HIDDEN_HEADERS}
+    context: dict[str, Any] = {name.lower(): value for name, value in request.headers.items()
+                               if name.lower() not in HIDDEN_HEADERS}
     if caller is not None:
         context["x-consumer-username"] = caller  # the header Kong's auth plugins set
     # as Kong did: the organization header is the API's, whatever the caller sent

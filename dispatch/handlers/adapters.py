@@ -38,8 +38,8 @@ def store_from(settings: Settings) -> tuple[Any, Any]:
         from dispatch.store.postgres import PostgresStore
         from dispatch.store.postgres_views import PostgresViews
 
-        store = PostgresStore(settings.store, schema=settings.namespace.replace("-", "_"))
-        return store, PostgresViews(store)
+        postgres = PostgresStore(settings.store, schema=settings.namespace.replace("-", "_"))
+        return postgres, PostgresViews(postgres)
     raise Rejected(f"unknown store {settings.store!r}: use 'sqlite' or a postgresql:// URL")
 
 

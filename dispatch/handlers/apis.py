@@ -146,8 +146,9 @@ def register(bus: MessageBus, events: EventLog, views: Views, gateway: APIGatewa
         bus.subscribe(event_type, "apis", partial(route_when_changed, bus=bus))
     bus.subscribe(e.APIDeletionRequested, "apis", partial(remove_when_deletion_requested, bus=bus))
     if not isinstance(gateway, BuiltinRouter):  # the built-in router reads secrets when a request comes
-        for event_type in (e.SecretCreated, e.SecretUpdated, e.SecretDeleted):
-            bus.subscribe(event_type, "apis", partial(register_again_when_secret_changed, views=views, gateway=gateway))
+        for secret_event in (e.SecretCreated, e.SecretUpdated, e.SecretDeleted):
+            bus.subscribe(secret_event, "apis",
+                          partial(register_again_when_secret_changed, views=views, gateway=gateway))
 
 
 async def update_route(event: e.ResourceEvent, views: Views, router: BuiltinRouter) -> None:

@@ -1,6 +1,7 @@
 """The composition root: builds the adapters from settings and wires the handler groups this
 process runs to the bus."""
 from functools import partial
+from typing import cast
 
 from dispatch.bus.ports import MessageBus
 from dispatch.drivers.ports import FunctionRuntime
@@ -54,10 +55,11 @@ def bootstrap(settings: Settings, bus: MessageBus | None = None,
     gateway = gateway_from(settings, router, users=opened.values)
     deployments = Deployments(store, views, store, runtime, settings)
     ready = ReadyFunctions(views)
-    executor = MeteredExecutor(Executor(ready, runtime, opened, deployments,
-                                        tokens=partial(platform_token, platform_key(box))), metrics)
+    executor = Executor(ready, runtime, opened, deployments, tokens=partial(platform_token, platform_key(box)))
+    # The wrappers are the executor they wrap (telemetry/metered.py), as the ports' wrappers are.
+    executor = cast(Executor, MeteredExecutor(executor, metrics))
     if tracing.enabled():
-        executor = TracedExecutor(executor)
+        executor = cast(Executor, TracedExecutor(executor))
     health = Health(bus, store, views, (ReadModels.name, Relay.name), ReadModels.name,
                     settings.max_projection_lag, metrics)
 

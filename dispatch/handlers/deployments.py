@@ -60,6 +60,7 @@ class Deployments:
         """On the build it was deployed with, which outlives a deleted image (builds.py)."""
         loaded = await load(self.events, "Function", organization, function["name"])
         build = function.get(IMAGE_BUILD)
+        image: dict | None
         if build:
             image = {"language": build["language"], "dockerUrl": build["location"]}
         else:

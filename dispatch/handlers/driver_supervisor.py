@@ -21,7 +21,7 @@ import json
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
@@ -30,8 +30,9 @@ from dispatch.drivers.events.builtin import EventSources
 from dispatch.drivers.events.ports import DriverRejected, DriverSpec, EventSource
 from dispatch.errors import Unavailable
 from dispatch.schemas import events as e
+from dispatch.schemas.envelope import Message
 from dispatch.schemas.resources import Status
-from dispatch.store.ports import ConcurrencyConflict, EventLog, Views
+from dispatch.store.ports import ConcurrencyConflict, EventLog, LeaderElection, Views
 from dispatch.store.sealing import SecretBox
 
 from .driver_types import builtin_type
@@ -79,7 +80,9 @@ class DriverSupervisor:
                  poll: float = 1.0, start_grace: float = START_GRACE):
         self.events, self.views, self.bus = events, views, bus
         self.sources, self.box, self.poll, self.start_grace = sources, box, poll, start_grace
-        self.leadership = events if hasattr(events, "try_lead") else None
+        # Duck-typed: the telemetry wrappers hand try_lead on through __getattr__, which a
+        # runtime-checkable isinstance does not see from Python 3.12 on.
+        self.leadership = cast(LeaderElection, events) if hasattr(events, "try_lead") else None
         self.running: dict[str, Running] = {}
         self._wake = asyncio.Event()
         self._checked = 0.0
@@ -88,7 +91,7 @@ class DriverSupervisor:
         for event_type in (e.DriverCreated, e.DriverUpdated, e.DriverDeletionRequested, e.DriverTypeUpdated):
             self.bus.subscribe(event_type, "driver-supervisor", self._woken, per_process=True)
 
-    async def _woken(self, event: e.ResourceEvent) -> None:
+    async def _woken(self, event: Message) -> None:
         self._wake.set()
 
     async def run(self) -> None:
@@ -213,7 +216,7 @@ class DriverSupervisor:
         if running.reason is not None and not running.final and running.since is not None \
                 and time.time() - running.since < self.start_grace:
             return  # still retried within its grace; a later reconcile records the outcome
-        status = Status.READY.value if running.reason is None else Status.ERROR.value
+        status = Status.READY if running.reason is None else Status.ERROR
         reason = None if running.reason is None else [running.reason]
         changes = {PUSH_ADDRESS: running.address} if running.reason is None and running.address else {}
 

@@ -83,7 +83,7 @@ async def _deploy(cmd: c.DeployFunction, deployments: Deployments) -> None:
     image_name = loaded.existing()["image"]
     image = await views.get_resource(cmd.organization, "Image", image_name)
     failure = broken(f"image {image_name}", image)
-    if failure:
+    if failure or image is None:
         await append(events, loaded, cmd, changed(e.FunctionDeployFailed, cmd, Status.ERROR, failure))
         return
     if image["status"] != Status.READY.value:
@@ -98,8 +98,8 @@ async def _deploy(cmd: c.DeployFunction, deployments: Deployments) -> None:
         location = await runtime.deploy(await deployment_spec(loaded, image, deployments.blobs, deployments.settings))
         event = changed(e.FunctionDeployed, cmd, Status.READY, functionImageURL=location or f"local://{cmd.faas_id}",
                         **{IMAGE_BUILD: build_of(image)})
-    except BuildFailed as failure:
-        event = changed(e.FunctionDeployFailed, cmd, Status.ERROR, failure.reason)
+    except BuildFailed as failed:
+        event = changed(e.FunctionDeployFailed, cmd, Status.ERROR, failed.reason)
     except (Unavailable, OSError, TimeoutError):
         raise  # the engine or cluster did not answer: redelivered, and the resync drives it again
     except Exception as error:  # a defect, not a passing outage: the function says so, not CREATING forever
@@ -131,7 +131,8 @@ async def deploy_when_changed(event: e.ResourceCreated, bus: MessageBus) -> None
                                     faas_id=event.resource["faasId"]).caused_by(event))
 
 
-async def deploy_waiting_when_image_built(event: e.ImageBuilt, bus: MessageBus, views: Views) -> None:
+async def deploy_waiting_when_image_built(event: e.ImageBuilt | e.ImageBuildFailed, bus: MessageBus,
+                                          views: Views) -> None:
     for function in await views.list_resources(event.organization, "Function"):
         if function.get("image") == event.name and function.get("status") in DEPLOYABLE:
             await bus.send(c.DeployFunction(organization=event.organization, name=function["name"],

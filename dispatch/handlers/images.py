@@ -83,7 +83,7 @@ async def _build(cmd: c.BuildImage, events: EventLog, views: Views, runtime: Fun
     state = loaded.existing()
     base = await views.get_resource(cmd.organization, "BaseImage", state["baseImageName"])
     failure = broken(f"base image {state['baseImageName']}", base)
-    if failure:
+    if failure or base is None:
         await append(events, loaded, cmd, changed(e.ImageBuildFailed, cmd, Status.ERROR, failure))
         return
     if base["status"] != Status.READY.value:
@@ -102,9 +102,9 @@ async def _build(cmd: c.BuildImage, events: EventLog, views: Views, runtime: Fun
     try:
         location = await runtime.build_image(spec, output)
         event = changed(e.ImageBuilt, cmd, Status.READY, dockerUrl=location, buildLog=await output.save(blobs))
-    except BuildFailed as failure:
-        output(failure.reason)
-        event = changed(e.ImageBuildFailed, cmd, Status.ERROR, failure.reason, buildLog=await output.save(blobs))
+    except BuildFailed as failed:
+        output(failed.reason)
+        event = changed(e.ImageBuildFailed, cmd, Status.ERROR, failed.reason, buildLog=await output.save(blobs))
     try:
         await append(events, loaded, cmd, event)
     except ConcurrencyConflict:

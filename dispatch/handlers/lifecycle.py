@@ -50,7 +50,7 @@ class Loaded:
         if self.state is not None:
             raise Conflict(f"{self.label} already exists")
 
-    def last(self, event_type: type) -> Any:
+    def last(self, event_type: type | tuple[type, ...]) -> Any:
         """The most recent event of a type in this stream (e.g. the latest source digest)."""
         for item in reversed(self.recorded):
             if isinstance(item.event, event_type):
@@ -98,7 +98,7 @@ def reply(resource: dict[str, Any] | None, position: int) -> dict[str, Any]:
     return {"resource": resource, "position": position}
 
 
-def changed(event_type: type, cmd: Any, status: Status, reason: str | None = None, **changes: Any) -> Any:
+def changed(event_type: type, cmd: Any, status: Status, reason: str | None = None, /, **changes: Any) -> Any:
     """A status change of the command's resource, with the wire fields set along with it."""
     return event_type(organization=cmd.organization, name=cmd.name, status=status,
                       reason=None if reason is None else [reason], changes=changes, modified_time=now())

@@ -40,6 +40,7 @@ class Platform:
     executor: Executor
     deployments: Deployments
     groups: set[str]
+    health: Health
     gateway: Any = None
     """Where the apis handlers register routes: the router itself, or an external gateway."""
     drivers: Any = None
@@ -47,7 +48,6 @@ class Platform:
     directory: Any = None
     """The identity read model (iam.directory.Directory) of a process serving HTTP."""
     metrics: Metrics = field(default_factory=Metrics)
-    health: Health | None = None
     tasks: list[asyncio.Task] = field(default_factory=list)
 
     @property

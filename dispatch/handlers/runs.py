@@ -2,7 +2,7 @@
 import asyncio
 import time
 from functools import partial
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, cast
 
 import structlog
 
@@ -10,7 +10,7 @@ from dispatch.bus.ports import AnswerFirst, MessageBus
 from dispatch.errors import DispatchError
 from dispatch.schemas import commands as c, events as e
 from dispatch.schemas.resources import Status, instant
-from dispatch.store.ports import ConcurrencyConflict, EventLog
+from dispatch.store.ports import ConcurrencyConflict, EventLog, Recorded
 
 from .claims import Executors
 from .execution import Executor
@@ -50,6 +50,7 @@ async def execute_function(cmd: c.ExecuteFunction, events: EventLog, executor: E
            "modifiedTime": stamp}
     answer_first = not run.get("blocking") and cmd.record_acceptance
     if not (answer_first or claims):
+        assert function is not None  # None only for an event's run, which answers first
         return await _run_unclaimed(cmd, events, executor, stream, run, function)
     if not answer_first:
         run["status"] = Status.CREATING.value
@@ -94,7 +95,7 @@ async def _claim(cmd: c.ExecuteFunction, events: EventLog, executors: Executors,
             position = await events.append(stream, version, [event])
         except ConcurrencyConflict:
             recorded = await events.read_stream(stream)
-            last = recorded[-1].event.run
+            last = _run(recorded[-1])
             if last["status"] in FINISHED or await executors.alive(last):
                 return False, {"run": last, "position": recorded[-1].position}, 0
             version, attempt = len(recorded), int(last.get("attempt") or 1) + 1
@@ -112,7 +113,7 @@ async def _outcome(cmd: c.ExecuteFunction, events: EventLog, executor: Executor,
     while True:
         await asyncio.sleep(OUTCOME_POLL_SECONDS)
         recorded = await events.read_stream(stream)
-        last = recorded[-1].event.run
+        last = _run(recorded[-1])
         if last["status"] in FINISHED:
             return {"run": last, "position": recorded[-1].position}
         if not await executors.alive(last):
@@ -152,15 +153,15 @@ async def _refuse(cmd: c.ExecuteFunction, events: EventLog, stream: str, refusal
     if cmd.run.get("blocking") or (cmd.record_acceptance and not cmd.once):
         raise refusal
     if cmd.once and (recorded := await events.read_stream(stream)):
-        return {"run": recorded[-1].event.run, "position": recorded[-1].position}
+        return {"run": _run(recorded[-1]), "position": recorded[-1].position}
     return await _record(events, stream, 0, _refused(cmd, refusal))
 
 
 async def _finished(events: EventLog, stream: str) -> dict | None:
     """The run as an earlier delivery recorded it, when that delivery finished it."""
     recorded = await events.read_stream(stream)
-    if recorded and recorded[-1].event.run["status"] in FINISHED:
-        return {"run": recorded[-1].event.run, "position": recorded[-1].position}
+    if recorded and _run(recorded[-1])["status"] in FINISHED:
+        return {"run": _run(recorded[-1]), "position": recorded[-1].position}
     return None
 
 
@@ -225,9 +226,13 @@ async def _record(events: EventLog, stream: str, version: int, event: e.RunEvent
         except ConcurrencyConflict:
             recorded = await events.read_stream(stream)
             last = recorded[-1]
-            if last.event.run["status"] in FINISHED or isinstance(event, e.RunAccepted):
-                return {"run": last.event.run, "position": last.position, "by": recorded[0].event.causation_id}
+            if _run(last)["status"] in FINISHED or isinstance(event, e.RunAccepted):
+                return {"run": _run(last), "position": last.position, "by": recorded[0].event.causation_id}
             version = len(recorded)
+
+
+def _run(recorded: Recorded) -> dict:
+    return cast(e.RunEvent, recorded.event).run  # a Run stream holds run events only
 
 
 def _log_run(run: dict, cmd: c.Command) -> None:

@@ -5,6 +5,7 @@ what lets `make run` and the quickstart work with no login step."""
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from dispatch.errors import Conflict
@@ -65,7 +66,10 @@ async def _held(platform, organization: str, key_file: Path) -> Admin | None:
     if account is None or not key_file.exists():
         return None
     try:
-        mine = load_pem_private_key(key_file.read_bytes(), password=None).public_key().public_numbers()
+        private = load_pem_private_key(key_file.read_bytes(), password=None)
+        if not isinstance(private, rsa.RSAPrivateKey):
+            return None  # not an administrator's key: those are RSA
+        mine = private.public_key().public_numbers()
         return Admin(organization, key_file) if public_key(account["publicKey"]).public_numbers() == mine else None
     except ValueError:
         return None

@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from dispatch.bus.ports import MessageBus
 from dispatch.schemas import events as e
+from dispatch.schemas.envelope import Message
 from dispatch.schemas.identity import public_key
 from dispatch.store.ports import Views
 
@@ -47,7 +48,8 @@ class Directory:
         for event_type in FOLLOWED:
             bus.subscribe(event_type, "identity", self.apply, per_process=True)
 
-    async def apply(self, event: e.ResourceEvent) -> None:
+    async def apply(self, event: Message) -> None:
+        assert isinstance(event, e.ResourceEvent)  # FOLLOWED holds resource events only
         self._changes += 1
         key = (event.organization, event.name)
         resource: dict[str, Any] | None = getattr(event, "resource", None)

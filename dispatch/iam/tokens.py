@@ -122,6 +122,8 @@ def account_token(issuer: str, private_key_pem: bytes, ttl_seconds: float = 3600
     clock skew, `exp` after `ttl_seconds`."""
     now = int(time.time())
     key = load_pem_private_key(private_key_pem, password=None)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise TypeError("Expecting a PEM-formatted key.")  # what PyJWT says of any other key for RS256
     return jwt.encode({"iss": issuer, "iat": now - 60, "exp": now + int(ttl_seconds)}, key, algorithm="RS256")
 
 

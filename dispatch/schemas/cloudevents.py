@@ -204,7 +204,7 @@ def from_binary(attributes: dict[str, Any], content_type: str | None, body: byte
             raise InvalidEvent(f"data {error}, although its content type is {content_type or 'unset'}") from None
         except jsontext.BadJSON as error:
             raise InvalidEvent(f"data {error}") from None
-    elif content_type.lower().startswith("text/"):
+    elif (content_type or "").lower().startswith("text/"):
         try:
             event["data"] = body.decode()
         except UnicodeDecodeError:

@@ -9,7 +9,7 @@ a number, which the parser copies at memory speed, and the threads waiting get t
 between two calls. Errors are json's own, at the same positions."""
 import re
 from json import JSONDecodeError
-from json.decoder import scanstring
+from json.decoder import scanstring  # type: ignore[attr-defined]  # there at run time; typeshed omits it
 from typing import Any, Callable
 
 PIECE = 64 * 1024
@@ -28,7 +28,9 @@ def parse(scan: Scan, text: str) -> Any:
 
 
 def _skip(text: str, index: int) -> int:
-    return _WHITESPACE.match(text, index).end()
+    match = _WHITESPACE.match(text, index)
+    assert match is not None  # a starred pattern matches anywhere
+    return match.end()
 
 
 def _scan(scan: Scan, text: str, index: int) -> tuple[Any, int]:

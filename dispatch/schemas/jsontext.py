@@ -126,7 +126,9 @@ def _lone_surrogate_at(value: Any) -> list[str | int] | None:
 
 
 def _parse(text: str) -> Any:
-    return _DECODER.decode(text) if len(text) <= jsonpieces.PIECE else jsonpieces.parse(_DECODER.scan_once, text)
+    if len(text) <= jsonpieces.PIECE:
+        return _DECODER.decode(text)
+    return jsonpieces.parse(_DECODER.scan_once, text)  # type: ignore[attr-defined]  # set in __init__; not in typeshed
 
 
 def _text(data: bytes) -> str:

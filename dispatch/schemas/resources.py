@@ -34,7 +34,7 @@ class Wire(BaseModel):
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
-        keys = set()
+        keys: set[str] = set()
         for name, field in cls.model_fields.items():
             if not field.is_required() and not _takes_none(field.annotation):
                 keys.update(key for key in (name, field.alias) if key)

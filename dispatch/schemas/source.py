@@ -16,7 +16,7 @@ import tarfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from dispatch.errors import Rejected, TooLarge
 from dispatch.schemas import funcignore
@@ -228,7 +228,7 @@ def _write(tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, dest: Path)
         _refuse(f"link '{name}' -> '{member.linkname}' names no earlier entry of the archive")
 
 
-def _refuse(reason: str) -> None:
+def _refuse(reason: str) -> NoReturn:
     raise Rejected(f"invalid source archive: {reason}")
 
 

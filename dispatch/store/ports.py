@@ -39,6 +39,14 @@ class EventLog(Protocol):
         """Return once the log is past `after`, or when `timeout` passes."""
 
 
+class LeaderElection(Protocol):
+    """An event log whose processes can elect leaders (PostgreSQL's; the embedded one has no peers)."""
+
+    async def try_lead(self, name: str) -> bool: ...
+
+    def leads(self, name: str) -> bool: ...
+
+
 class BlobStore(Protocol):
     async def put_blob(self, data: bytes) -> str:
         """Store content-addressed data and return its digest (idempotent)."""

@@ -32,6 +32,7 @@ from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from dispatch.errors import Unavailable
 from dispatch.schemas.envelope import Event, decode, unrelayed_types
@@ -51,7 +52,7 @@ last AS (SELECT MAX(position) AS position FROM window_)
 SELECT last.position, w.position, w.stream, w.version, w.type, w.type_version, w.data
 FROM last LEFT JOIN window_ w ON w.type <> ALL($3::text[]) ORDER BY w.position"""
 
-Hook = Callable[[asyncpg.Connection, list[Recorded]], Awaitable[None]]
+Hook = Callable[[PoolConnectionProxy, list[Recorded]], Awaitable[None]]
 
 
 def recorded_from(row: Any) -> Recorded:
@@ -148,7 +149,7 @@ class PostgresStore:
             self.pool = None
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+    async def connection(self) -> AsyncIterator[PoolConnectionProxy]:
         """A pooled connection; a failure to reach the server raises Unavailable."""
         if self.pool is None:
             raise Unavailable("the event store is unavailable: it is not started")
@@ -211,7 +212,8 @@ class PostgresStore:
                 checked = True
             raise ConcurrencyConflict("the log kept moving under a batch of appends")
 
-    async def _transaction(self, conn: asyncpg.Connection, batch: Batch, checked: bool) -> list[int | Exception] | None:
+    async def _transaction(self, conn: PoolConnectionProxy, batch: Batch,
+                           checked: bool) -> list[int | Exception] | None:
         # One simple-protocol round trip: the lock is taken before any snapshot of the log.
         await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({self._append_key})")
         try:

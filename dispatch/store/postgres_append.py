@@ -10,7 +10,7 @@ stream's version first, so a stale append fails alone and the rest of its batch 
 Positions are numbered from the head read under the lock: they follow on without holes."""
 from typing import Any
 
-import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from dispatch.schemas.envelope import Event
 
@@ -95,7 +95,7 @@ def outcomes(batch: Batch, planned: Plan, head: int) -> list[int | Exception]:
     return results
 
 
-async def insert_expected(conn: asyncpg.Connection, batch: Batch, seen: SeenVersions) -> tuple[Plan, int] | None:
+async def insert_expected(conn: PoolConnectionProxy, batch: Batch, seen: SeenVersions) -> tuple[Plan, int] | None:
     """The one-statement path: the plan and the head it followed, or None when some stream holds
     fewer events than its append expects (one holding more raises UniqueViolationError) and
     when the batch writes nothing."""
@@ -107,12 +107,13 @@ async def insert_expected(conn: asyncpg.Connection, batch: Batch, seen: SeenVers
     if not written:
         return None  # nothing to insert: the checked path reads the head to answer with
     unseen = [(stream, version) for stream, version in assumed.items() if version and not seen.holds(stream, version)]
-    head, missing = await conn.fetchrow(INSERT_EXPECTED, *_columns(written),
-                                        [s for s, _ in unseen], [v for _, v in unseen])
+    row = await conn.fetchrow(INSERT_EXPECTED, *_columns(written), [s for s, _ in unseen], [v for _, v in unseen])
+    assert row is not None  # a SELECT without FROM always answers one row
+    head, missing = row
     return None if missing else (planned, head)
 
 
-async def insert_checked(conn: asyncpg.Connection, batch: Batch) -> tuple[Plan, int]:
+async def insert_checked(conn: PoolConnectionProxy, batch: Batch) -> tuple[Plan, int]:
     """Read every stream's version, refuse the stale appends, insert the others."""
     rows = await conn.fetch(HEADS, list({stream for stream, *_ in batch}))
     versions = {stream: version or 0 for stream, version in rows if stream is not None}

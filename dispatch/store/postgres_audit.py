@@ -4,7 +4,7 @@ event."""
 import json
 from typing import Any
 
-import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from dispatch.schemas.envelope import decode
 from dispatch.schemas.events import RunEvent
@@ -30,7 +30,7 @@ ON CONFLICT (position) DO NOTHING"""
 FILL_BATCH = 1000
 
 
-async def put_audit(conn: asyncpg.Connection, entries: list[dict[str, Any]]) -> None:
+async def put_audit(conn: PoolConnectionProxy, entries: list[dict[str, Any]]) -> None:
     """Write entries in one statement; an entry already written (the same position) stays as it is."""
     columns: list[list] = [[], [], [], [], [], [], []]
     for entry in entries:
@@ -45,7 +45,8 @@ def audit_query(organization: str | None, subject: str | None, resource: str | N
                 since: float | None, after: int, limit: int) -> tuple[str, list]:
     """The SELECT of Views.list_audit, with only the conditions asked for: a prepared statement
     with `$n IS NULL OR …` would get a generic plan that no index serves."""
-    conditions, args = ["position > $1"], [after]
+    conditions = ["position > $1"]
+    args: list[str | float] = [after]
     for column, value in (("org", organization), ("subject", subject), ("resource", resource), ("name", name)):
         if value is not None:
             args.append(value)
@@ -67,7 +68,7 @@ class _Entries:
         self.entries.append(entry)
 
 
-async def fill(conn: asyncpg.Connection) -> None:
+async def fill(conn: PoolConnectionProxy) -> None:
     """Project the log so far into the audit table (inside the migration's transaction)."""
     runs = [cls.type_name() for cls in RunEvent.__subclasses__()]  # most of a log, never entries
     view, after = AuditView(), 0

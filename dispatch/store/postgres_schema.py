@@ -13,7 +13,7 @@ import hashlib
 import re
 from typing import Awaitable, Callable
 
-import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from . import postgres_audit
 
@@ -47,7 +47,7 @@ CREATE INDEX runs_by_age ON runs (modified);
 """),
 ]
 # What a migration does beyond its SQL, in the same transaction.
-FILLS: dict[int, Callable[[asyncpg.Connection], Awaitable[None]]] = {2: postgres_audit.fill}
+FILLS: dict[int, Callable[[PoolConnectionProxy], Awaitable[None]]] = {2: postgres_audit.fill}
 
 
 def checked(schema: str) -> str:
@@ -62,7 +62,7 @@ def lock_key(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big", signed=True)
 
 
-async def migrate(conn: asyncpg.Connection, schema: str) -> list[int]:
+async def migrate(conn: PoolConnectionProxy, schema: str) -> list[int]:
     """Apply the migrations this schema lacks; return the versions applied."""
     applied = []
     async with conn.transaction():

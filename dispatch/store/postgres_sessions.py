@@ -7,6 +7,7 @@ from typing import Awaitable, Callable
 
 import asyncpg
 import structlog
+from asyncpg.pool import PoolConnectionProxy
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
 from dispatch.errors import Unavailable
@@ -39,8 +40,9 @@ class Listener:
         self.ping_every = ping_every
         self.listening = asyncio.Event()
 
-    def _notified(self, conn: asyncpg.Connection, pid: int, channel: str, payload: str) -> None:
-        if payload.isdigit():  # anything else on the channel is not ours
+    def _notified(self, conn: asyncpg.Connection | PoolConnectionProxy, pid: int, channel: str,
+                  payload: object) -> None:
+        if isinstance(payload, str) and payload.isdigit():  # anything else on the channel is not ours
             self.head.advance(int(payload))
 
     async def run(self) -> None:
@@ -86,7 +88,8 @@ class Listener:
 
 def _retrying(state: RetryCallState) -> None:
     pause = state.next_action.sleep if state.next_action else 0.0
-    log.warning("log listener cannot connect; retrying", error=str(state.outcome.exception()), retry_in=round(pause, 2))
+    error = state.outcome.exception() if state.outcome else None  # tenacity sets it before any sleep
+    log.warning("log listener cannot connect; retrying", error=str(error), retry_in=round(pause, 2))
 
 
 class Leadership:
@@ -126,7 +129,7 @@ class Leadership:
                 self.held.add(name)
             return bool(won)
 
-    def _lost(self, conn: asyncpg.Connection) -> None:
+    def _lost(self, conn: asyncpg.Connection | PoolConnectionProxy) -> None:
         if conn is self._conn:
             if self.held:
                 log.warning("leader locks lost with their connection", names=sorted(self.held))

@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from dispatch.schemas.events import ResourceEvent
 from dispatch.schemas.wirejson import dumps_text
@@ -52,7 +53,8 @@ def _page_query(org: str, function: str | None, since: int | None, before: int |
                 limit: int) -> tuple[str, list]:
     """The SELECT of page_runs, with only the conditions asked for: a prepared statement with
     `$n IS NULL OR …` would get a generic plan that no index serves."""
-    conditions, args = ["org = $1"], [org]
+    conditions = ["org = $1"]
+    args: list[str | int] = [org]
     for condition, value in (("function = ${}", function), ("modified > ${}", since), ("recorded < ${}", before)):
         if value is not None:
             args.append(value)
@@ -101,7 +103,7 @@ class _UnitOfWork:
     def put_audit(self, entry: dict[str, Any]) -> None:
         self.audit.append(entry)
 
-    async def flush(self, conn: asyncpg.Connection) -> None:
+    async def flush(self, conn: PoolConnectionProxy) -> None:
         puts = [(*key, dumps_text(body)) for key, body in self.resources.items() if body is not None]
         deletes = [key for key, body in self.resources.items() if body is None]
         if puts:
@@ -118,7 +120,7 @@ class _UnitOfWork:
             await put_audit(conn, self.audit)
 
 
-async def _prefetch(conn: asyncpg.Connection, batch: list[Recorded]) -> dict[Key, dict[str, Any] | None]:
+async def _prefetch(conn: PoolConnectionProxy, batch: list[Recorded]) -> dict[Key, dict[str, Any] | None]:
     keys = {(r.event.organization, r.event.kind, r.event.name)
             for r in batch if isinstance(r.event, ResourceEvent)}
     rows: dict[Key, dict[str, Any] | None] = dict.fromkeys(keys)
@@ -128,7 +130,7 @@ async def _prefetch(conn: asyncpg.Connection, batch: list[Recorded]) -> dict[Key
     return rows
 
 
-async def _project(conn: asyncpg.Connection, done: int, batch: list[Recorded], projection: Any) -> int:
+async def _project(conn: PoolConnectionProxy, done: int, batch: list[Recorded], projection: Any) -> int:
     """Apply what `batch` holds past `done`; return the last position applied (or `done`).
     The caller holds the tracking row's lock and moves it."""
     todo = [recorded for recorded in batch if recorded.position > done]
@@ -224,7 +226,7 @@ class PostgresViews:
         hold events past the tracking position that this process did not append (another
         process appending without projecting inline), they are projected first, so none is
         ever skipped."""
-        async def project(conn: asyncpg.Connection, recorded: list[Recorded]) -> None:
+        async def project(conn: PoolConnectionProxy, recorded: list[Recorded]) -> None:
             done = await conn.fetchval(ADVANCE_TRACKING, name, recorded[-1].position)
             if done is None:  # the first projection under this name: create its row
                 done = await conn.fetchval(LOCK_TRACKING, name)

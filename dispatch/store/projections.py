@@ -108,7 +108,7 @@ class ReadModels:
     name = "views"
 
     def __init__(self) -> None:
-        self.projections = [ResourceView(), RunView(), AuditView()]
+        self.projections: list[ResourceView | RunView | AuditView] = [ResourceView(), RunView(), AuditView()]
 
     def apply(self, recorded: Recorded, tx: ViewTransaction) -> None:
         for projection in self.projections:

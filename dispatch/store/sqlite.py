@@ -76,17 +76,29 @@ class SQLiteStore:
         # inline projections and the relay hang here.
         self.in_transaction: list[Callable[[sqlite3.Connection, list[Recorded]], None]] = []
         self.committed: list[Callable[[list[Recorded]], None]] = []
-        self.write_db: sqlite3.Connection | None = None
-        self.read_db: sqlite3.Connection | None = None
+        self._write_db: sqlite3.Connection | None = None
+        self._read_db: sqlite3.Connection | None = None
         self._checkpoints: asyncio.Task | None = None
+
+    @property
+    def write_db(self) -> sqlite3.Connection:
+        if self._write_db is None:
+            raise RuntimeError("SQLiteStore is not started")
+        return self._write_db
+
+    @property
+    def read_db(self) -> sqlite3.Connection:
+        if self._read_db is None:
+            raise RuntimeError("SQLiteStore is not started")
+        return self._read_db
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.write_db = _connect(self.path, checkpoints=False)
-        sqlite_audit.upgrade(self.write_db)
-        sqlite_runs.upgrade(self.write_db)
-        self.write_db.executescript(SCHEMA)
-        self.read_db = await self.read(lambda: _connect(self.path))
+        self._write_db = _connect(self.path, checkpoints=False)
+        sqlite_audit.upgrade(self._write_db)
+        sqlite_runs.upgrade(self._write_db)
+        self._write_db.executescript(SCHEMA)
+        self._read_db = await self.read(lambda: _connect(self.path))
         self._head.advance(await self.last_position())
         self._checkpoints = asyncio.ensure_future(self._checkpoint_forever())
 
@@ -96,11 +108,11 @@ class SQLiteStore:
             await asyncio.gather(self._checkpoints, return_exceptions=True)
         if self._pending:
             self._flush()
-        if self.read_db is not None:
+        if self._read_db is not None:
             await self.read(lambda: self.read_db.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
             await self.read(self.read_db.close)
-        if self.write_db is not None:
-            self.write_db.close()
+        if self._write_db is not None:
+            self._write_db.close()
         self._reader.shutdown(wait=True)
 
     async def _checkpoint_forever(self) -> None:
@@ -184,6 +196,7 @@ class SQLiteStore:
             except sqlite3.IntegrityError:
                 (current,) = db.execute("SELECT MAX(version) FROM events WHERE stream = ?", (stream,)).fetchone()
                 return _conflict(stream, current, expected)
+            assert cursor.lastrowid is not None  # an INSERT into a rowid table always sets it
             recorded.append(Recorded(cursor.lastrowid, stream, version, event))
         return recorded
 

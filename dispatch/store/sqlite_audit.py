@@ -31,7 +31,8 @@ def put_audit(db: sqlite3.Connection, entry: dict[str, Any]) -> None:
 def audit_query(organization: str | None, subject: str | None, resource: str | None, name: str | None,
                 since: float | None, after: int, limit: int) -> tuple[str, tuple]:
     """The SELECT of Views.list_audit, with only the conditions asked for (so an index serves it)."""
-    sql, args = "SELECT body FROM audit WHERE position > ?", [after]
+    sql = "SELECT body FROM audit WHERE position > ?"
+    args: list[str | float] = [after]
     for column, value in (("org", organization), ("subject", subject), ("resource", resource), ("name", name)):
         if value is not None:
             sql, args = f"{sql} AND {column} = ?", [*args, value]

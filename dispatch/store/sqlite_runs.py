@@ -30,7 +30,8 @@ def put_run(db: sqlite3.Connection, org: str, body: dict[str, Any], position: in
 def page_query(org: str, function: str | None, since: int | None, before: int | None,
                limit: int) -> tuple[str, tuple]:
     """The SELECT of Views.page_runs, with only the conditions asked for (so an index serves it)."""
-    sql, args = "SELECT recorded, body FROM runs WHERE org = ?", [org]
+    sql = "SELECT recorded, body FROM runs WHERE org = ?"
+    args: list[str | int] = [org]
     for condition, value in (("function = ?", function), ("modified > ?", since), ("recorded < ?", before)):
         if value is not None:
             sql, args = f"{sql} AND {condition}", [*args, value]

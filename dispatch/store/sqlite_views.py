@@ -73,7 +73,8 @@ class SQLiteViews:
         return None if row is None else json.loads(row[0])
 
     async def list_runs(self, org: str, function: str | None, since: int | None) -> list[dict[str, Any]]:
-        sql, args = "SELECT body FROM runs WHERE org = ?", [org]
+        sql = "SELECT body FROM runs WHERE org = ?"
+        args: list[str | int] = [org]
         if function is not None:
             sql, args = sql + " AND function = ?", args + [function]
         if since is not None:

@@ -8,7 +8,7 @@ import contextlib
 import contextvars
 import datetime as dt
 import logging
-from typing import Any, Iterator
+from typing import Any, Iterator, MutableMapping
 
 import structlog
 
@@ -30,7 +30,7 @@ def bound(**fields: Any) -> Iterator[None]:
         _BOUND.reset(token)
 
 
-def render(logger: Any, method: str, event: dict[str, Any]) -> bytes:
+def render(logger: Any, method: str, event: MutableMapping[str, Any]) -> bytes:
     """One processor doing what add_log_level, TimeStamper(fmt="iso", utc=True), format_exc_info
     and JSONRenderer do in turn, with the same line: two lines are written per run."""
     event["level"] = _LEVELS.get(method, method)

@@ -13,7 +13,7 @@ message is created, so an event appended to the log carries the span that decide
 RabbitMQ, in the message's headers as well. Off, nothing is wrapped and nothing is measured."""
 import os
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any, Mapping
+from typing import Any, Mapping, MutableMapping
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -153,7 +153,7 @@ def link_to_current() -> list[trace.Link]:
     return [trace.Link(current)] if current.is_valid else []
 
 
-def log_ids(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+def log_ids(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """A structlog processor: the current trace and span ids on every line written within a span."""
     if _State.tracer is not None:
         current = trace.get_current_span().get_span_context()

@@ -58,9 +58,10 @@ async def call(pool: Pool, launcher: Launcher, http: aiohttp.ClientSession, body
             pool.discard(member)
             return failed("FunctionError", TIMEOUT_MESSAGE)
         except aiohttp.ClientError:
-            if cpu.exceeded:
+            cpu_seconds = launcher.limits.cpu_seconds
+            if cpu.exceeded and cpu_seconds is not None:  # only a limit is ever exceeded
                 pool.discard(member)
-                return failed("FunctionError", cpu_message(launcher.limits.cpu_seconds))
+                return failed("FunctionError", cpu_message(cpu_seconds))
             if member.ended_by:
                 pool.discard(member)
                 return failed("SystemError", f"{ENDED_DURING_CALL}: {member.ended_by}")
@@ -76,7 +77,7 @@ async def call(pool: Pool, launcher: Launcher, http: aiohttp.ClientSession, body
             return failed("SystemError", f"unreadable answer from the function container (HTTP {status}): "
                                          f"{text[:200]!r}")
         if _server_ends(invocation):
-            if invocation.error.get("message") == TIMEOUT_MESSAGE:
+            if (invocation.error or {}).get("message") == TIMEOUT_MESSAGE:
                 member.ended_by = TIMEOUT_BESIDE
             pool.discard(member)
         else:

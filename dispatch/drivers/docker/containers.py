@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import aiodocker
 import aiohttp
+from aiodocker.types import JSONObject
 
 from dispatch.drivers.docker import confinement
 from dispatch.drivers.docker.pool import ReplicaFailed
@@ -52,14 +53,15 @@ class Limits:
 
 
 async def run_once(docker: aiodocker.Docker, image: str, command: tuple[str, ...],
-                   labels: dict[str, str]) -> tuple[int, str]:
+                   labels: dict[str, str]) -> tuple[int | None, str]:
     """Run `command` in a throwaway container without network; its exit code and output (-1 and a
     note when it ran over a minute; 127, as from a shell, when the image lacks the program)."""
     # Without an init: the engine itself then says when the image lacks the program.
     host_config = {**confinement.function_host_config(None, None, Limits.processes, Limits.tmp_mb),
                    "NetworkMode": "none", "Init": False}
-    config = {"Image": image, "Cmd": list(command), "Entrypoint": [], "Labels": labels,
-              "User": confinement.FUNCTION_USER, "Env": [f"HOME={confinement.HOME}"], "HostConfig": host_config}
+    config: JSONObject = {"Image": image, "Cmd": list(command), "Entrypoint": [], "Labels": labels,
+                          "User": confinement.FUNCTION_USER, "Env": [f"HOME={confinement.HOME}"],
+                          "HostConfig": host_config}
     container = await docker.containers.create(config)
     try:
         try:
@@ -121,8 +123,8 @@ class Launcher:
                 break
             await asyncio.sleep(0.05)
         lines = await self._log_tail(handle)
-        if state.get("OOMKilled"):
-            limit = self.limits.memory_mb
+        limit = self.limits.memory_mb
+        if state.get("OOMKilled") and limit is not None:
             return "FunctionError", memory_message(limit), lines
         if state and not state.get("Running"):
             code = state.get("ExitCode")

@@ -106,7 +106,9 @@ class DockerRuntime:
         language = language_named(spec.language)
         language.check_manifest(spec.manifest)
         files = language.image_files(spec.manifest, system_packages_text(spec.system_packages))
-        files["Dockerfile"] = images.with_labels(files["Dockerfile"],
+        dockerfile = files["Dockerfile"]
+        assert isinstance(dockerfile, str)  # read from a text template
+        files["Dockerfile"] = images.with_labels(dockerfile,
                                                  {NAMESPACE: self.namespace, KIND: "image", IMAGE_ID: spec.id})
         tag = f"{self._repository}/image-{spec.id.lower()}:latest"
         docker = await self._engine()
@@ -158,7 +160,7 @@ class DockerRuntime:
             body = dumps({"context": context, "payload": payload})
         except (TypeError, ValueError) as exc:
             return failed("InputError", f"Invalid Input: {exc}")
-        return await call(deployment.pool, deployment.launcher, self._http, body, timeout_ms)
+        return await call(deployment.pool, deployment.launcher, self._session(), body, timeout_ms)
 
     async def reconcile(self, keep: Iterable[str]) -> None:
         """Containers and function images are this process's own: starting removes what crashed
@@ -183,7 +185,17 @@ class DockerRuntime:
         if self._docker is None:
             with engine_trouble():
                 await self.start()
+        return self._client()
+
+    def _client(self) -> aiodocker.Docker:
+        if self._docker is None:
+            raise RuntimeError("the Docker runtime is not started")
         return self._docker
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            raise RuntimeError("the Docker runtime is not started")
+        return self._http
 
     def _build_network(self) -> str | None:
         return "host" if self._network_mode == "host" else None
@@ -193,8 +205,8 @@ class DockerRuntime:
         limits = Limits(spec.memory_mb, spec.cpus, self._max_log_bytes, spec.cpu_seconds, spec.concurrency or 1,
                         spec.processes or Limits.processes, spec.max_output_bytes or Limits.max_output_bytes,
                         self._tmp_mb)
-        launcher = Launcher(self._docker, self._http, tag, spec.name or spec.faas_id, {**labels, KIND: "replica"},
-                            limits, self._network_mode,
+        launcher = Launcher(self._client(), self._session(), tag, spec.name or spec.faas_id,
+                            {**labels, KIND: "replica"}, limits, self._network_mode,
                             self._address, self._ports, READY_TIMEOUT_SECONDS, self._repository)
         pool = Pool(launcher.start, launcher.stop,
                     minimum if spec.min_replicas is None else spec.min_replicas,
@@ -219,7 +231,7 @@ class DockerRuntime:
         deployment = self._deployments.pop(faas_id, None)
         if deployment is not None:
             await deployment.pool.close()
-            await images.remove(self._docker, deployment.image)
+            await images.remove(self._client(), deployment.image)
 
 
 @contextlib.contextmanager

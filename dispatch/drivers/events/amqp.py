@@ -38,7 +38,7 @@ MOST_PAUSE = 30.0
 def event_of(message: AbstractIncomingMessage, spec: DriverSpec) -> Event:
     """The event a message carries, or InvalidEvent saying why there is none."""
     content_type, body = message.content_type, message.body
-    if (content_type or "").lower().startswith("application/cloudevents"):
+    if content_type and content_type.lower().startswith("application/cloudevents"):
         if not content_type.lower().startswith(STRUCTURED):
             raise InvalidEvent(f"event format {content_type} is not supported: use {STRUCTURED}")
         try:

@@ -240,8 +240,8 @@ def _deployment_spec(spec: DeploymentSpec, options: Options, name: str, labels: 
             "resources": _resources(spec),
         }],
     }
-    template = {"metadata": {"labels": labels, "annotations": {"dispatch.io/content-sha256": content}},
-                "spec": pod}
+    template: dict = {"metadata": {"labels": labels, "annotations": {"dispatch.io/content-sha256": content}},
+                      "spec": pod}
     template["metadata"]["labels"] = {**labels, TEMPLATE: _digest(template)[:16]}
     return {"replicas": scale.start, "revisionHistoryLimit": 2,
             "selector": {"matchLabels": selector(options, spec.faas_id)},

@@ -182,7 +182,7 @@ def _status(error: KubernetesFailed) -> int | None:
 def _explain(kind: str, verb: str, error: ApiException) -> str:
     message = error.reason or ""
     try:
-        message = json.loads(error.body).get("message") or message
+        message = json.loads(error.body or b"").get("message") or message
     except (TypeError, ValueError, AttributeError):
         pass
     return f"Kubernetes refused to {verb} a {kind} ({error.status}): {message}"

@@ -47,12 +47,12 @@ def _ingress(options: m.Options) -> list[dict]:
 
 
 def _egress(options: m.Options) -> list[dict]:
-    dns = {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": dict(options.dns_labels)}}],
-           "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
+    dns: dict = {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": dict(options.dns_labels)}}],
+                 "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
     v4 = sorted(cidr for cidr in options.private_cidrs if ":" not in cidr)
     v6 = sorted(cidr for cidr in options.private_cidrs if ":" in cidr)
-    internet = {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", **({"except": v4} if v4 else {})}},
-                       {"ipBlock": {"cidr": "::/0", **({"except": v6} if v6 else {})}}]}
+    internet: dict = {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", **({"except": v4} if v4 else {})}},
+                             {"ipBlock": {"cidr": "::/0", **({"except": v6} if v6 else {})}}]}
     namespaces: dict = {}
     if options.dispatch_namespace:
         namespaces = {"matchExpressions": [{"key": NAMESPACE_NAME, "operator": "NotIn",

@@ -63,6 +63,8 @@ class Bubblewrap:
                 *inner]
 
     def _base(self, network: bool) -> list[str]:
+        if self._program is None:
+            raise RuntimeError("bwrap was not found on PATH")
         options = [self._program, "--die-with-parent", "--as-pid-1", "--unshare-pid", "--unshare-ipc",
                    "--unshare-uts", "--unshare-cgroup-try", "--hostname", "dispatch"]
         if not network:

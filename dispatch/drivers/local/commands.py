@@ -37,6 +37,7 @@ async def run(
 
 
 async def _follow(process: asyncio.subprocess.Process, tail: deque[str], progress: Progress | None) -> None:
+    assert process.stdout is not None  # started with stdout=PIPE
     async for raw in process.stdout:
         line = raw.decode("utf-8", "replace").rstrip()
         tail.append(line)

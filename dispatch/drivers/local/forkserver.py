@@ -80,10 +80,10 @@ class ForkServer:
             self._starting = asyncio.Lock()
         async with self._starting:
             if self._socket is None:
-                await self._start()
+                return await self._start()
             return self._socket
 
-    async def _start(self) -> None:
+    async def _start(self) -> socket.socket:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         try:
@@ -99,8 +99,10 @@ class ForkServer:
         ours.setblocking(False)
         self._socket = ours
         self._stderr = OutputTail()
+        assert self._process.stderr is not None  # started with stderr=PIPE
         self._tail = asyncio.ensure_future(self._stderr.follow(self._process.stderr))
         asyncio.get_running_loop().add_reader(ours.fileno(), self._readable, ours)
+        return ours
 
     def _readable(self, sock: socket.socket) -> None:
         while True:
@@ -119,7 +121,7 @@ class ForkServer:
 
     def _handle(self, message: dict, sender: int | None) -> None:
         loop = asyncio.get_running_loop()
-        reply = self._replies.get(message.get("id"))
+        reply = self._replies.get(message["id"]) if "id" in message else None
         if "exit" in message:
             exited = self._exits.pop(message["exit"], None)
             if exited is not None and not exited.done():

@@ -19,7 +19,7 @@ class LineReader(asyncio.Protocol):
         self._waiting: asyncio.Future | None = None
         self._listener: Callable[[bytes], None] | None = None
         self._closed = False
-        self._transport: asyncio.ReadTransport | None = None
+        self._transport: asyncio.BaseTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport

@@ -68,10 +68,11 @@ class WorkerPool:
         started = await asyncio.gather(*(self._grow() for _ in range(max(1, self.scale.min_replicas))),
                                        return_exceptions=True)
         failed = [outcome for outcome in started if isinstance(outcome, BaseException)]
+        workers = [outcome for outcome in started if isinstance(outcome, Worker)]
         if failed:
-            await asyncio.gather(*(worker.stop(0) for worker in started if isinstance(worker, Worker)))
+            await asyncio.gather(*(worker.stop(0) for worker in workers))
             raise failed[0]
-        for worker in started:
+        for worker in workers:
             self._add(worker)
         self._spawn(self._reap_idle())
 

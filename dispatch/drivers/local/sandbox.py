@@ -59,22 +59,25 @@ class Limits:
     def rlimits(self) -> dict[str, list[int]]:
         """The zygote's `rlimits` for a new worker."""
         limits: dict[str, list[int]] = {"CORE": [0, 0]}
+        ceiling = self.cpu_ceiling
         if self.memory_mb:
             limits["DATA"] = [self.memory_mb << 20] * 2
-        if self.cpu_seconds:
-            limits["CPU"] = [self.cpu_ceiling, self.cpu_ceiling + 1]
+        if ceiling is not None:  # there is one when cpu_seconds is set
+            limits["CPU"] = [ceiling, ceiling + 1]
         if self.processes:
             limits["NPROC"] = [self.processes] * 2
         return limits
 
     def worn_out(self, pid: int) -> bool:
         """Whether a run given to this worker could be cut short by its lifetime CPU ceiling."""
-        return bool(self.cpu_seconds) and cpu_used(pid) + self.cpu_seconds > self.cpu_ceiling
+        seconds, ceiling = self.cpu_seconds, self.cpu_ceiling
+        return seconds is not None and ceiling is not None and cpu_used(pid) + seconds > ceiling
 
     def exit_reason(self, exit: Exit) -> str | None:
         """The limit a worker's end points to, if any."""
-        if self.cpu_seconds and (exit.code == -signal.SIGXCPU or (
-                exit.code == -signal.SIGKILL and exit.cpu_seconds >= self.cpu_ceiling)):
+        ceiling = self.cpu_ceiling
+        if self.cpu_seconds and ceiling is not None and (exit.code == -signal.SIGXCPU or (
+                exit.code == -signal.SIGKILL and exit.cpu_seconds >= ceiling)):
             return cpu_message(self.cpu_seconds)
         if self.memory_mb and exit.code in (EXIT_OUT_OF_MEMORY, -signal.SIGABRT, -signal.SIGSEGV):
             return memory_message(self.memory_mb)

@@ -4,6 +4,7 @@ import asyncio
 import json
 import os
 import signal
+from functools import partial
 from typing import Any
 
 from dispatch.drivers.local.forkserver import Exit, ForkFailed, ForkServer, close_all
@@ -74,9 +75,9 @@ class Worker:
             outputs = []
             for read_end, _ in ends[:2]:
                 reader = asyncio.StreamReader(limit=1 << 20)
-                transport, _ = await loop.connect_read_pipe(lambda r=reader: asyncio.StreamReaderProtocol(r),
-                                                            os.fdopen(read_end, "rb", buffering=0))
-                transports.append(transport)
+                output, _ = await loop.connect_read_pipe(partial(asyncio.StreamReaderProtocol, reader),
+                                                         os.fdopen(read_end, "rb", buffering=0))
+                transports.append(output)
                 outputs.append(reader)
             requests, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(ends[2][1], "wb", buffering=0))
             transports.append(requests)
@@ -176,11 +177,12 @@ class Worker:
 
     async def _watch(self) -> None:
         """Kill the worker when a run in flight used its CPU allowance; stops when none is in flight."""
-        while self._cpu_at_start and not self._exited.done():
+        allowance = self.limits.cpu_seconds  # set whenever the worker watches (see __init__)
+        while allowance and self._cpu_at_start and not self._exited.done():
             await asyncio.sleep(_CPU_CHECK_SECONDS)
             started = min(self._cpu_at_start.values(), default=None)
-            if started is not None and cpu_used(self.pid) - started >= self.limits.cpu_seconds:
-                self._limit_hit = cpu_message(self.limits.cpu_seconds)
+            if started is not None and cpu_used(self.pid) - started >= allowance:
+                self._limit_hit = cpu_message(allowance)
                 self.kill()
                 return
 

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     except loader.HandlerError as exc:
         problem = exc
     if args.check:
-        if problem is not None:
+        if problem is not None and sys.__stderr__ is not None:  # None only without any standard error
             sys.__stderr__.write(json.dumps(problem.error) + "\n")
         return 0 if problem is None else 1
     if args.http:

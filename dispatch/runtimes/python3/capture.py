@@ -12,7 +12,7 @@ threads the function starts itself then goes to the real streams, as they do not
 import io
 import sys
 import threading
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 _CALL: ContextVar[tuple["CapturedLines", "CapturedLines"] | None] = ContextVar("dispatch_call_logs", default=None)
 
@@ -84,13 +84,9 @@ class StreamRouter(io.TextIOBase):
     def fileno(self) -> int:
         return self.real.fileno()
 
-    @property
-    def encoding(self) -> str:
-        return "utf-8"
-
-    @property
-    def errors(self) -> str:
-        return "replace"
+    # Class attributes, not properties: typeshed has them as plain attributes of TextIOBase.
+    encoding = "utf-8"
+    errors = "replace"
 
     @property
     def buffer(self) -> "_BytesToRouter":
@@ -121,7 +117,7 @@ class Capture:
         self.stdout = CapturedLines(limit)
         self.stderr = CapturedLines(limit)
         self._shared = shared
-        self._token = None
+        self._token: Token[tuple[CapturedLines, CapturedLines] | None] | None = None
 
     def __enter__(self) -> "Capture":
         if self._shared:
@@ -133,6 +129,7 @@ class Capture:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if self._shared:
+            assert self._token is not None  # set on entering
             _CALL.reset(self._token)
         else:
             for router in self._routers:

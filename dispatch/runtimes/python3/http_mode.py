@@ -40,6 +40,7 @@ class FunctionServer(ThreadingHTTPServer):
     def run(self, body: bytes) -> tuple[bytes, int | None]:
         """The response envelope, and the exit code when the process must end after answering."""
         if self.function is None:
+            assert self.problem is not None  # given whenever the function is not
             return invoke.failure("FunctionError", self.problem.error["message"]), None
         try:
             request = invoke.Request.parse(body)
@@ -54,7 +55,7 @@ class FunctionServer(ThreadingHTTPServer):
             used_before = time.process_time()
             worker.start()
             over_cpu = self._wait(worker, left, used_before)
-        if over_cpu:
+        if over_cpu and self.cpu_seconds is not None:  # only a limit is ever used up
             return invoke.failure("FunctionError", invoke.cpu_message(self.cpu_seconds)), EXIT_AFTER_CPU_LIMIT
         if not outcome:
             return invoke.failure("FunctionError", "Function execution exceeded the timeout"), EXIT_AFTER_TIMEOUT
@@ -82,6 +83,7 @@ class FunctionServer(ThreadingHTTPServer):
         return False
 
     def _call(self, request: invoke.Request, outcome: list) -> None:
+        assert self.function is not None  # run() checked it
         try:
             outcome.append(invoke.call(self.function, request, self.routers, self.limit, self.shared))
         except BaseException as exc:  # sys.exit() in the function: the process ends, as in pipe mode
@@ -96,6 +98,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.split("?")[0] != "/healthz":
             self._answer(404, b'{"message":"not found"}')
         elif self.server.function is None:
+            assert self.server.problem is not None  # given whenever the function is not
             self._answer(500, json.dumps({"error": self.server.problem.error}).encode())
         else:
             self._answer(200, b"{}")
@@ -106,8 +109,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(200, body)
         if exit_code is not None:
             # The call's thread cannot be stopped or trusted any more; a fresh process takes over.
-            sys.__stderr__.write(f"function process ending with code {exit_code} after a failed call\n")
-            sys.__stderr__.flush()
+            if sys.__stderr__ is not None:  # None only without any standard error at all
+                sys.__stderr__.write(f"function process ending with code {exit_code} after a failed call\n")
+                sys.__stderr__.flush()
             os._exit(exit_code)
 
     def _answer(self, status: int, body: bytes) -> None:

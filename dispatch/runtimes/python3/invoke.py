@@ -170,7 +170,8 @@ def _envelope(logs_json: str, error_json: str, payload_json: str) -> bytes:
 
 def _describe(exc: Exception, kind: str) -> dict:
     # Skip this module's own frame: the stack trace starts in the function.
-    frames = traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next)
+    trace = exc.__traceback__  # set: the exception was raised and caught
+    frames = traceback.format_exception(type(exc), exc, trace.tb_next if trace is not None else None)
     try:
         message = str(exc) or type(exc).__name__
     except Exception:  # a broken __str__ must not take the worker down

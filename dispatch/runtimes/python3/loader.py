@@ -14,7 +14,7 @@ class HandlerError(Exception):
 
     def __init__(self, detail: str, stacktrace: list[str] | None = None):
         super().__init__(detail)
-        self.error = {
+        self.error: dict[str, Any] = {
             "type": "FunctionError",
             "message": f"Invalid function file or handler: {detail}",
             "stacktrace": stacktrace or [],

@@ -44,6 +44,7 @@ def serve(
         os.set_inheritable(fd, False)  # processes the function starts must not hold the protocol open
     with open(request_fd, "rb") as requests, open(response_fd, "wb") as responses:
         if function is None:
+            assert problem is not None  # given whenever the function is not
             _send(responses, json.dumps({"ready": False, "error": problem.error}).encode())
             return 1
         _send(responses, b'{"ready":true}')
@@ -110,8 +111,8 @@ async def _serve_concurrently(function, routers, requests, responses, limit, con
     reader = asyncio.StreamReader(limit=1 << 30)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), requests)
     if inspect.iscoroutinefunction(function):
-        async def call(request, *args, **kwargs):
-            return await invoke.call_coroutine(function, request, *args, **kwargs)
+        async def call(request, routers, limit, memory_mb):
+            return await invoke.call_coroutine(function, request, routers, limit, memory_mb)
     else:
         threads = ThreadPoolExecutor(concurrency, thread_name_prefix="call")
 

@@ -25,7 +25,7 @@ def message(limit: int) -> str:
 
 class ProcessLimit(BlockingIOError):
     def __str__(self) -> str:
-        return self.strerror
+        return str(self.strerror)  # always given: see _refused
 
 
 class ThreadLimit(RuntimeError):
@@ -47,8 +47,11 @@ def install(limit: int | None) -> None:
     for name in ("posix_spawn", "posix_spawnp", "forkpty"):
         if hasattr(os, name):
             setattr(os, name, _refused(getattr(os, name)))
-    _posixsubprocess.fork_exec = subprocess._fork_exec = _refused(_posixsubprocess.fork_exec)
-    threading._start_new_thread = _thread.start_new_thread = _thread.start_new = _refused(_thread.start_new_thread)
+    # The private names the standard library calls through, which typeshed leaves out.
+    _posixsubprocess.fork_exec = subprocess._fork_exec = _refused(  # type: ignore[attr-defined]
+        _posixsubprocess.fork_exec)
+    threading._start_new_thread = _thread.start_new_thread = _thread.start_new = _refused(  # type: ignore[attr-defined]
+        _thread.start_new_thread)
 
 
 def _refused(start):
