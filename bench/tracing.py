@@ -39,19 +39,29 @@ async def main(runs: int, rounds: int) -> None:
         with contextlib.ExitStack() as running:
             for server in servers.values():
                 running.enter_context(server)
-            await _measure(servers, measured, runs, rounds)
+            await _measure(servers, measured, runs, rounds, receiver)
     finally:
         receiver.stop()
     _report(measured, runs, rounds, len(receiver.spans))
 
 
 async def _measure(servers: dict[str, DispatchServer], measured: dict[str, list[dict]], runs: int,
-                   rounds: int) -> None:
+                   rounds: int, receiver: Receiver) -> None:
     headers = {name: {**await prepared(server), **({"traceparent": TRACEPARENT} if CASES[name][1] else {})}
                for name, server in servers.items()}
     for _ in range(rounds):  # taking turns, so that the machine's drift hits all alike
         for name, server in servers.items():
             measured[name] += await rounds_of(server, runs, 1, headers[name])
+            await _exported(receiver)
+
+
+async def _exported(receiver: Receiver) -> None:
+    """Wait until a traced server has exported what its round made: its exporter thread would
+    otherwise take the cores from the next server's round."""
+    count = -1
+    while count != len(receiver.spans):
+        count = len(receiver.spans)
+        await asyncio.sleep(1.5)  # past OTEL_BSP_SCHEDULE_DELAY, below
 
 
 def _report(measured: dict[str, list[dict]], runs: int, rounds: int, spans: int) -> None:
