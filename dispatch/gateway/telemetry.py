@@ -24,6 +24,7 @@ catch-all): set by the view that knows."""
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED = "(unmatched)"
 TRACE_ID = web.RequestKey("trace_id", str)
+STATUS = web.RequestKey("status", int)
 
 
 def traced() -> list:
@@ -41,18 +42,13 @@ async def _trace(request: web.Request, handler):
                               tracing.context_of(request.headers), attributes)
     with trace.use_span(span, end_on_exit=True):
         request[TRACE_ID] = format(span.get_span_context().trace_id, "032x")
-        status = 500
         try:
-            response = await handler(request)
-            status = response.status
-            return response
-        except web.HTTPException as error:
-            status = error.status
-            raise
+            return await handler(request)
         finally:
             if request.get(ROUTE):
                 span.update_name(f"{request.method} {request[ROUTE]}")
                 span.set_attribute("http.route", request[ROUTE])
+            status = request.get(STATUS, 500)  # as `measure`, within, counted it
             span.set_attribute("http.response.status_code", status)
             if status >= 500:
                 span.set_status(Status(StatusCode.ERROR))
@@ -77,6 +73,7 @@ def measured(metrics: Metrics):
             status = 499  # the client went away first
             raise
         finally:
+            request[STATUS] = status
             route = request.get(ROUTE) or _template(request)
             method = request.method if request.method in METHODS else "other"
             requests.labels(route, method, str(status)).inc()

@@ -32,17 +32,22 @@ async def platform(tmp_path, amqp_url):
     running = bootstrap(settings, runtime=InProcessRuntime())
     await running.start()
     try:
-        await running.write(c.CreateBaseImage(organization=ORG, name="b", resource={
-            "name": "b", "dockerUrl": "python:3", "language": "python3"}))
-        await running.write(c.CreateImage(organization=ORG, name="py", resource={"name": "py", "baseImageName": "b"}))
-        await running.write(c.CreateFunction(organization=ORG, name="echo", source=source_of({"echo.py": ECHO}),
-                                             resource={"name": "echo", "image": "py"}))
-        await running.write(c.CreateSubscription(organization=ORG, name="s", resource={
-            "name": "s", "eventType": "user.created", "function": "echo"}))
+        await subscribed_echo(running)
         yield running
     finally:
         await running.bus.destroy()
         await running.close()
+
+
+async def subscribed_echo(running) -> None:
+    """The function `echo`, subscribed to user.created."""
+    await running.write(c.CreateBaseImage(organization=ORG, name="b", resource={
+        "name": "b", "dockerUrl": "python:3", "language": "python3"}))
+    await running.write(c.CreateImage(organization=ORG, name="py", resource={"name": "py", "baseImageName": "b"}))
+    await running.write(c.CreateFunction(organization=ORG, name="echo", source=source_of({"echo.py": ECHO}),
+                                         resource={"name": "echo", "image": "py"}))
+    await running.write(c.CreateSubscription(organization=ORG, name="s", resource={
+        "name": "s", "eventType": "user.created", "function": "echo"}))
 
 
 @pytest.fixture
@@ -125,13 +130,7 @@ async def test_an_events_traceparent_header_is_continued_by_the_run_it_causes(tm
     traced = bootstrap(settings, runtime=InProcessRuntime())
     try:
         await traced.start()
-        await traced.write(c.CreateBaseImage(organization=ORG, name="b", resource={
-            "name": "b", "dockerUrl": "python:3", "language": "python3"}))
-        await traced.write(c.CreateImage(organization=ORG, name="py", resource={"name": "py", "baseImageName": "b"}))
-        await traced.write(c.CreateFunction(organization=ORG, name="echo", source=source_of({"echo.py": ECHO}),
-                                            resource={"name": "echo", "image": "py"}))
-        await traced.write(c.CreateSubscription(organization=ORG, name="s", resource={
-            "name": "s", "eventType": "user.created", "function": "echo"}))
+        await subscribed_echo(traced)
         connection = await aio_pika.connect(amqp_url)
         exchange = await (await connection.channel()).declare_exchange(
             f"{settings.namespace}.cloudevents", aio_pika.ExchangeType.TOPIC, durable=True)
