@@ -80,7 +80,10 @@ def output_message(max_output_bytes: int) -> str:
 
 def processes_message(processes: int) -> str:
     """The error of a run that could not start a process or thread past its limit."""
-    return f"Function exceeded its process limit of {processes} (processes and threads)"
+    return f"{PROCESS_LIMIT} {processes} (processes and threads)"
+
+
+PROCESS_LIMIT = "Function exceeded its process limit of"
 
 
 def memory_message(memory_mb: int) -> str:

@@ -33,6 +33,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class PortTaken(RuntimeError):
+    pass
+
+
 @dataclass
 class Answer:
     status: int
@@ -61,6 +65,15 @@ class Server:
                 "DISPATCH_CONFIG": str(self.data_dir.parent / "cli-config.json")}
 
     def start(self, timeout: float = 60) -> "Server":
+        for _ in range(3):
+            try:
+                return self._start(timeout)
+            except PortTaken:
+                # another process bound the free port between free_port() and the server's bind
+                self.port, self.api_port = free_port(), free_port()
+        return self._start(timeout)
+
+    def _start(self, timeout: float) -> "Server":
         args = [DISPATCH, "server", "--data-dir", str(self.data_dir), "--port", str(self.port),
                 "--api-port", str(self.api_port)]
         if self.seed:
@@ -73,6 +86,9 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                said = self.log.read_text()[offset:]
+                if f"cannot listen on 127.0.0.1:{self.port}:" in said or f"127.0.0.1:{self.api_port}:" in said:
+                    raise PortTaken(said[-500:])
                 raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
             started = self.log.read_text()[offset:]
             if "Stop the server with Ctrl-C" in started or "handlers are running" in started:

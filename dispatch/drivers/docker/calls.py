@@ -16,11 +16,19 @@ from dispatch.drivers.answers import TooLarge, bound, over_output, read_bounded
 from dispatch.drivers.docker.containers import Launcher
 from dispatch.drivers.docker.cpu_time import watched
 from dispatch.drivers.docker.pool import Pool, PoolClosed, PoolFull, ReplicaFailed
-from dispatch.drivers.ports import Invocation, NotDeployed, capacity_message, cpu_message, output_message
+from dispatch.drivers.ports import (
+    PROCESS_LIMIT,
+    Invocation,
+    NotDeployed,
+    capacity_message,
+    cpu_message,
+    output_message,
+)
 
 TIMEOUT_MESSAGE = "Function execution exceeded the timeout"
 TIMEOUT_BESIDE = "another run on the same function process exceeded its timeout"
 """What the calls running beside a call past its timeout end with (scale.concurrency above 1)."""
+PROCESS_LIMIT_BESIDE = "another run on the same function process exceeded its process limit"
 ENDED_DURING_CALL = "the function process ended during the call"
 _ATTEMPTS = 3
 # The function server answers its own deadline; the platform's clock is the backstop a little later.
@@ -77,8 +85,11 @@ async def call(pool: Pool, launcher: Launcher, http: aiohttp.ClientSession, body
             return failed("SystemError", f"unreadable answer from the function container (HTTP {status}): "
                                          f"{text[:200]!r}")
         if _server_ends(invocation):
-            if (invocation.error or {}).get("message") == TIMEOUT_MESSAGE:
+            message = str((invocation.error or {}).get("message", ""))
+            if message == TIMEOUT_MESSAGE:
                 member.ended_by = TIMEOUT_BESIDE
+            elif message.startswith(PROCESS_LIMIT):
+                member.ended_by = PROCESS_LIMIT_BESIDE
             pool.discard(member)
         else:
             pool.release(member)
@@ -98,4 +109,6 @@ def _server_ends(invocation: Invocation) -> bool:
     error = invocation.error or {}
     message = str(error.get("message", ""))
     ended = "exited with code" in message or message.startswith(ENDED_DURING_CALL)
-    return message == TIMEOUT_MESSAGE or (error.get("type") == "SystemError" and ended)
+    # A function past its process limit ends its server after answering (http_mode.EXIT_AFTER_PROCESS_LIMIT)
+    return (message == TIMEOUT_MESSAGE or message.startswith(PROCESS_LIMIT)
+            or (error.get("type") == "SystemError" and ended))

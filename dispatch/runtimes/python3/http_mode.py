@@ -14,12 +14,15 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from dispatch.runtimes.python3 import invoke
+from dispatch.runtimes.python3 import invoke, processes
 from dispatch.runtimes.python3.capture import StreamRouter
 from dispatch.runtimes.python3.loader import Function, HandlerError
 
 EXIT_AFTER_TIMEOUT = 70
 EXIT_AFTER_CPU_LIMIT = 71
+# Past its process limit, the processes the function left may still be forking: a process that
+# served on could not start the thread of the next request. Its end takes the container's with it.
+EXIT_AFTER_PROCESS_LIMIT = 72
 CPU_CHECK_SECONDS = 0.05
 
 
@@ -62,7 +65,7 @@ class FunctionServer(ThreadingHTTPServer):
         if isinstance(outcome[0], SystemExit):
             code = outcome[0].code if isinstance(outcome[0].code, int) else 1
             return invoke.failure("SystemError", f"function process exited with code {code} while running"), code
-        return outcome[0], None
+        return outcome[0], EXIT_AFTER_PROCESS_LIMIT if processes.exceeded() else None
 
     def _wait(self, worker: threading.Thread, seconds_left: float | None, used_before: float) -> bool:
         """Wait for the call until it ends or its deadline passes; True when it used its CPU time
