@@ -163,7 +163,8 @@ async def test_a_function_killing_every_process_it_can_leaves_the_server_and_oth
 
 async def test_a_setsid_or_double_forked_child_does_not_outlive_scale_to_zero_redeploy_or_deletion(platform):
     lingering = f"3600.{uuid.uuid4().int % 10 ** 9}"
-    attacker = await platform.deploy("attacker", ATTACKER, min_replicas=0, idle_seconds=0)
+    # Idle long enough for the children to be counted before the function scales to zero.
+    attacker = await platform.deploy("attacker", ATTACKER, min_replicas=0, idle_seconds=2)
 
     for ending in ("scale to zero", "redeploy", "deletion"):
         started = await platform.attack(attacker, "linger", seconds=lingering)
